@@ -1,0 +1,53 @@
+"""cqrskit: an async CQRS framework wired through dependency-injector.
+
+Commands change state and queries read it, each through its own immutable bus built from explicit
+handler maps and behaviour lists in a dependency-injector container. Nothing registers itself.
+"""
+
+from cqrskit.buses import CommandBus, QueryBus
+from cqrskit.context import Context, Principal
+from cqrskit.errors import (
+    ConfigurationError,
+    ConflictError,
+    CqrsKitError,
+    DomainError,
+    HandlerNotFoundError,
+    NotFoundError,
+    PermissionDeniedError,
+    ResultError,
+    ValidationFailedError,
+)
+from cqrskit.messages import Command, Message, Query
+from cqrskit.protocols import Behaviour, CallNext, Handler, HandlerFactory
+from cqrskit.results import AffectedEntity, CacheInfo, OperationStatus, Page, Pagination, Result
+from cqrskit.routes import merge_routes
+
+__all__ = [
+    "AffectedEntity",
+    "Behaviour",
+    "CacheInfo",
+    "CallNext",
+    "Command",
+    "CommandBus",
+    "ConfigurationError",
+    "ConflictError",
+    "Context",
+    "CqrsKitError",
+    "DomainError",
+    "Handler",
+    "HandlerFactory",
+    "HandlerNotFoundError",
+    "Message",
+    "NotFoundError",
+    "OperationStatus",
+    "Page",
+    "Pagination",
+    "PermissionDeniedError",
+    "Principal",
+    "Query",
+    "QueryBus",
+    "Result",
+    "ResultError",
+    "ValidationFailedError",
+    "merge_routes",
+]

@@ -1,0 +1,42 @@
+"""Turning an exception that left a pipeline into the dispatch's `Result`, at one place."""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+from typing import Any
+
+from cqrskit.context import Context
+from cqrskit.errors import DETAIL, DomainError, ResultError
+from cqrskit.results import _NO_ERRORS, OperationStatus, Result
+
+__all__ = ["INTERNAL_ERROR", "result_from_exception"]
+
+INTERNAL_ERROR = "an internal error occurred; quote the operation id when reporting it"
+_INTERNAL_ERRORS = MappingProxyType({DETAIL: INTERNAL_ERROR})
+
+
+def result_from_exception(
+    exc: Exception, message: Any, context: Context, *, log: bool, logger: Any
+) -> Result[Any]:
+    """Return the failed Result for `exc`; log an unexpected one, with its traceback, when `log`.
+
+    Domain errors keep their status and their caller-facing errors. Anything else is FAILED with a
+    fixed text: no exception text, stack or SQL leaves the process through a Result.
+    """
+    operation_id = context.operation_id
+    if isinstance(exc, DomainError):
+        errors = exc.errors
+        frozen = MappingProxyType(dict(errors)) if errors else _NO_ERRORS
+        return Result(exc.status, None, frozen, (), None, None, operation_id)
+    if isinstance(exc, ResultError) and exc.result.is_failure:
+        return Result(exc.result.status, None, exc.result.errors, (), None, None, operation_id)
+    if log:
+        logger.error(
+            "dispatch_failed",
+            message_type=type(message).__qualname__,
+            operation_id=operation_id,
+            correlation_id=context.correlation_id,
+            error_type=type(exc).__qualname__,
+            exc_info=exc,
+        )
+    return Result(OperationStatus.FAILED, None, _INTERNAL_ERRORS, (), None, None, operation_id)

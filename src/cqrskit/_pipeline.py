@@ -1,0 +1,165 @@
+"""Composing one message type's pipeline, once, when a bus is built.
+
+A pipeline is a function ``(message, context) -> awaitable Result``. The handler call is wrapped in a
+terminal step that turns its return value into a `Result`; each behaviour, innermost first, is then
+wrapped around it in a link that hands it the next step. Links are plain functions made here, so a
+dispatch allocates no closures and looks nothing up.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, TypeAlias
+
+from cqrskit.context import Context
+from cqrskit.errors import ConfigurationError
+from cqrskit.results import _NO_ERRORS, OperationStatus, Page, Result
+
+__all__ = [
+    "Pipeline",
+    "check_behaviours",
+    "compose",
+    "handler_step",
+    "selected_behaviours",
+]
+
+Pipeline: TypeAlias = Callable[[Any, Context], Awaitable[Result[Any]]]
+
+_SUCCESS = OperationStatus.SUCCESS
+_WRAPPED = (Result, Page)
+
+
+def _name(obj: object) -> str:
+    if isinstance(obj, type) or inspect.isfunction(obj):
+        return f"{obj.__module__}.{obj.__qualname__}"
+    return repr(obj)
+
+
+def _as_result(value: Any, operation_id: str | None) -> Result[Any]:
+    """Turn a handler's Result or Page into the dispatch's Result (the uncommon path)."""
+    if isinstance(value, Result):
+        return value if value.operation_id is operation_id else value.evolve(operation_id=operation_id)
+    page: Page[Any] = value
+    return Result(_SUCCESS, page, _NO_ERRORS, (), page.pagination, None, operation_id)
+
+
+def _is_handler(value: object) -> bool:
+    return not isinstance(value, type) and inspect.iscoroutinefunction(getattr(value, "handle", None))
+
+
+def handler_step(message_type: type, value: object) -> Pipeline:
+    """Return the innermost step for `value`: a handler object, or a zero-argument handler factory."""
+    if _is_handler(value):
+        handle = value.handle  # type: ignore[attr-defined]  # checked by _is_handler
+
+        async def call_handler(message: Any, context: Context) -> Result[Any]:
+            data = await handle(message, context)
+            if isinstance(data, _WRAPPED):
+                return _as_result(data, context._operation_id)
+            return Result(_SUCCESS, data, _NO_ERRORS, (), None, None, context._operation_id)
+
+        return call_handler
+
+    if not callable(value):
+        raise ConfigurationError(
+            f"the handler for {_name(message_type)} is {value!r}: give an object with an "
+            "'async def handle(self, message, context)' method, or a zero-argument callable returning one"
+        )
+    _require_no_arguments(message_type, value)
+    factory: Callable[[], Any] = value
+
+    async def call_new_handler(message: Any, context: Context) -> Result[Any]:
+        handler = factory()
+        if not _is_handler(handler):
+            raise ConfigurationError(
+                f"the handler factory for {_name(message_type)} returned {handler!r}, which has no "
+                "'async def handle(self, message, context)' method"
+            )
+        data = await handler.handle(message, context)
+        if isinstance(data, _WRAPPED):
+            return _as_result(data, context._operation_id)
+        return Result(_SUCCESS, data, _NO_ERRORS, (), None, None, context._operation_id)
+
+    return call_new_handler
+
+
+def _require_no_arguments(message_type: type, factory: Callable[..., Any]) -> None:
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return  # a provider or a builtin: nothing to check before the first dispatch
+    try:
+        signature.bind()
+    except TypeError:
+        raise ConfigurationError(
+            f"the handler factory for {_name(message_type)}, {_name(factory)}, cannot be called "
+            "without arguments; give a handler object or a zero-argument factory"
+        ) from None
+
+
+def _link(behaviour: Callable[..., Awaitable[Result[Any]]], call_next: Pipeline) -> Pipeline:
+    def step(message: Any, context: Context) -> Awaitable[Result[Any]]:
+        return behaviour(message, context, call_next)
+
+    return step
+
+
+def check_behaviours(behaviours: Sequence[object], kind: type) -> None:
+    """Refuse behaviours that cannot work: not callable, on the wrong bus, or in the wrong order."""
+    for behaviour in behaviours:
+        _check_callable(behaviour)
+        kinds: tuple[type, ...] | None = getattr(behaviour, "message_kinds", None)
+        if kinds is not None and not any(issubclass(kind, k) for k in kinds):
+            allowed = ", ".join(k.__name__ for k in kinds)
+            raise ConfigurationError(
+                f"{behaviour!r} works on {allowed} buses only, not on a {kind.__name__} bus"
+            )
+    for position, behaviour in enumerate(behaviours):
+        for outer_type in getattr(behaviour, "inside_of", ()):
+            for inner in behaviours[position + 1 :]:
+                if isinstance(inner, outer_type):
+                    raise ConfigurationError(
+                        f"{inner!r} must sit outside {behaviour!r}: list it before it in the behaviours"
+                    )
+
+
+def _check_callable(behaviour: object) -> None:
+    if not callable(behaviour):
+        raise ConfigurationError(
+            f"{behaviour!r} is not a behaviour: give an object with "
+            "'async def __call__(self, message, context, call_next)' or an async function"
+        )
+    target = behaviour if inspect.isfunction(behaviour) else getattr(behaviour, "__call__", None)  # noqa: B004
+    if inspect.isfunction(behaviour) and not inspect.iscoroutinefunction(behaviour):
+        raise ConfigurationError(
+            f"{_name(behaviour)} is a plain function; a behaviour must be 'async def' and return a Result"
+        )
+    try:
+        signature = inspect.signature(target)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return
+    try:
+        signature.bind(None, None, None)
+    except TypeError:
+        raise ConfigurationError(
+            f"{behaviour!r} cannot be called as behaviour(message, context, call_next)"
+        ) from None
+
+
+def selected_behaviours(behaviours: Iterable[object], message_type: type) -> tuple[object, ...]:
+    """Return the behaviours, outermost first, that take part in `message_type`'s pipeline."""
+    selected = []
+    for behaviour in behaviours:
+        applies_to = getattr(behaviour, "applies_to", None)
+        if applies_to is None or applies_to(message_type):
+            selected.append(behaviour)
+    return tuple(selected)
+
+
+def compose(terminal: Pipeline, behaviours: Sequence[object]) -> Pipeline:
+    """Fold `behaviours` (outermost first) around `terminal`, innermost first."""
+    pipeline = terminal
+    for behaviour in reversed(behaviours):
+        pipeline = _link(behaviour, pipeline)  # type: ignore[arg-type]  # checked by check_behaviours
+    return pipeline

@@ -1,0 +1,114 @@
+"""Every exception cqrskit raises or understands.
+
+Two families: errors a handler raises to report an expected outcome (`DomainError` and its subclasses,
+each of which becomes a `Result` status), and wiring mistakes (`HandlerNotFoundError`,
+`ConfigurationError`), which always raise and never become a Result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from cqrskit.results import OperationStatus
+
+if TYPE_CHECKING:
+    from cqrskit.results import Result
+
+__all__ = [
+    "ConfigurationError",
+    "ConflictError",
+    "CqrsKitError",
+    "DomainError",
+    "HandlerNotFoundError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "ResultError",
+    "ValidationFailedError",
+]
+
+DETAIL = "detail"
+"""The `Result.errors` key for an error that belongs to no single field."""
+
+
+class CqrsKitError(Exception):
+    """Base class of every cqrskit exception."""
+
+
+class DomainError(CqrsKitError):
+    """An expected failure a handler raises; the bus turns it into a failed `Result`.
+
+    Its message is meant for the caller and ends up in ``Result.errors["detail"]``.
+    """
+
+    status: ClassVar[OperationStatus] = OperationStatus.FAILED
+
+    @property
+    def errors(self) -> Mapping[str, str]:
+        """What the failed `Result` carries in `errors`."""
+        return {DETAIL: str(self)} if self.args else {}
+
+
+class NotFoundError(DomainError, LookupError):
+    """What was asked for does not exist: status NOT_FOUND."""
+
+    status = OperationStatus.NOT_FOUND
+
+
+class ConflictError(DomainError):
+    """The change clashes with the current state (a duplicate, a stale version): status CONFLICT."""
+
+    status = OperationStatus.CONFLICT
+
+
+class PermissionDeniedError(DomainError, PermissionError):
+    """The caller may not do this: status UNAUTHORIZED."""
+
+    status = OperationStatus.UNAUTHORIZED
+
+
+class ValidationFailedError(DomainError, ValueError):
+    """Fields are invalid: status VALIDATION_ERROR with one message per field.
+
+    >>> ValidationFailedError({"email": "is already taken"}).errors["email"]
+    'is already taken'
+    """
+
+    status = OperationStatus.VALIDATION_ERROR
+
+    def __init__(self, errors: Mapping[str, str]) -> None:
+        super().__init__(dict(errors))
+        self._errors = MappingProxyType(dict(errors))
+
+    @property
+    def errors(self) -> Mapping[str, str]:
+        """Field name to error message."""
+        return self._errors
+
+
+class ResultError(CqrsKitError):
+    """Raised by `Result.unwrap()` on a failed result; `result` is that result.
+
+    Raised inside a handler (say, after a nested command failed), it becomes the outer dispatch's
+    result with the same status and errors.
+    """
+
+    def __init__(self, result: Result[Any]) -> None:
+        super().__init__(f"{result.status}: {dict(result.errors)}")
+        self.result = result
+
+
+class HandlerNotFoundError(CqrsKitError, LookupError):
+    """No route for this message type on this bus; `message_type` is the type dispatched."""
+
+    def __init__(self, message_type: type) -> None:
+        super().__init__(
+            f"no handler for {message_type.__module__}.{message_type.__qualname__} on this bus; "
+            "add it to the bus's handlers mapping in your container"
+        )
+        self.message_type = message_type
+
+
+class ConfigurationError(CqrsKitError, ValueError):
+    """A bus, behaviour or route was configured in a way that cannot work; raised when it is built."""

@@ -1,0 +1,54 @@
+"""The two kinds of message: commands change state, queries read it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Generic, TypeVar
+
+__all__ = ["Command", "Message", "Query"]
+
+R_co = TypeVar("R_co", covariant=True)
+
+_NO_ERRORS: Mapping[str, str] = {}
+
+
+class Message(Generic[R_co]):
+    """Base of every message; `R_co` is what its handler returns.
+
+    You do not subclass this directly: subclass `Command` or `Query`.
+    """
+
+    __slots__ = ()
+
+    def validate(self) -> Mapping[str, str]:
+        """Return field name to error text for every invalid field; empty means valid.
+
+        Override it on your message class; the `Validation` behaviour calls it.
+        """
+        return _NO_ERRORS
+
+
+class Command(Message[R_co]):
+    """A request to change state, answered by exactly one handler.
+
+    Subclass it as a frozen attrs class; the type argument is what the handler returns::
+
+        @attrs.frozen
+        class CreateUser(Command[UUID]):
+            email: str
+    """
+
+    __slots__ = ()
+
+
+class Query(Message[R_co]):
+    """A request to read state, answered by exactly one handler without side effects.
+
+    Subclass it as a frozen attrs class; the type argument is what the handler returns::
+
+        @attrs.frozen
+        class GetUser(Query[UserDto]):
+            user_id: UUID
+    """
+
+    __slots__ = ()

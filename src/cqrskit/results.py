@@ -1,0 +1,226 @@
+"""What a dispatch returns: `Result` and the values it carries."""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Generic, Never, TypeVar
+
+import attrs
+
+if TYPE_CHECKING:
+    from typing import Self
+
+__all__ = [
+    "AffectedEntity",
+    "CacheInfo",
+    "OperationStatus",
+    "Page",
+    "Pagination",
+    "Result",
+]
+
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+
+
+class OperationStatus(enum.StrEnum):
+    """How a dispatch ended."""
+
+    SUCCESS = "success"
+    VALIDATION_ERROR = "validation_error"
+    UNAUTHENTICATED = "unauthenticated"
+    UNAUTHORIZED = "unauthorized"
+    NOT_FOUND = "not_found"
+    CONFLICT = "conflict"
+    TIMEOUT = "timeout"
+    FAILED = "failed"
+
+
+@attrs.frozen
+class AffectedEntity:
+    """One entity a command touched, for example ``AffectedEntity("user", "42", "updated", ("email",))``.
+
+    Cache invalidation and events match on `kind` and `id`.
+    """
+
+    kind: str
+    id: str
+    change: str
+    fields: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+
+
+@attrs.frozen
+class Pagination:
+    """Where a page sits in its result set; derived from a `Page`."""
+
+    page: int
+    page_size: int
+    total_count: int
+    total_pages: int
+    has_next: bool
+    has_previous: bool
+
+
+@attrs.frozen
+class Page(Generic[T_co]):
+    """One page of items; a paginated query is a ``Query[Page[ItemDto]]``. `page` counts from 1."""
+
+    items: tuple[T_co, ...] = attrs.field(converter=tuple)
+    total_count: int
+    page: int
+    page_size: int
+
+    def __attrs_post_init__(self) -> None:
+        if self.page < 1:
+            raise ValueError(f"page counts from 1, got {self.page}")
+        if self.page_size < 1:
+            raise ValueError(f"page_size must be positive, got {self.page_size}")
+        if self.total_count < 0:
+            raise ValueError(f"total_count cannot be negative, got {self.total_count}")
+
+    @property
+    def pagination(self) -> Pagination:
+        """This page's position: total pages and whether there is a next or a previous one."""
+        total_pages = math.ceil(self.total_count / self.page_size)
+        return Pagination(
+            page=self.page,
+            page_size=self.page_size,
+            total_count=self.total_count,
+            total_pages=total_pages,
+            has_next=self.page < total_pages,
+            has_previous=self.page > 1,
+        )
+
+
+@attrs.frozen
+class CacheInfo:
+    """Whether a query was answered from the cache, under which key and for how many seconds."""
+
+    hit: bool
+    key: str
+    ttl: float | None
+
+
+_NO_ERRORS: Mapping[str, str] = MappingProxyType({})
+
+
+# Built once per dispatch: see the note on Context for why the fields are read-only properties.
+@attrs.define(repr=False, eq=True)
+class Result(Generic[T_co]):
+    """The outcome of one dispatch. Immutable.
+
+    Build one with `Result.success` or `Result.failure`; the bus fills in `operation_id`.
+    """
+
+    _status: OperationStatus = attrs.field(alias="status")
+    _data: T_co = attrs.field(alias="data")
+    _errors: Mapping[str, str] = attrs.field(default=_NO_ERRORS, alias="errors")
+    _affected_entities: tuple[AffectedEntity, ...] = attrs.field(default=(), alias="affected_entities")
+    _pagination: Pagination | None = attrs.field(default=None, alias="pagination")
+    _cache_info: CacheInfo | None = attrs.field(default=None, alias="cache_info")
+    _operation_id: str | None = attrs.field(default=None, alias="operation_id")
+
+    @classmethod
+    def success(
+        cls,
+        data: T,
+        *,
+        affected_entities: Iterable[AffectedEntity] = (),
+        pagination: Pagination | None = None,
+        cache_info: CacheInfo | None = None,
+    ) -> Result[T]:
+        """Return a SUCCESS result carrying `data`; a `Page` fills in `pagination` by itself."""
+        if pagination is None and isinstance(data, Page):
+            pagination = data.pagination
+        return Result(
+            OperationStatus.SUCCESS, data, _NO_ERRORS, tuple(affected_entities), pagination, cache_info
+        )
+
+    @classmethod
+    def failure(cls, status: OperationStatus, errors: Mapping[str, str] | None = None) -> Result[Never]:
+        """Return a failed result with `status` and field-to-message `errors`."""
+        if status is OperationStatus.SUCCESS:
+            raise ValueError("Result.failure needs a failure status, not SUCCESS")
+        frozen_errors = MappingProxyType(dict(errors)) if errors else _NO_ERRORS
+        return Result(status, None, frozen_errors)  # type: ignore[arg-type]  # no data on failure
+
+    @property
+    def status(self) -> OperationStatus:
+        """How the dispatch ended."""
+        return self._status
+
+    @property
+    def data(self) -> T_co:
+        """What the handler returned (None on failure)."""
+        return self._data
+
+    @property
+    def errors(self) -> Mapping[str, str]:
+        """Field name to error message; ``"detail"`` holds an error that belongs to no field."""
+        return self._errors
+
+    @property
+    def affected_entities(self) -> tuple[AffectedEntity, ...]:
+        """The entities a command touched."""
+        return self._affected_entities
+
+    @property
+    def pagination(self) -> Pagination | None:
+        """Set when `data` is a `Page`."""
+        return self._pagination
+
+    @property
+    def cache_info(self) -> CacheInfo | None:
+        """Set by `QueryCache` on a cached query."""
+        return self._cache_info
+
+    @property
+    def operation_id(self) -> str | None:
+        """The id of the dispatch that produced this result."""
+        return self._operation_id
+
+    @property
+    def is_success(self) -> bool:
+        """True when the status is SUCCESS."""
+        return self._status is OperationStatus.SUCCESS
+
+    @property
+    def is_failure(self) -> bool:
+        """True for every status but SUCCESS."""
+        return self._status is not OperationStatus.SUCCESS
+
+    def unwrap(self) -> T_co:
+        """Return `data` on success; raise `ResultError` carrying this result otherwise."""
+        if self._status is OperationStatus.SUCCESS:
+            return self._data
+        from cqrskit.errors import ResultError  # noqa: PLC0415 - errors imports this module
+
+        raise ResultError(self)
+
+    def evolve(
+        self,
+        *,
+        affected_entities: Sequence[AffectedEntity] | None = None,
+        cache_info: CacheInfo | None = None,
+        operation_id: str | None = None,
+    ) -> Self:
+        """Return a copy with the given fields replaced (those left at None are kept)."""
+        return type(self)(
+            self._status,
+            self._data,
+            self._errors,
+            self._affected_entities if affected_entities is None else tuple(affected_entities),
+            self._pagination,
+            self._cache_info if cache_info is None else cache_info,
+            self._operation_id if operation_id is None else operation_id,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"Result(status={self._status!s}, data={self._data!r}, errors={dict(self._errors)!r}, "
+            f"affected_entities={self._affected_entities!r}, pagination={self._pagination!r}, "
+            f"cache_info={self._cache_info!r}, operation_id={self._operation_id!r})"
+        )
