@@ -1,0 +1,96 @@
+"""The open transaction, as behaviours that are not about databases see it.
+
+`Transaction` opens a `TransactionScope` for each command; behaviours that must act only once the
+command's effects are durable (cache invalidation, in-process events) hand their work to
+`defer_until_commit`, and a nested command's `Retry` sees through `current_transaction` that it joined
+an outer transaction and must not retry on its own. This module knows nothing of SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+import structlog
+
+__all__ = ["AfterCommit", "TransactionScope", "current_transaction", "defer_until_commit"]
+
+AfterCommit = Callable[[], Awaitable[None]]
+"""Work to run once the outermost transaction has committed: a zero-argument coroutine function."""
+
+_current: ContextVar[TransactionScope | None] = ContextVar("cqrskit_transaction", default=None)
+
+
+class TransactionScope:
+    """One open transaction (or savepoint) and the work waiting for the outermost commit.
+
+    A nested scope (a savepoint) hands its waiting work to its parent when it is released, and drops
+    it when it is rolled back; only the outermost scope runs it, after COMMIT.
+    """
+
+    __slots__ = ("_waiting", "parent")
+
+    def __init__(self, parent: TransactionScope | None = None) -> None:
+        self.parent = parent
+        self._waiting: list[AfterCommit] = []
+
+    @property
+    def is_outermost(self) -> bool:
+        """True when this scope is the real transaction, not a savepoint inside one."""
+        return self.parent is None
+
+    def after_commit(self, work: AfterCommit) -> None:
+        """Queue `work` to run after the outermost transaction commits."""
+        self._waiting.append(work)
+
+    def release(self) -> None:
+        """The savepoint succeeded: pass the waiting work up to the enclosing scope."""
+        if self.parent is not None:
+            self.parent._waiting.extend(self._waiting)
+        self._waiting.clear()
+
+    def discard(self) -> None:
+        """The transaction or savepoint rolled back: forget the waiting work."""
+        self._waiting.clear()
+
+    async def run_after_commit(self, logger: Any = None) -> None:
+        """Run the waiting work in order; a failure is logged and never stops the rest."""
+        waiting, self._waiting = self._waiting, []
+        for work in waiting:
+            try:
+                await work()
+            except Exception:  # noqa: BLE001 - the command has committed; its outcome stands
+                (logger or structlog.get_logger("cqrskit")).exception(
+                    "after_commit_failed", work=getattr(work, "__qualname__", repr(work))
+                )
+
+    @contextmanager
+    def entered(self) -> Iterator[TransactionScope]:
+        """Make this scope the current one for the length of the ``with`` block."""
+        token = _current.set(self)
+        try:
+            yield self
+        finally:
+            _current.reset(token)
+
+
+def current_transaction() -> TransactionScope | None:
+    """The innermost open transaction scope of this task, or None."""
+    return _current.get()
+
+
+def defer_until_commit(work: AfterCommit) -> bool:
+    """Queue `work` for after the open transaction commits; return False when none is open.
+
+    A caller that gets False runs the work itself, at once::
+
+        if not defer_until_commit(invalidate):
+            await invalidate()
+    """
+    scope = _current.get()
+    if scope is None:
+        return False
+    scope.after_commit(work)
+    return True
