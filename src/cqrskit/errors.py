@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from cqrskit.results import Result
 
 __all__ = [
+    "CommitOutcomeUnknownError",
     "ConfigurationError",
     "ConflictError",
     "CqrsKitError",
@@ -112,3 +113,12 @@ class HandlerNotFoundError(CqrsKitError, LookupError):
 
 class ConfigurationError(CqrsKitError, ValueError):
     """A bus, behaviour or route was configured in a way that cannot work; raised when it is built."""
+
+
+class CommitOutcomeUnknownError(CqrsKitError):
+    """The connection was lost while COMMIT was in flight: the command may or may not have committed.
+
+    `Transaction` raises it with the original error as ``__cause__``. `Retry` never retries it,
+    whatever its cause, because running the command again could apply it twice; the bus turns it into
+    FAILED. Check the outcome (or rely on `Idempotency`) before you ask again.
+    """
