@@ -126,8 +126,9 @@ class NoActiveSessionError(ConfigurationError):
 
 
 class CommitOutcomeUnknownError(CqrsKitError):
-    """The connection was lost while COMMIT was in flight, so nobody knows whether it committed.
+    """The connection was lost while COMMIT was in flight: the command may or may not have committed.
 
-    The transaction may or may not have been applied. `Retry` never re-runs a command that raised it;
-    check the database (or rely on an idempotency key) before trying again.
+    `Transaction` raises it with the original error as ``__cause__``. `Retry` never retries it,
+    whatever its cause, because running the command again could apply it twice; the bus turns it into
+    FAILED. Check the outcome (or rely on `Idempotency`) before you ask again.
     """

@@ -1,0 +1,13 @@
+"""The behaviours that run around handlers, configured in your container and listed outermost first.
+
+Canonical order, outermost first: Tracing, Logging, Metrics, Audit, Timeout, Authorization, Validation,
+QueryCache or CacheInvalidation, Retry, Transaction, Idempotency, handler.
+"""
+
+from cqrskit.behaviours.retry import Retry, RetryPolicy, is_transient
+
+__all__ = [
+    "Retry",
+    "RetryPolicy",
+    "is_transient",
+]
