@@ -7,6 +7,7 @@ handler maps and behaviour lists in a dependency-injector container. Nothing reg
 from cqrskit.buses import CommandBus, QueryBus
 from cqrskit.context import Context, Principal
 from cqrskit.errors import (
+    CommitOutcomeUnknownError,
     ConfigurationError,
     ConflictError,
     CqrsKitError,
@@ -29,6 +30,7 @@ __all__ = [
     "CallNext",
     "Command",
     "CommandBus",
+    "CommitOutcomeUnknownError",
     "ConfigurationError",
     "ConflictError",
     "Context",

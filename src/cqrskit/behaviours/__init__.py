@@ -9,11 +9,16 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from cqrskit.behaviours.retry import Retry, RetryPolicy, is_transient
+
 if TYPE_CHECKING:
     from cqrskit.behaviours.idempotency import Idempotency
 
 __all__ = [
     "Idempotency",
+    "Retry",
+    "RetryPolicy",
+    "is_transient",
 ]
 
 # Behaviours that need SQLAlchemy are imported on first use, so this package imports without it.
