@@ -92,14 +92,9 @@ class OutboxRelay:
     async def relay_once(self) -> int:
         """Make one pass over every partition with pending rows; return how many rows were published."""
         outbox = self._tables.outbox
-        async with self._database.read_session() as session:
-            pending = list(
-                (
-                    await session.execute(
-                        sa.select(outbox.c.partition).where(outbox.c.published_at.is_(None)).distinct()
-                    )
-                ).scalars()
-            )
+        scan = sa.select(outbox.c.partition).where(outbox.c.published_at.is_(None)).distinct()
+        async with self._database.engine.connect() as connection:  # the primary: a replica may lag
+            pending = list((await connection.execute(scan)).scalars())
         random.shuffle(pending)  # relays starting together spread over the partitions
         moved = 0
         for partition in pending:
