@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -90,3 +91,51 @@ async def stage(postgres_url: str, rabbitmq_url: str, unique_name: str) -> Async
         async with database.engine.begin() as connection:
             await connection.execute(sa.text(f'DROP SCHEMA IF EXISTS "{unique_name}" CASCADE'))
         await database.dispose()
+
+
+class _CountedDelivery:
+    def __init__(self, inner: Any, counter: CountingTransport) -> None:
+        self.inner, self.counter = inner, counter
+
+    @property
+    def envelope(self) -> Any:
+        return self.inner.envelope
+
+    async def ack(self) -> None:
+        await self.inner.ack()
+        self.counter.acked.append(self.envelope.message_id)
+
+    async def dead_letter(self) -> None:
+        await self.inner.dead_letter()
+        self.counter.dead_lettered.append(self.envelope.message_id)
+
+    async def release(self) -> None:
+        await self.inner.release()
+
+
+class CountingTransport:
+    """Wraps a transport and records every delivery and how it was settled, duplicates included."""
+
+    def __init__(self, inner: RabbitMQTransport) -> None:
+        self.inner = inner
+        self.delivered: list[str] = []
+        self.acked: list[str] = []
+        self.dead_lettered: list[str] = []
+
+    async def publish(self, envelopes: Any) -> None:
+        await self.inner.publish(envelopes)
+
+    @contextlib.asynccontextmanager
+    async def consume(self, queue: str, names: Any, *, prefetch: int) -> AsyncIterator[Any]:
+        async with self.inner.consume(queue, names, prefetch=prefetch) as deliveries:
+
+            async def counted() -> AsyncIterator[Any]:
+                async for delivery in deliveries:
+                    self.delivered.append(delivery.envelope.message_id)
+                    yield _CountedDelivery(delivery, self)
+
+            yield counted()
+
+    async def settled(self, count: int) -> bool:
+        """True once `count` deliveries were acknowledged or dead-lettered."""
+        return len(self.acked) + len(self.dead_lettered) >= count

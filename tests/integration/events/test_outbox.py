@@ -24,12 +24,11 @@ from cqrskit.events import (
     EventBus,
     OutboxPublisher,
     OutboxRelay,
-    RabbitMQTransport,
 )
 from cqrskit.events._envelope import envelope_for
 from cqrskit.events._tables import event_tables
 from cqrskit.sqlalchemy import Transaction
-from tests.integration.events.conftest import Stage, eventually
+from tests.integration.events.conftest import CountingTransport, Stage, eventually
 
 pytestmark = [pytest.mark.postgres, pytest.mark.rabbitmq]
 
@@ -202,9 +201,10 @@ class TestRelays:
         """A relay process SIGKILLed after the confirms and before marking: all delivered, effects once."""
         events = [Numbered(n, f"k{n % 5}" if n % 3 == 0 else None) for n in range(300)]
         await write_events(stage, events)
-        deliveries: list[str] = []
+        counting = CountingTransport(stage.transport_copy())
+        deliveries = counting.delivered
         consumer = Consumer(
-            _Counting(stage.transport_copy(), deliveries),
+            counting,
             EventBus({Numbered: {"effects": _RecordEffect(stage)}}),
             stage.database,
             types={"Numbered": Numbered},
@@ -259,27 +259,6 @@ class _RecordEffect:
         await self.stage.database.session.execute(
             sa.insert(self.stage.effects).values(event_id=str(event.n), detail=event.key)
         )
-
-
-class _Counting:
-    """A transport wrapper that records the message id of every delivery, duplicates included."""
-
-    def __init__(self, inner: RabbitMQTransport, seen: list[str]) -> None:
-        self.inner, self.seen = inner, seen
-
-    async def publish(self, envelopes: Sequence[Envelope]) -> None:
-        await self.inner.publish(envelopes)
-
-    @contextlib.asynccontextmanager
-    async def consume(self, queue: str, names: Any, *, prefetch: int) -> AsyncIterator[Any]:
-        async with self.inner.consume(queue, names, prefetch=prefetch) as deliveries:
-
-            async def counted() -> AsyncIterator[Any]:
-                async for delivery in deliveries:
-                    self.seen.append(delivery.envelope.message_id)
-                    yield delivery
-
-            yield counted()
 
 
 class TestOrdering:
