@@ -7,6 +7,7 @@ import json
 import time
 import uuid
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 import attrs
@@ -21,8 +22,25 @@ __all__ = ["Envelope", "default_converter", "envelope_for"]
 
 @functools.cache
 def default_converter() -> cattrs.Converter:
-    """Return the cattrs converter messages travel through unless you give your own."""
-    return make_converter()
+    """Return the cattrs converter messages travel through unless you give your own.
+
+    It is cattrs' JSON converter (datetimes as ISO strings, sets as lists) that also writes UUIDs and
+    Decimals as strings and reads them back.
+    """
+    converter = make_converter()
+    converter.register_unstructure_hook(uuid.UUID, str)
+    converter.register_structure_hook(uuid.UUID, _to_uuid)
+    converter.register_unstructure_hook(Decimal, str)
+    converter.register_structure_hook(Decimal, _to_decimal)
+    return converter
+
+
+def _to_uuid(value: Any, _: type) -> uuid.UUID:
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+
+
+def _to_decimal(value: Any, _: type) -> Decimal:
+    return value if isinstance(value, Decimal) else Decimal(str(value))
 
 
 @attrs.frozen
