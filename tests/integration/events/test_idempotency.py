@@ -80,7 +80,9 @@ class Container(containers.DeclarativeContainer):
     )
     command_bus = providers.Singleton(
         CommandBus,
-        handlers=providers.Dict({PlaceOrder: place_order, CancelOrder: providers.Factory(CancelOrderHandler)}),
+        handlers=providers.Dict(
+            {PlaceOrder: place_order, CancelOrder: providers.Factory(CancelOrderHandler)}
+        ),
         behaviours=providers.List(
             providers.Singleton(Retry),
             providers.Singleton(Transaction, database=database),
@@ -119,7 +121,9 @@ def keyed(key: str, principal: str = "alice") -> Context:
 class TestIdempotency:
     """A command with an idempotency key runs once per (principal, key)."""
 
-    async def test_ten_concurrent_dispatches_one_effect_ten_identical_results(self, container: Container) -> None:
+    async def test_ten_concurrent_dispatches_one_effect_ten_identical_results(
+        self, container: Container
+    ) -> None:
         """Ten dispatches at once with one key: the handler runs once and all ten Results are equal."""
         bus = container.command_bus()
         results = await asyncio.gather(*(bus.execute(PlaceOrder("book"), keyed("k-1")) for _ in range(10)))
