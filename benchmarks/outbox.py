@@ -1,16 +1,19 @@
 """Events per second from commit to consumer effect through PostgreSQL, the relay and RabbitMQ.
 
 Run: ``PYTHONPATH=src:. python -m benchmarks.outbox`` (PostgreSQL and RabbitMQ at
-``CQRSKIT_POSTGRES_URL`` / ``CQRSKIT_RABBITMQ_URL``, defaults 127.0.0.1). Everything runs in this one
-process on its own schema, exchange and queue, removed at the end.
+``CQRSKIT_POSTGRES_URL`` / ``CQRSKIT_RABBITMQ_URL``, defaults 127.0.0.1). Each run uses a schema,
+an exchange and a queue of its own, removed at the end.
 
-Four writers commit ``EVENTS`` events through `OutboxPublisher`, ``PER_TRANSACTION`` per transaction,
-as fast as they can, while 1 or 2 `OutboxRelay` instances (each with its own engine and broker
-connection, as separate processes would have) move them to RabbitMQ and one `Consumer` (inbox row
-plus an effect row per event, 8 messages at a time) handles them. Throughput is events divided by the
-time from the first commit to the last effect; latency is, per event, from its transaction's commit
-to its subscriber's effect (inside the consumer's transaction). Each row is the median of ``REPEATS``
-runs; a run that takes more than ``RUN_LIMIT`` seconds is abandoned.
+The layout is the scale-out one: this process commits the events; 1 or 2 relay processes and one
+consumer process (each its own ``python -m benchmarks.outbox relay|consumer``) do the rest. Four
+writers commit ``EVENTS`` events through `OutboxPublisher`, ``PER_TRANSACTION`` per transaction, as
+fast as they can; each `OutboxRelay` moves rows to RabbitMQ; the `Consumer` (8 messages at a time)
+writes its inbox row and one effect row per event, stamped with the time, in one transaction.
+
+Throughput is events divided by the time from the first commit to the last effect. Latency is, per
+event, from its transaction's COMMIT to its effect (``publish`` is the part up to the relay marking
+it sent). While the writers outpace the pipeline, latency includes the backlog. Each row is the
+median of ``REPEATS`` runs; a run longer than ``RUN_LIMIT`` seconds is abandoned.
 """
 
 from __future__ import annotations
@@ -19,8 +22,11 @@ import asyncio
 import contextlib
 import os
 import secrets
+import signal
 import statistics
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -37,6 +43,7 @@ from cqrskit.events import (
     RabbitMQTransport,
     create_event_tables,
 )
+from cqrskit.events._tables import event_tables
 from cqrskit.sqlalchemy import Database
 
 POSTGRES_URL = os.environ.get("CQRSKIT_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
@@ -44,9 +51,10 @@ RABBITMQ_URL = os.environ.get("CQRSKIT_RABBITMQ_URL", "amqp://guest:guest@127.0.
 EVENTS = 2000
 PER_TRANSACTION = 10
 WRITERS = 4
-REPEATS = 3
+REPEATS = int(os.environ.get("OUTBOX_BENCH_REPEATS", "3"))
 RUN_LIMIT = 60.0
 KEYS = 64
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @attrs.frozen
@@ -58,46 +66,92 @@ class Tick(Event):
         return self.key
 
 
+def effects_table(name: str) -> sa.Table:
+    return sa.Table(
+        "effects",
+        sa.MetaData(schema=name),
+        sa.Column("n", sa.Integer, primary_key=True),
+        sa.Column("at", sa.Float, nullable=False),
+    )
+
+
 class Effect:
-    def __init__(self, database: Database, table: sa.Table, done: dict[int, float]) -> None:
-        self.database, self.table, self.done = database, table, done
+    def __init__(self, database: Database, table: sa.Table) -> None:
+        self.database, self.table = database, table
 
     async def handle(self, event: Tick, context: Context) -> None:
-        await self.database.session.execute(sa.insert(self.table).values(n=event.n))
-        self.done[event.n] = time.perf_counter()
+        await self.database.session.execute(sa.insert(self.table).values(n=event.n, at=time.time()))
 
 
-async def one_run(relay_count: int, keyed: bool) -> tuple[float, float, float]:
-    name = "cqrskit_bench_" + secrets.token_hex(4)
-    database = Database(POSTGRES_URL, engine_options={"pool_size": 10})
-    effects = sa.Table("effects", sa.MetaData(schema=name), sa.Column("n", sa.Integer, primary_key=True))
+async def until_terminated() -> None:
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await stop.wait()
+
+
+async def relay_role(name: str) -> None:
+    database = Database(POSTGRES_URL)
     transport = RabbitMQTransport(RABBITMQ_URL, exchange=name)
-    extras: list[Any] = []
-    tasks: list[asyncio.Task[Any]] = []
+    relay = OutboxRelay(database, transport, schema=name, poll_interval=0.02)
+    task = asyncio.create_task(relay.run())
+    print("ready", flush=True)
+    await until_terminated()
+    relay.stop()
+    await task
+    await transport.close()
+    await database.dispose()
+
+
+async def consumer_role(name: str) -> None:
+    database = Database(POSTGRES_URL, engine_options={"pool_size": 10})
+    transport = RabbitMQTransport(RABBITMQ_URL, exchange=name)
+    consumer = Consumer(
+        transport,
+        EventBus({Tick: {"effect": Effect(database, effects_table(name))}}),
+        database,
+        types={"Tick": Tick},
+        queue=f"{name}.q",
+        schema=name,
+        concurrency=8,
+        prefetch=64,
+    )
+    task = asyncio.create_task(consumer.run())
+    await asyncio.wait_for(consumer.started(), 30)
+    print("ready", flush=True)
+    await until_terminated()
+    await consumer.stop()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await transport.close()
+    await database.dispose()
+
+
+async def start(role: str, name: str) -> asyncio.subprocess.Process:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "benchmarks.outbox", role, name, env=env, stdout=asyncio.subprocess.PIPE
+    )
+    assert process.stdout is not None
+    line = await asyncio.wait_for(process.stdout.readline(), 30)
+    if line.strip() != b"ready":
+        raise RuntimeError(f"the {role} process did not start")
+    return process
+
+
+async def one_run(relay_count: int, keyed: bool) -> tuple[float, float, float, float]:
+    name = "cqrskit_bench_" + secrets.token_hex(4)
+    database = Database(POSTGRES_URL)
+    effects = effects_table(name)
+    transport = RabbitMQTransport(RABBITMQ_URL, exchange=name)
+    processes: list[asyncio.subprocess.Process] = []
     committed: dict[int, float] = {}
-    done: dict[int, float] = {}
     try:
         await create_event_tables(database, name)
         async with database.engine.begin() as connection:
             await connection.run_sync(effects.metadata.create_all)
-        consumer = Consumer(
-            transport,
-            EventBus({Tick: {"effect": Effect(database, effects, done)}}),
-            database,
-            types={"Tick": Tick},
-            queue=f"{name}.q",
-            schema=name,
-            concurrency=8,
-            prefetch=64,
-        )
-        tasks.append(asyncio.create_task(consumer.run()))
-        await asyncio.wait_for(consumer.started(), 30)
-        for _ in range(relay_count):
-            relay_database = Database(POSTGRES_URL)
-            relay_transport = RabbitMQTransport(RABBITMQ_URL, exchange=name)
-            extras += [relay_database, relay_transport]
-            relay = OutboxRelay(relay_database, relay_transport, schema=name, poll_interval=0.02)
-            tasks.append(asyncio.create_task(relay.run()))
+        processes.append(await start("consumer", name))
+        processes += [await start("relay", name) for _ in range(relay_count)]
         publisher = OutboxPublisher(database, schema=name)
 
         async def writer(start: int) -> None:
@@ -106,29 +160,41 @@ async def one_run(relay_count: int, keyed: bool) -> tuple[float, float, float]:
                 async with database.transaction():
                     for n in batch:
                         await publisher.publish(Tick(n, f"k{n % KEYS}" if keyed else None))
-                now = time.perf_counter()
+                now = time.time()
                 for n in batch:
                     committed[n] = now
 
-        began = time.perf_counter()
+        began = time.monotonic()
         await asyncio.gather(*(writer(w * PER_TRANSACTION) for w in range(WRITERS)))
-        deadline = began + RUN_LIMIT
-        while len(done) < EVENTS:
-            if time.perf_counter() > deadline:
-                raise TimeoutError(f"only {len(done)} of {EVENTS} events handled in {RUN_LIMIT}s")
-            await asyncio.sleep(0.01)
-        first_commit = min(committed.values())
-        elapsed = max(done.values()) - first_commit
-        latencies = sorted((done[n] - committed[n]) * 1000 for n in range(EVENTS))
-        p50 = statistics.median(latencies)
+        count = sa.select(sa.func.count()).select_from(effects)
+        while True:
+            async with database.engine.connect() as connection:
+                if await connection.scalar(count) == EVENTS:
+                    break
+            if time.monotonic() - began > RUN_LIMIT:
+                raise TimeoutError(f"not every event was handled within {RUN_LIMIT}s")
+            await asyncio.sleep(0.02)
+        outbox = event_tables(name).outbox
+        async with database.engine.connect() as connection:
+            handled = {n: at for n, at in await connection.execute(sa.select(effects.c.n, effects.c.at))}
+            published = sorted(
+                row.published_at - row.created_at
+                for row in await connection.execute(sa.select(outbox.c.created_at, outbox.c.published_at))
+            )
+        elapsed = max(handled.values()) - min(committed.values())
+        latencies = sorted((handled[n] - committed[n]) * 1000 for n in range(EVENTS))
         p99 = latencies[int(len(latencies) * 0.99) - 1]
-        return EVENTS / elapsed, p50, p99
+        return EVENTS / elapsed, statistics.median(latencies), p99, statistics.median(published) * 1000
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for extra in extras:
-            await (extra.close() if isinstance(extra, RabbitMQTransport) else extra.dispose())
+        for process in processes:
+            with contextlib.suppress(ProcessLookupError):
+                process.terminate()
+        for process in processes:
+            try:
+                await asyncio.wait_for(process.wait(), 10)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
         with contextlib.suppress(Exception):
             await transport.delete(f"{name}.q", exchanges=True)
         await transport.close()
@@ -138,23 +204,36 @@ async def one_run(relay_count: int, keyed: bool) -> tuple[float, float, float]:
 
 
 async def run() -> None:
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))  # errors only
-    print(f"{EVENTS} events, {WRITERS} writers x {PER_TRANSACTION} events per transaction, median of {REPEATS}")
+    print(
+        f"{EVENTS} events, {WRITERS} writers x {PER_TRANSACTION} events per transaction, "
+        f"1 consumer process (8 at a time), median of {REPEATS} runs"
+    )
     print()
-    print("| events | relays | events/s | p50 latency (ms) | p99 latency (ms) |")
-    print("|---|---:|---:|---:|---:|")
+    print("| events | relay processes | events/s | p50 commit→effect (ms) | p99 (ms) | p50 commit→sent (ms) |")
+    print("|---|---:|---:|---:|---:|---:|")
     for keyed in (False, True):
         for relays in (1, 2):
             runs = [await one_run(relays, keyed) for _ in range(REPEATS)]
-            rate = statistics.median(r[0] for r in runs)
-            p50 = statistics.median(r[1] for r in runs)
-            p99 = statistics.median(r[2] for r in runs)
+            rate, p50, p99, sent = (statistics.median(r[i] for r in runs) for i in range(4))
             label = f"keyed ({KEYS} keys)" if keyed else "no key"
-            print(f"| {label} | {relays} | {rate:,.0f} | {p50:.1f} | {p99:.1f} |")
+            print(f"| {label} | {relays} | {rate:,.0f} | {p50:.0f} | {p99:.0f} | {sent:.0f} |")
 
 
 def main() -> None:
     """Run the benchmark and print its table."""
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))  # errors only
+    if len(sys.argv) == 3 and sys.argv[1] in {"relay", "consumer"}:
+        role = relay_role if sys.argv[1] == "relay" else consumer_role
+        profile_to = os.environ.get("OUTBOX_BENCH_PROFILE")  # a directory: one .pstats per process
+        if profile_to:
+            import cProfile
+
+            with cProfile.Profile() as profile:
+                asyncio.run(role(sys.argv[2]))
+            profile.dump_stats(Path(profile_to) / f"{sys.argv[1]}-{os.getpid()}.pstats")
+        else:
+            asyncio.run(role(sys.argv[2]))
+        return
     asyncio.run(run())
 
 
