@@ -22,6 +22,7 @@ __all__ = [
     "CqrsKitError",
     "DomainError",
     "HandlerNotFoundError",
+    "MissingExtraError",
     "NotFoundError",
     "PermissionDeniedError",
     "ResultError",
@@ -112,3 +113,17 @@ class HandlerNotFoundError(CqrsKitError, LookupError):
 
 class ConfigurationError(CqrsKitError, ValueError):
     """A bus, behaviour or route was configured in a way that cannot work; raised when it is built."""
+
+
+class MissingExtraError(CqrsKitError, ImportError):
+    """A feature needs an optional dependency that is not installed; `extra` names the extra to add.
+
+    >>> str(MissingExtraError("Tracing", "otel", "opentelemetry-api"))
+    'Tracing needs opentelemetry-api, which is not installed: pip install cqrskit[otel]'
+    """
+
+    def __init__(self, feature: str, extra: str, package: str) -> None:
+        super().__init__(f"{feature} needs {package}, which is not installed: pip install cqrskit[{extra}]")
+        self.feature = feature
+        self.extra = extra
+        self.package = package
