@@ -46,7 +46,7 @@ class TestRedaction:
 
     def test_sensitive_fields_become_stars_and_others_stay(self) -> None:
         """Sensitive top-level fields read "***" whatever their repr; the rest are kept."""
-        fields = redacted_fields(Pay(10, token="tok-123")  # noqa: S106 - test data)
+        fields = redacted_fields(Pay(10, token="tok-123"))  # noqa: S106 - test data
         assert fields["token"] == REDACTED
         assert fields["amount"] == 10
         assert fields["request_id"] == uuid.UUID(int=1)
