@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 
 from cqrskit._redaction import REDACTED, field_plan, redacted_fields, sensitive_fields
 
-
 REQUEST_ID = uuid.UUID(int=1)
 
 
