@@ -14,6 +14,7 @@ from structlog.testing import LogCapture, capture_logs
 
 from cqrskit import Context, NotFoundError, OperationStatus, Principal, Result, ValidationFailedError
 from cqrskit.behaviours import Logging
+from cqrskit.behaviours._log_context import DispatchIds
 from tests.behaviours.observed_app import (
     Connect,
     Credentials,
@@ -289,4 +290,51 @@ class TestLoggingThroughTheBus:
         for event in logs:
             assert password not in repr(event)
             assert password not in str(event)
+        assert get_contextvars() == {}
+
+
+class TestDispatchIds:
+    """The cheap binding of the five ids shares structlog's own context variables."""
+
+    @pytest.mark.parametrize("fast", [True, False], ids=["structlog's variables", "public functions"])
+    def test_binds_and_restores_like_bind_contextvars(self, fast: bool) -> None:
+        """Both ways bind the ids where merge_contextvars finds them and restore what was there."""
+        ids = DispatchIds(fast=fast)
+        assert ids.fast is fast
+        bind_contextvars(operation_id="outer", user_agent="curl")
+        tokens = ids.bind("op", "corr", None, "Register", "alice")
+        assert get_contextvars() == {
+            "operation_id": "op",
+            "correlation_id": "corr",
+            "causation_id": None,
+            "message_type": "Register",
+            "principal_id": "alice",
+            "user_agent": "curl",
+        }
+        ids.reset(tokens)
+        assert get_contextvars() == {"operation_id": "outer", "user_agent": "curl"}
+
+    def test_clear_contextvars_inside_a_dispatch_is_undone_by_reset(self) -> None:
+        """A handler that clears the context cannot make the outer ids disappear."""
+        ids = DispatchIds()
+        bind_contextvars(operation_id="outer")
+        tokens = ids.bind("op", None, None, "Register", None)
+        clear_contextvars()
+        assert get_contextvars() == {}
+        ids.reset(tokens)
+        assert get_contextvars() == {"operation_id": "outer"}
+
+    async def test_logging_works_on_the_fallback_path(self) -> None:
+        """Logging built on the public functions binds the same ids."""
+        behaviour = Logging()
+        behaviour._ids = DispatchIds(fast=False)
+        seen: dict[str, Any] = {}
+
+        async def call_next(message: Any, context: Context) -> Result[Any]:
+            seen.update(get_contextvars())
+            return Result.success(None)
+
+        with capture_logs():
+            await behaviour(FindUser("x"), CONTEXT, call_next)
+        assert seen["operation_id"] == "op-1"
         assert get_contextvars() == {}

@@ -9,10 +9,10 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import structlog
-from structlog.contextvars import bind_contextvars, reset_contextvars
 
 from cqrskit._redaction import redacted_fields, sensitive_fields
 from cqrskit.behaviours._classify import CANCELLED, EXPECTED_FAILURES, exception_status, type_name
+from cqrskit.behaviours._log_context import DispatchIds
 from cqrskit.context import Context
 from cqrskit.protocols import CallNext
 from cqrskit.results import OperationStatus, Result
@@ -59,14 +59,16 @@ class Logging:
 
     logs_errors: ClassVar[bool] = True
 
-    __slots__ = ("_lazy", "_log_fields", "_logger")
+    __slots__ = ("_ids", "_is_enabled_for", "_lazy", "_log_fields", "_logger")
 
     def __init__(self, logger: Any = None, *, log_fields: bool = True) -> None:
         self._logger: Any = structlog.get_logger("cqrskit") if logger is None else logger
         # A lazy proxy is resolved per dispatch, so configuration done after the container was built
         # (and structlog.testing.capture_logs) applies to it.
         self._lazy = isinstance(self._logger, _LazyProxy)
+        self._is_enabled_for = None if self._lazy else getattr(self._logger, "is_enabled_for", None)
         self._log_fields = log_fields
+        self._ids = DispatchIds()
 
     def applies_to(self, message_type: type) -> bool:
         """Return True: every message is logged. Works out `message_type`'s sensitive fields now."""
@@ -84,12 +86,13 @@ class Logging:
     async def __call__(self, message: Any, context: Context, call_next: CallNext) -> Result[Any]:
         """Run the rest of the pipeline with the ids bound, then log how it ended."""
         principal = context.principal
-        tokens = bind_contextvars(
-            operation_id=context.operation_id,
-            correlation_id=context.correlation_id,
-            causation_id=context.causation_id,
-            message_type=type_name(type(message)),
-            principal_id=None if principal is None else principal.id,
+        ids = self._ids
+        tokens = ids.bind(
+            context.operation_id,
+            context.correlation_id,
+            context.causation_id,
+            type(message).__qualname__,
+            None if principal is None else principal.id,
         )
         started = _perf_counter()
         try:
@@ -113,12 +116,14 @@ class Logging:
                 raise
             status = result.status
             if status is _SUCCESS:
-                self._emit(_INFO, message, context, status, started)
+                is_enabled_for = self._is_enabled_for
+                if is_enabled_for is None or is_enabled_for(_INFO):
+                    self._emit(_INFO, message, context, status, started)
             else:
                 self._emit(_level_for(status), message, context, status, started, errors=result.errors)
             return result
         finally:
-            reset_contextvars(**tokens)
+            ids.reset(tokens)
 
     def _emit(
         self,
@@ -132,8 +137,12 @@ class Logging:
         exc_info: BaseException | None = None,
         errors: Mapping[str, str] | None = None,
     ) -> None:
-        logger = self._logger.bind() if self._lazy else self._logger
-        is_enabled_for = getattr(logger, "is_enabled_for", None)
+        if self._lazy:
+            logger = self._logger.bind()  # the logger as configured now
+            is_enabled_for = getattr(logger, "is_enabled_for", None)
+        else:
+            logger = self._logger
+            is_enabled_for = self._is_enabled_for
         if is_enabled_for is not None and not is_enabled_for(level):
             return
         event: dict[str, Any] = {
