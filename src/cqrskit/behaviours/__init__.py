@@ -4,10 +4,29 @@ Canonical order, outermost first: Tracing, Logging, Metrics, Audit, Timeout, Aut
 QueryCache or CacheInvalidation, Retry, Transaction, Idempotency, handler.
 """
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from cqrskit.behaviours.retry import Retry, RetryPolicy, is_transient
+
+if TYPE_CHECKING:
+    from cqrskit.sqlalchemy import Transaction
 
 __all__ = [
     "Retry",
     "RetryPolicy",
+    "Transaction",
     "is_transient",
 ]
+
+# Behaviours that need an optional extra are imported on first use, so this package imports without it.
+_LAZY = {
+    "Transaction": "cqrskit.sqlalchemy",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
