@@ -9,6 +9,7 @@ from typing import Any
 import attrs
 from dependency_injector import containers, providers
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, select, update
+from sqlalchemy.orm import DeclarativeBase
 
 from cqrskit import Command, CommandBus, ConflictError, Context, OperationStatus, Result
 from cqrskit.behaviours import Retry, RetryPolicy
@@ -28,6 +29,16 @@ items = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("name", String(50), nullable=False, unique=True),
 )
+
+
+class Base(DeclarativeBase):
+    """The declarative base of the ORM-mapped test tables."""
+
+
+class Item(Base):
+    """An ORM view of `items`, for tests that add objects to the session."""
+
+    __table__ = items
 
 
 @attrs.frozen
