@@ -5,9 +5,11 @@ QueryCache or CacheInvalidation, Retry, Transaction, Idempotency, handler.
 """
 
 from cqrskit.behaviours.retry import Retry, RetryPolicy, is_transient
+from cqrskit.behaviours.timeout import Timeout
 
 __all__ = [
     "Retry",
     "RetryPolicy",
+    "Timeout",
     "is_transient",
 ]
