@@ -8,6 +8,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from cqrskit.behaviours.retry import Retry, RetryPolicy, is_transient
+from cqrskit.behaviours.timeout import Timeout
 
 if TYPE_CHECKING:
     from cqrskit.sqlalchemy import Transaction
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Retry",
     "RetryPolicy",
+    "Timeout",
     "Transaction",
     "is_transient",
 ]
