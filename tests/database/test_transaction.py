@@ -167,6 +167,31 @@ class TestTransactionOnTheBus:
         assert all(r.is_success for r in results)
         assert len({id(s) for s in seen}) == 10
 
+    async def test_a_nested_commands_retry_passes_through(self, database: Database) -> None:
+        """A transient error inside a joined transaction is not retried by the inner Retry."""
+        inner_attempts: list[int] = []
+        buses: list[CommandBus] = []
+
+        class Serialization(Exception):
+            sqlstate = "40001"
+
+        class Handler:
+            async def handle(self, command: AddItem, context: Context) -> str:
+                if command.name == "inner":
+                    inner_attempts.append(1)
+                    raise Serialization
+                await database.session.execute(insert(items).values(name=command.name))
+                nested = await buses[0].execute(AddItem("inner"), context=context.child())
+                assert nested.status is OperationStatus.FAILED
+                return command.name
+
+        retry = Retry(RetryPolicy(max_attempts=4, delay=0))
+        buses.append(CommandBus({AddItem: Handler()}, [retry, Transaction(database)]))
+        result = await buses[0].execute(AddItem("outer"))
+        assert result.is_success
+        assert inner_attempts == [1]
+        assert await item_names(database) == ["outer"]
+
     async def test_sqlite_busy_is_retried(self, tmp_path: Path) -> None:
         """A write lock held elsewhere fails the first attempt ('database is locked'); Retry runs it again."""
         url = f"sqlite+aiosqlite:///{tmp_path / 'busy.db'}"

@@ -12,7 +12,7 @@ from sqlalchemy import Boolean, Column, Integer, MetaData, String, Table, insert
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from cqrskit import Command, CommandBus, ConfigurationError, Context, OperationStatus
-from cqrskit.behaviours import Retry, RetryPolicy
+from cqrskit.behaviours import Retry, RetryPolicy, Timeout
 from cqrskit.sqlalchemy import Database, Transaction
 
 pytestmark = pytest.mark.postgres
@@ -235,15 +235,14 @@ class TestFailures:
     async def test_a_timeout_cancels_the_query_on_the_server(
         self, database: Database, server: Server, unique_name: str
     ) -> None:
-        """pg_sleep interrupted by a timeout leaves no query running and the connection usable."""
+        """Timeout around pg_sleep returns TIMEOUT, leaves no query running and the connection usable."""
 
         async def sleep(command: Probe, context: Context) -> None:
             await database.session.execute(text(f"SELECT pg_sleep(30) /* {unique_name} */"))
 
-        bus = probe_bus(database, sleep)
-        with pytest.raises(TimeoutError):
-            async with asyncio.timeout(0.5):
-                await bus.execute(Probe())
+        bus = probe_bus(database, sleep, Timeout(default=0.5))
+        result = await bus.execute(Probe())
+        assert result.status is OperationStatus.TIMEOUT
         leftover = await server.poll(
             "SELECT count(*) FROM pg_stat_activity WHERE query LIKE :pattern AND state = 'active' "
             "AND pid <> pg_backend_pid()",
@@ -257,6 +256,41 @@ class TestFailures:
             return int((await database.session.execute(text("SELECT 1"))).scalar_one())
 
         assert (await probe_bus(database, still_works).execute(Probe())).data == 1
+
+    async def test_a_statement_timeout_is_not_retried(self, database: Database) -> None:
+        """SQLSTATE 57014 (statement_timeout) is FAILED after one attempt, even with Retry outside."""
+        attempts: list[int] = []
+
+        async def slow(command: Probe, context: Context) -> None:
+            attempts.append(1)
+            session = database.session
+            await session.execute(text("SET LOCAL statement_timeout = 50"))
+            await session.execute(text("SELECT pg_sleep(2)"))
+
+        result = await probe_bus(database, slow, Retry(RetryPolicy(max_attempts=3, delay=0))).execute(Probe())
+        assert result.status is OperationStatus.FAILED
+        assert attempts == [1]
+
+    async def test_a_pool_checkout_timeout_is_not_retried(self, postgres_url: str, unique_name: str) -> None:
+        """With the pool exhausted, the checkout timeout is FAILED after one attempt."""
+        database = Database(
+            postgres_url, engine_options={"pool_size": 1, "max_overflow": 0, "pool_timeout": 0.1}
+        )
+        attempts: list[int] = []
+
+        async def needs_a_connection(command: Probe, context: Context) -> None:
+            attempts.append(1)
+            await database.session.execute(text("SELECT 1"))
+
+        bus = probe_bus(database, needs_a_connection, Retry(RetryPolicy(max_attempts=3, delay=0)))
+        try:
+            async with database.engine.connect() as hog:
+                await hog.execute(text("SELECT 1"))
+                result = await bus.execute(Probe())
+        finally:
+            await database.dispose()
+        assert result.status is OperationStatus.FAILED
+        assert attempts == [1]
 
     async def test_a_unique_violation_is_conflict(self, database: Database) -> None:
         """A second account with the same email returns CONFLICT and writes nothing."""
