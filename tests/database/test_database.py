@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from dependency_injector import containers, providers
 from sqlalchemy import event, insert, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.util import await_
@@ -115,6 +116,26 @@ class TestDatabase:
             assert "read_url" in repr(database)
         finally:
             await database.dispose()
+
+    async def test_as_a_container_resource_it_is_disposed_at_shutdown(self, tmp_path: Path) -> None:
+        """A providers.Resource that yields a Database and awaits dispose() cleans up on shutdown."""
+
+        async def open_database(url: str) -> AsyncIterator[Database]:
+            database = Database(url)
+            yield database
+            await database.dispose()
+
+        class Resources(containers.DeclarativeContainer):
+            database = providers.Resource(open_database, url=f"sqlite+aiosqlite:///{tmp_path / 'res.db'}")
+
+        container = Resources()
+        database = await container.database()  # type: ignore[misc]
+        await create_tables(database)
+        async with database.transaction() as session:
+            await session.execute(insert(items).values(name="r"))
+        assert database.engine.pool.checkedout() == 0
+        await container.shutdown_resources()  # type: ignore[misc]
+        assert database.engine.pool.checkedin() == 0
 
     def test_missing_sqlalchemy_gives_an_install_hint(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """Importing cqrskit.sqlalchemy without SQLAlchemy names the extra to install."""
