@@ -240,15 +240,18 @@ class TestFailures:
         async def sleep(command: Probe, context: Context) -> None:
             await database.session.execute(text(f"SELECT pg_sleep(30) /* {unique_name} */"))
 
+        running = (
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE :pattern AND state = 'active' "
+            "AND pid <> pg_backend_pid()"
+        )
+        pattern = f"%pg_sleep(30) /* {unique_name}%"
+        # Watch the query start, so the check for its end below cannot pass by matching nothing.
+        watcher = asyncio.create_task(server.poll(running, until=lambda count: count == 1, pattern=pattern))
         bus = probe_bus(database, sleep, Timeout(default=0.5))
         result = await bus.execute(Probe())
         assert result.status is OperationStatus.TIMEOUT
-        leftover = await server.poll(
-            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE :pattern AND state = 'active' "
-            "AND pid <> pg_backend_pid()",
-            until=lambda count: count == 0,
-            pattern=f"%pg_sleep(30) /* {unique_name}%",
-        )
+        assert await watcher == 1
+        leftover = await server.poll(running, until=lambda count: count == 0, pattern=pattern)
         assert leftover == 0
         assert database.engine.pool.checkedout() == 0
 
