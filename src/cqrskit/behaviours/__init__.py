@@ -4,12 +4,28 @@ Canonical order, outermost first: Tracing, Logging, Metrics, Audit, Timeout, Aut
 QueryCache or CacheInvalidation, Retry, Transaction, Idempotency, handler.
 """
 
+from cqrskit.behaviours.authorization import (
+    DENY,
+    Authenticated,
+    Authorization,
+    AuthorizationRule,
+    Public,
+    RequirePermissions,
+)
 from cqrskit.behaviours.retry import Retry, RetryPolicy, is_transient
 from cqrskit.behaviours.timeout import Timeout
+from cqrskit.behaviours.validation import Validation
 
 __all__ = [
+    "DENY",
+    "Authenticated",
+    "Authorization",
+    "AuthorizationRule",
+    "Public",
+    "RequirePermissions",
     "Retry",
     "RetryPolicy",
     "Timeout",
+    "Validation",
     "is_transient",
 ]
