@@ -7,17 +7,33 @@ QueryCache or CacheInvalidation, Retry, Transaction, Idempotency, handler.
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from cqrskit.behaviours.authorization import (
+    DENY,
+    Authenticated,
+    Authorization,
+    AuthorizationRule,
+    Public,
+    RequirePermissions,
+)
 from cqrskit.behaviours.retry import Retry, RetryPolicy, is_transient
 from cqrskit.behaviours.timeout import Timeout
+from cqrskit.behaviours.validation import Validation
 
 if TYPE_CHECKING:
     from cqrskit.sqlalchemy import Transaction
 
 __all__ = [
+    "DENY",
+    "Authenticated",
+    "Authorization",
+    "AuthorizationRule",
+    "Public",
+    "RequirePermissions",
     "Retry",
     "RetryPolicy",
     "Timeout",
     "Transaction",
+    "Validation",
     "is_transient",
 ]
 
