@@ -9,7 +9,8 @@ from typing import Any
 
 import attrs
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import event, insert
+from sqlalchemy.util import await_
 
 from cqrskit import (
     Command,
@@ -22,7 +23,7 @@ from cqrskit import (
     QueryBus,
     Result,
 )
-from cqrskit.behaviours import Retry, RetryPolicy
+from cqrskit.behaviours import Retry, RetryPolicy, Timeout
 from cqrskit.sqlalchemy import Database, Transaction
 from tests.database.support import (
     AddItem,
@@ -191,6 +192,27 @@ class TestTransactionOnTheBus:
         assert result.is_success
         assert inner_attempts == [1]
         assert await item_names(database) == ["outer"]
+
+    async def test_a_timeout_during_commit_lets_the_commit_finish(self, database: Database) -> None:
+        """Timeout firing while COMMIT runs: the commit completes and stands, the caller gets TIMEOUT."""
+
+        def slow_commit(_connection: Any) -> None:
+            await_(asyncio.sleep(0.3))
+
+        class Add:
+            async def handle(self, command: AddItem, context: Context) -> str:
+                await database.session.execute(insert(items).values(name=command.name))
+                return command.name
+
+        bus = CommandBus({AddItem: Add()}, [Timeout(default=0.1), Transaction(database)])
+        event.listen(database.engine.sync_engine, "commit", slow_commit)
+        try:
+            result = await bus.execute(AddItem("slow-commit"))
+        finally:
+            event.remove(database.engine.sync_engine, "commit", slow_commit)
+        assert result.status is OperationStatus.TIMEOUT
+        assert await item_names(database) == ["slow-commit"]
+        assert database.engine.pool.checkedout() == 0
 
     async def test_sqlite_busy_is_retried(self, tmp_path: Path) -> None:
         """A write lock held elsewhere fails the first attempt ('database is locked'); Retry runs it again."""
