@@ -13,18 +13,21 @@ from cqrskit.errors import (
     CqrsKitError,
     DomainError,
     HandlerNotFoundError,
+    MissingExtraError,
+    NoActiveSessionError,
     NotFoundError,
     PermissionDeniedError,
     ResultError,
     ValidationFailedError,
 )
 from cqrskit.messages import Command, Message, Query
-from cqrskit.protocols import Behaviour, CallNext, Handler, HandlerFactory
+from cqrskit.protocols import AuditSink, Behaviour, CallNext, Handler, HandlerFactory
 from cqrskit.results import AffectedEntity, CacheInfo, OperationStatus, Page, Pagination, Result
 from cqrskit.routes import merge_routes
 
 __all__ = [
     "AffectedEntity",
+    "AuditSink",
     "Behaviour",
     "CacheInfo",
     "CallNext",
@@ -40,6 +43,8 @@ __all__ = [
     "HandlerFactory",
     "HandlerNotFoundError",
     "Message",
+    "MissingExtraError",
+    "NoActiveSessionError",
     "NotFoundError",
     "OperationStatus",
     "Page",

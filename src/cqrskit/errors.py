@@ -23,6 +23,7 @@ __all__ = [
     "CqrsKitError",
     "DomainError",
     "HandlerNotFoundError",
+    "MissingExtraError",
     "NoActiveSessionError",
     "NotFoundError",
     "PermissionDeniedError",
@@ -116,6 +117,18 @@ class ConfigurationError(CqrsKitError, ValueError):
     """A bus, behaviour or route was configured in a way that cannot work; raised when it is built."""
 
 
+class MissingExtraError(CqrsKitError, ImportError):
+    """A feature needs an optional dependency that is not installed; `extra` names the extra to add.
+
+    >>> str(MissingExtraError("Tracing", "otel", "opentelemetry-api"))
+    'Tracing needs opentelemetry-api, which is not installed: pip install cqrskit[otel]'
+    """
+
+    def __init__(self, feature: str, extra: str, package: str) -> None:
+        super().__init__(f"{feature} needs {package}, which is not installed: pip install cqrskit[{extra}]")
+        self.feature = feature
+        self.extra = extra
+        self.package = package
 class NoActiveSessionError(ConfigurationError):
     """You asked `Database.session` for the current session, but no transaction is open in this task.
 

@@ -4,25 +4,54 @@ Canonical order, outermost first: Tracing, Logging, Metrics, Audit, Timeout, Aut
 QueryCache or CacheInvalidation, Retry, Transaction, Idempotency, handler.
 """
 
-from __future__ import annotations
-
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from cqrskit.behaviours.audit import Audit, AuditRecord, StructlogAuditSink
+from cqrskit.behaviours.authorization import (
+    DENY,
+    Authenticated,
+    Authorization,
+    AuthorizationRule,
+    Public,
+    RequirePermissions,
+)
+from cqrskit.behaviours.log import Logging
+from cqrskit.behaviours.metrics import Metrics
 from cqrskit.behaviours.retry import Retry, RetryPolicy, is_transient
+from cqrskit.behaviours.timeout import Timeout
+from cqrskit.behaviours.tracing import Tracing
+from cqrskit.behaviours.validation import Validation
 
 if TYPE_CHECKING:
     from cqrskit.behaviours.idempotency import Idempotency
+    from cqrskit.sqlalchemy import Transaction
 
 __all__ = [
+    "DENY",
+    "Audit",
+    "AuditRecord",
+    "Authenticated",
+    "Authorization",
+    "AuthorizationRule",
     "Idempotency",
+    "Logging",
+    "Metrics",
+    "Public",
+    "RequirePermissions",
     "Retry",
     "RetryPolicy",
+    "StructlogAuditSink",
+    "Timeout",
+    "Tracing",
+    "Transaction",
+    "Validation",
     "is_transient",
 ]
 
-# Behaviours that need SQLAlchemy are imported on first use, so this package imports without it.
+# Behaviours that need an optional extra are imported on first use, so this package imports without it.
 _LAZY = {
+    "Transaction": "cqrskit.sqlalchemy",
     "Idempotency": "cqrskit.behaviours.idempotency",
 }
 
@@ -30,5 +59,5 @@ _LAZY = {
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
-        raise AttributeError(f"module 'cqrskit.behaviours' has no attribute {name!r}")
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     return getattr(importlib.import_module(module), name)
