@@ -27,7 +27,6 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import attrs
 import sqlalchemy as sa
@@ -132,7 +131,8 @@ async def start(role: str, name: str) -> asyncio.subprocess.Process:
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "benchmarks.outbox", role, name, env=env, stdout=asyncio.subprocess.PIPE
     )
-    assert process.stdout is not None
+    if process.stdout is None:
+        raise RuntimeError("no pipe to the child process")
     line = await asyncio.wait_for(process.stdout.readline(), 30)
     if line.strip() != b"ready":
         raise RuntimeError(f"the {role} process did not start")
@@ -166,25 +166,7 @@ async def one_run(relay_count: int, keyed: bool) -> tuple[float, float, float, f
 
         began = time.monotonic()
         await asyncio.gather(*(writer(w * PER_TRANSACTION) for w in range(WRITERS)))
-        count = sa.select(sa.func.count()).select_from(effects)
-        while True:
-            async with database.engine.connect() as connection:
-                if await connection.scalar(count) == EVENTS:
-                    break
-            if time.monotonic() - began > RUN_LIMIT:
-                raise TimeoutError(f"not every event was handled within {RUN_LIMIT}s")
-            await asyncio.sleep(0.02)
-        outbox = event_tables(name).outbox
-        async with database.engine.connect() as connection:
-            handled = {n: at for n, at in await connection.execute(sa.select(effects.c.n, effects.c.at))}
-            published = sorted(
-                row.published_at - row.created_at
-                for row in await connection.execute(sa.select(outbox.c.created_at, outbox.c.published_at))
-            )
-        elapsed = max(handled.values()) - min(committed.values())
-        latencies = sorted((handled[n] - committed[n]) * 1000 for n in range(EVENTS))
-        p99 = latencies[int(len(latencies) * 0.99) - 1]
-        return EVENTS / elapsed, statistics.median(latencies), p99, statistics.median(published) * 1000
+        return await measure(database, name, committed, began)
     finally:
         for process in processes:
             with contextlib.suppress(ProcessLookupError):
@@ -203,13 +185,39 @@ async def one_run(relay_count: int, keyed: bool) -> tuple[float, float, float, f
         await database.dispose()
 
 
+async def measure(
+    database: Database, name: str, committed: dict[int, float], began: float
+) -> tuple[float, float, float, float]:
+    """Wait for every effect, then return events/s, p50 and p99 commit-to-effect, p50 commit-to-sent."""
+    effects = effects_table(name)
+    count = sa.select(sa.func.count()).select_from(effects)
+    while True:
+        async with database.engine.connect() as connection:
+            if await connection.scalar(count) == EVENTS:
+                break
+        if time.monotonic() - began > RUN_LIMIT:
+            raise TimeoutError(f"not every event was handled within {RUN_LIMIT}s")
+        await asyncio.sleep(0.02)
+    outbox = event_tables(name).outbox
+    async with database.engine.connect() as connection:
+        handled = dict((await connection.execute(sa.select(effects.c.n, effects.c.at))).all())
+        published = sorted(
+            row.published_at - row.created_at
+            for row in await connection.execute(sa.select(outbox.c.created_at, outbox.c.published_at))
+        )
+    elapsed = max(handled.values()) - min(committed.values())
+    latencies = sorted((handled[n] - committed[n]) * 1000 for n in range(EVENTS))
+    p99 = latencies[int(len(latencies) * 0.99) - 1]
+    return EVENTS / elapsed, statistics.median(latencies), p99, statistics.median(published) * 1000
+
+
 async def run() -> None:
     print(
         f"{EVENTS} events, {WRITERS} writers x {PER_TRANSACTION} events per transaction, "
         f"1 consumer process (8 at a time), median of {REPEATS} runs"
     )
     print()
-    print("| events | relay processes | events/s | p50 commit→effect (ms) | p99 (ms) | p50 commit→sent (ms) |")
+    print("| events | relay processes | events/s | p50 commit→effect (ms) | p99 (ms) | p50 to sent (ms) |")
     print("|---|---:|---:|---:|---:|---:|")
     for keyed in (False, True):
         for relays in (1, 2):
