@@ -261,12 +261,32 @@ class _RecordEffect:
         )
 
 
+class _RecordOrder:
+    def __init__(self, stage: Stage) -> None:
+        self.stage = stage
+        self.seen: list[tuple[str | None, int]] = []
+
+    async def handle(self, event: Numbered, context: Context) -> None:
+        await self.stage.database.session.execute(
+            sa.insert(self.stage.effects).values(event_id=f"{event.key}/{event.n}")
+        )
+        self.seen.append((event.key, event.n))
+
+
 class TestOrdering:
     """One key's events reach a single consumer in commit order, with three relays running."""
 
     async def test_per_key_order_with_three_relays(self, stage: Stage) -> None:
-        """Eight keys written concurrently, each in sequence; the consumer sees each key's in order."""
-        collector = Collector(stage, stage.queue(), ["Numbered", "Sentinel"])
+        """Eight keys written concurrently, each in sequence; the consumer handles each key's in order."""
+        recorder = _RecordOrder(stage)
+        consumer = Consumer(
+            stage.transport_copy(),
+            EventBus({Numbered: {"order": recorder}}),
+            stage.database,
+            types={"Numbered": Numbered},
+            queue=stage.queue(),
+            schema=stage.name,
+        )
         relays = [
             OutboxRelay(stage.database_copy(), stage.transport_copy(), schema=stage.name, batch_size=7)
             for _ in range(3)
@@ -278,14 +298,12 @@ class TestOrdering:
                 async with stage.database.transaction():
                     await publisher.publish(Numbered(n, key))
 
-        async with running(collector.run()):
-            await asyncio.wait_for(collector.ready.wait(), 30)
+        async with running(consumer.run()):
+            await asyncio.wait_for(consumer.started(), 30)
             async with running(*(relay.run() for relay in relays)):
                 await asyncio.gather(*(writer(f"key-{k}") for k in range(8)))
-                await finish(stage, collector, relays)
-        by_key: dict[str, list[int]] = {}
-        for envelope in collector.received:
-            body = json.loads(envelope.payload)
-            assert envelope.key == body["key"]
-            by_key.setdefault(body["key"], []).append(body["n"])
+                await eventually(lambda: _effects_for(stage, 320), what="every event handled")
+        by_key: dict[str | None, list[int]] = {}
+        for key, n in recorder.seen:
+            by_key.setdefault(key, []).append(n)
         assert by_key == {f"key-{k}": list(range(40)) for k in range(8)}
