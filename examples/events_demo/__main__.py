@@ -13,8 +13,6 @@ from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 import structlog
-
-from cqrskit.events import create_event_tables
 from examples.events_demo.app import (
     CACHING,
     Container,
@@ -24,6 +22,8 @@ from examples.events_demo.app import (
     UpdateUser,
     UserStats,
 )
+
+from cqrskit.events import create_event_tables
 
 POSTGRES_URL = os.environ.get("CQRSKIT_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 RABBITMQ_URL = os.environ.get("CQRSKIT_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -59,39 +59,10 @@ async def demo() -> None:
         tasks.append(asyncio.create_task(consumer.run()))
         await asyncio.wait_for(consumer.started(), 30)  # the worker's queue exists before anything is sent
         tasks.append(asyncio.create_task(relay.run()))
+        print(f"schema, exchange and queue named {name}")
 
-        commands, queries = container.command_bus(), container.query_bus()
-        print(f"schema and exchange {name}; query cache: {'on' if CACHING else 'not installed'}")
-        before = (await queries.execute(GetUserStats())).unwrap()
-        print(f"read model before: {show(before)}")
-        began = time.monotonic()
-        ids = [(await commands.execute(CreateUser(f"user{i}@example.com"))).unwrap() for i in range(5)]
-        (await commands.execute(UpdateUser(ids[0], "ada@example.com"))).unwrap()
-        (await commands.execute(UpdateUser(ids[1], "bob@example.com"))).unwrap()
-        (await commands.execute(DeleteUser(ids[4]))).unwrap()
-        print("8 commands committed (5 created, 2 updated, 1 deleted); the read model catches up:")
-        expected = UserStats(total=4, created=5, updated=2, deleted=1)
-        last = None
-        while True:
-            result = await queries.execute(GetUserStats())
-            stats = result.unwrap()
-            if stats != last:
-                hit = " (from the cache)" if result.cache_info is not None and result.cache_info.hit else ""
-                print(f"  +{(time.monotonic() - began) * 1000:6.0f} ms  {show(stats)}{hit}")
-                last = stats
-            if stats == expected:
-                break
-            if time.monotonic() - began > 30:
-                raise TimeoutError("the read model did not catch up within 30 s")
-            await asyncio.sleep(0.01)
-        again = await queries.execute(GetUserStats())
-        if again.cache_info is not None:
-            print(f"asked again: {show(again.unwrap())}, cache hit: {again.cache_info.hit}")
-        print("caught up.")
+        await run_commands_and_watch(container)
     finally:
-        relay_or_none = container.relay() if tasks else None
-        if relay_or_none is not None:
-            relay_or_none.stop()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -101,6 +72,38 @@ async def demo() -> None:
         async with database.engine.begin() as connection:
             await connection.execute(sa.text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
         await database.dispose()
+
+
+async def run_commands_and_watch(container: Container) -> None:
+    """Commit eight commands, then print the read model each time it changes until it caught up."""
+    commands, queries = container.command_bus(), container.query_bus()
+    print(f"query cache: {'on' if CACHING else 'not installed'}")
+    before = (await queries.execute(GetUserStats())).unwrap()
+    print(f"read model before: {show(before)}")
+    began = time.monotonic()
+    ids = [(await commands.execute(CreateUser(f"user{i}@example.com"))).unwrap() for i in range(5)]
+    (await commands.execute(UpdateUser(ids[0], "ada@example.com"))).unwrap()
+    (await commands.execute(UpdateUser(ids[1], "bob@example.com"))).unwrap()
+    (await commands.execute(DeleteUser(ids[4]))).unwrap()
+    print("8 commands committed (5 created, 2 updated, 1 deleted); the read model catches up:")
+    expected = UserStats(total=4, created=5, updated=2, deleted=1)
+    last = None
+    while True:
+        result = await queries.execute(GetUserStats())
+        stats = result.unwrap()
+        if stats != last:
+            hit = " (from the cache)" if result.cache_info is not None and result.cache_info.hit else ""
+            print(f"  +{(time.monotonic() - began) * 1000:6.0f} ms  {show(stats)}{hit}")
+            last = stats
+        if stats == expected:
+            break
+        if time.monotonic() - began > 30:
+            raise TimeoutError("the read model did not catch up within 30 s")
+        await asyncio.sleep(0.01)
+    again = await queries.execute(GetUserStats())
+    if again.cache_info is not None:
+        print(f"asked again: {show(again.unwrap())}, cache hit: {again.cache_info.hit}")
+    print("caught up.")
 
 
 def show(stats: UserStats) -> str:

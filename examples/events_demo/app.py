@@ -150,9 +150,7 @@ class Tables:
     async def create(self, database: Database) -> None:
         async with database.engine.begin() as connection:
             await connection.run_sync(self.users.metadata.create_all)
-            await connection.execute(
-                sa.insert(self.user_stats).values(id=1, created=0, updated=0, deleted=0)
-            )
+            await connection.execute(sa.insert(self.user_stats).values(id=1, created=0, updated=0, deleted=0))
 
 
 # API side -----------------------------------------------------------------------------------
@@ -162,7 +160,7 @@ class CreateUserHandler:
     def __init__(self, database: Database, tables: Tables, events: OutboxPublisher) -> None:
         self._database, self._tables, self._events = database, tables, events
 
-    async def handle(self, command: CreateUser, context: Context) -> str:
+    async def handle(self, command: CreateUser, _context: Context) -> str:
         user_id = str(uuid.uuid4())
         await self._database.session.execute(
             sa.insert(self._tables.users).values(id=user_id, email=command.email)
@@ -175,7 +173,7 @@ class UpdateUserHandler:
     def __init__(self, database: Database, tables: Tables, events: OutboxPublisher) -> None:
         self._database, self._tables, self._events = database, tables, events
 
-    async def handle(self, command: UpdateUser, context: Context) -> None:
+    async def handle(self, command: UpdateUser, _context: Context) -> None:
         users = self._tables.users
         changed = await self._database.session.execute(
             sa.update(users).where(users.c.id == command.user_id).values(email=command.email)
@@ -189,7 +187,7 @@ class DeleteUserHandler:
     def __init__(self, database: Database, tables: Tables, events: OutboxPublisher) -> None:
         self._database, self._tables, self._events = database, tables, events
 
-    async def handle(self, command: DeleteUser, context: Context) -> None:
+    async def handle(self, command: DeleteUser, _context: Context) -> None:
         users = self._tables.users
         deleted = await self._database.session.execute(sa.delete(users).where(users.c.id == command.user_id))
         if deleted.rowcount == 0:  # type: ignore[attr-defined]  # a CursorResult for a DELETE
@@ -201,7 +199,7 @@ class GetUserStatsHandler:
     def __init__(self, database: Database, tables: Tables) -> None:
         self._database, self._tables = database, tables
 
-    async def handle(self, query: GetUserStats, context: Context) -> UserStats:
+    async def handle(self, _query: GetUserStats, _context: Context) -> UserStats:
         stats = self._tables.user_stats
         async with self._database.read_session() as session:
             row = (await session.execute(sa.select(stats).where(stats.c.id == 1))).one()
@@ -217,7 +215,7 @@ class ApplyUserStatsChangeHandler:
     def __init__(self, database: Database, tables: Tables) -> None:
         self._database, self._tables = database, tables
 
-    async def handle(self, command: ApplyUserStatsChange, context: Context) -> Result[None]:
+    async def handle(self, command: ApplyUserStatsChange, _context: Context) -> Result[None]:
         stats = self._tables.user_stats
         await self._database.session.execute(
             sa.update(stats)
@@ -256,7 +254,7 @@ def query_behaviours(cache: Any) -> list[object]:
     """QueryCache for GetUserStats when cqrskit's caching is installed, else nothing."""
     if cache is None:
         return []
-    policy = _behaviours.CachePolicy(ttl=300, tags=lambda query: [STATS_TAG])
+    policy = _behaviours.CachePolicy(ttl=300, tags=lambda _query: [STATS_TAG])
     return [_behaviours.QueryCache(cache, {GetUserStats: policy})]
 
 
@@ -280,15 +278,12 @@ class Container(containers.DeclarativeContainer):
     outbox = providers.Singleton(OutboxPublisher, database=database, schema=config.schema)
 
     # API side
+    create_user = providers.Factory(CreateUserHandler, database=database, tables=tables, events=outbox)
+    update_user = providers.Factory(UpdateUserHandler, database=database, tables=tables, events=outbox)
+    delete_user = providers.Factory(DeleteUserHandler, database=database, tables=tables, events=outbox)
     command_bus = providers.Singleton(
         CommandBus,
-        handlers=providers.Dict(
-            {
-                CreateUser: providers.Factory(CreateUserHandler, database=database, tables=tables, events=outbox),
-                UpdateUser: providers.Factory(UpdateUserHandler, database=database, tables=tables, events=outbox),
-                DeleteUser: providers.Factory(DeleteUserHandler, database=database, tables=tables, events=outbox),
-            }
-        ),
+        handlers=providers.Dict({CreateUser: create_user, UpdateUser: update_user, DeleteUser: delete_user}),
         behaviours=providers.List(providers.Singleton(Transaction, database=database), outbox),
     )
     query_bus = providers.Singleton(
