@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import errno
 
-from cqrskit.errors import CommitOutcomeUnknownError
+from cqrskit.errors import CommitOutcomeUnknownError, DomainError, ResultError
 
 __all__ = ["is_transient"]
 
@@ -55,8 +55,12 @@ def is_transient(exc: BaseException) -> bool:
       asyncpg's ``ConnectionDoesNotExistError``, or SQLAlchemy's ``connection_invalidated=True``.
 
     It is False whenever the chain holds a `CommitOutcomeUnknownError` (the connection dropped during
-    COMMIT, so the command may have committed) or a cancellation. This is `Retry`'s default classifier.
+    COMMIT, so the command may have committed) or a cancellation, and for an expected outcome a handler
+    raised (a `DomainError` such as `ConflictError`, or a `ResultError`), whatever caused it: name
+    such a type in `RetryPolicy.retry_on` to retry it. This is `Retry`'s default classifier.
     """
+    if isinstance(exc, (DomainError, ResultError)):
+        return False
     pending: list[BaseException] = [exc]
     seen: set[int] = set()
     found = False
