@@ -131,6 +131,7 @@ class TestIsTransient:
             FakeDriverError(pgcode="40001"),
             FakeDriverError(code="40P01"),
             FakeDriverError(sqlstate="08006"),
+            FakeDriverError(sqlstate="57P01"),
             FakeWrapperError(orig=FakeDriverError(pgcode="40P01")),
             FakeWrapperError(connection_invalidated=True),
             sqlite3.OperationalError("database is locked"),
