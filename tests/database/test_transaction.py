@@ -194,7 +194,7 @@ class TestTransactionOnTheBus:
         assert await item_names(database) == ["outer"]
 
     async def test_a_timeout_during_commit_lets_the_commit_finish(self, database: Database) -> None:
-        """Timeout firing while COMMIT runs: the commit completes, and the caller gets its outcome, SUCCESS."""
+        """Timeout firing while COMMIT runs: the commit completes and the caller gets its outcome."""
 
         def slow_commit(_connection: Any) -> None:
             await_(asyncio.sleep(0.3))
