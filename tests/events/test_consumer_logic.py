@@ -211,3 +211,28 @@ class TestConsumerConfiguration:
                 queue="q",
                 max_attempts=0,
             )
+
+
+class TestHousekeeping:
+    """Old inbox and outbox rows can be purged."""
+
+    async def test_purge_inbox_and_outbox(self, database: Database) -> None:
+        """Rows older than the cutoff go; with a cutoff in the future, none do."""
+        from cqrskit.events import OutboxPublisher, OutboxRelay
+
+        transport = InMemoryTransport()
+        consumer = Consumer(
+            transport, EventBus({Pinged: [Counter()]}), database, types={"Pinged": Pinged}, queue="q"
+        )
+        async with consuming(consumer):
+            await transport.publish([envelope_for(Pinged(1), None)])
+            await until(lambda: transport.settled)
+        publisher = OutboxPublisher(database)
+        async with database.transaction():
+            await publisher.publish(Pinged(2))
+        relay = OutboxRelay(database, transport)
+        assert await relay.relay_once() == 1
+        assert await consumer.purge_inbox(older_than=3600) == 0
+        assert await relay.purge(older_than=3600) == 0
+        assert await consumer.purge_inbox(older_than=-1) == 1
+        assert await relay.purge(older_than=-1) == 1

@@ -11,6 +11,7 @@ from types import MappingProxyType
 from typing import Any
 
 import cattrs
+import sqlalchemy as sa
 import structlog
 
 from cqrskit.context import Context
@@ -115,6 +116,17 @@ class Consumer:
     async def create_tables(self) -> None:
         """Create the inbox (and the other event tables) in this consumer's schema."""
         await create_event_tables(self._database, self._schema)
+
+    async def purge_inbox(self, older_than: float = 7 * 24 * 3600.0) -> int:
+        """Delete inbox rows older than `older_than` seconds; return how many.
+
+        A message redelivered after its inbox rows were purged runs again: keep them longer than any
+        redelivery can take (days, not minutes). The inbox is shared by every consumer of the schema.
+        """
+        cutoff = time.time() - older_than
+        async with self._database.transaction() as session:
+            result = await session.execute(sa.delete(self._inbox).where(self._inbox.c.handled_at < cutoff))
+        return int(getattr(result, "rowcount", 0) or 0)
 
     async def started(self) -> None:
         """Wait until the queue is declared, bound and being consumed."""

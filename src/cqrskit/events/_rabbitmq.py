@@ -87,7 +87,8 @@ class RabbitMQTransport:
         async with self._lock:
             if self._exchange is not None:
                 return
-            self._connection = await aio_pika.connect_robust(self._url)
+            if self._connection is None or self._connection.is_closed:
+                self._connection = await aio_pika.connect_robust(self._url)
             self._channel = await self._connection.channel(publisher_confirms=True)
             self._exchange = await self._channel.declare_exchange(
                 self._exchange_name, aio_pika.ExchangeType.TOPIC, durable=True

@@ -62,6 +62,17 @@ class OutboxRelay:
         """Create the outbox (and the other event tables) in this relay's schema."""
         await create_event_tables(self._database, self._schema)
 
+    async def purge(self, older_than: float = 7 * 24 * 3600.0) -> int:
+        """Delete rows published more than `older_than` seconds ago; return how many.
+
+        Published rows are kept (for inspection) until you purge them; run it now and then.
+        """
+        outbox = self._tables.outbox
+        cutoff = time.time() - older_than
+        async with self._database.transaction() as session:
+            result = await session.execute(sa.delete(outbox).where(outbox.c.published_at < cutoff))
+        return int(getattr(result, "rowcount", 0) or 0)
+
     def stop(self) -> None:
         """Ask `run` to return after the batch in hand."""
         self._stopping.set()

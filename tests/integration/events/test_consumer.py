@@ -185,7 +185,7 @@ class TestStopping:
     async def test_stopped_mid_batch_then_restarted_loses_nothing(self, stage: Stage) -> None:
         """Forty slow messages, stopped midway with handlers cut off; a new consumer finishes, once each."""
         queue = stage.queue()
-        first = consumer_for(stage, EventBus({Happened: [Effects(stage, hold=0.02)]}), queue, concurrency=4)
+        first = consumer_for(stage, EventBus({Happened: [Effects(stage, hold=0.1)]}), queue, concurrency=4)
         async with consuming(first):
             await stage.transport.publish([envelope_for(Happened(n), None) for n in range(40)])
             await eventually(lambda: _effects_for(stage, 8), what="a first part handled")
