@@ -203,3 +203,74 @@ class TestInProcessPublisher:
         publisher = InProcessPublisher(EventBus({}))
         with pytest.raises(ConfigurationError):
             CommandBus({Greet: GreetHandler(World(database))}, [publisher, Transaction(database)])
+
+
+class TestPublishersCalledDirectly:
+    """Both publishers work as behaviours when called with a fake next step."""
+
+    async def test_in_process_publisher_delivers_after_a_successful_next_step(self) -> None:
+        """Events published inside call_next go out after it returns, with the child context."""
+        seen: list[tuple[Registered, Context]] = []
+
+        class Sub:
+            async def handle(self, event: Registered, context: Context) -> None:
+                seen.append((event, context))
+
+        publisher = InProcessPublisher(EventBus({Registered: [Sub()]}))
+
+        async def call_next(message: Any, context: Context) -> Result[Any]:
+            await publisher.publish(Registered("h"))
+            assert seen == []  # not yet: the handler has not returned
+            return Result.success("h")
+
+        context = Context(correlation_id="c", operation_id="op")
+        result = await publisher(Register("h"), context, call_next)
+        assert result.data == "h"
+        assert [(e.name, c.causation_id) for e, c in seen] == [("h", "op")]
+
+    async def test_in_process_publisher_drops_events_of_a_failed_next_step(self) -> None:
+        """A failure Result from call_next means nothing is delivered."""
+        seen: list[Registered] = []
+
+        class Sub:
+            async def handle(self, event: Registered, context: Context) -> None:
+                seen.append(event)
+
+        publisher = InProcessPublisher(EventBus({Registered: [Sub()]}))
+
+        async def call_next(message: Any, context: Context) -> Result[Any]:
+            await publisher.publish(Registered("i"))
+            return Result.failure(OperationStatus.CONFLICT)
+
+        assert (await publisher(Register("i"), Context(operation_id="op"), call_next)).is_failure
+        assert seen == []
+
+    async def test_outbox_publisher_stamps_rows_with_the_dispatch(self) -> None:
+        """As a behaviour, OutboxPublisher gives rows written inside call_next the command's ids."""
+        import json
+
+        from cqrskit.events import OutboxPublisher, create_event_tables
+        from cqrskit.events._tables import event_tables
+
+        database = Database()
+        try:
+            await create_event_tables(database)
+            publisher = OutboxPublisher(database)
+
+            async def call_next(message: Any, context: Context) -> Result[Any]:
+                await publisher.publish(Registered("j"))
+                return Result.success(None)
+
+            context = Context(principal=None, correlation_id="corr", operation_id="op-1")
+            async with database.transaction():
+                await publisher(Register("j"), context, call_next)
+            async with database.engine.connect() as connection:
+                row = (await connection.execute(sa.select(event_tables(None).outbox))).one()
+            headers = json.loads(row.headers)
+            assert (row.name, headers["correlation_id"], headers["causation_id"]) == (
+                "Registered",
+                "corr",
+                "op-1",
+            )
+        finally:
+            await database.dispose()
