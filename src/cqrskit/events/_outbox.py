@@ -49,6 +49,7 @@ class OutboxPublisher:
         self._tables = event_tables(schema)
         self._names = names
         self._converter = converter
+        self._notified = f"cqrskit_outbox_notified:{schema or ''}"
 
     @property
     def inside_of(self) -> tuple[type, ...]:
@@ -74,7 +75,8 @@ class OutboxPublisher:
             context = dispatch.context if dispatch is not None else None
         envelope = envelope_for(event, context, converter=self._converter, names=self._names)
         session = self._database.session
-        if envelope.key is not None and self._database.dialect_name == "postgresql":
+        postgres = self._database.dialect_name == "postgresql"
+        if envelope.key is not None and postgres:
             await session.execute(
                 sa.select(sa.func.pg_advisory_xact_lock(key_lock_id(self._schema, envelope.key)))
             )
@@ -89,6 +91,10 @@ class OutboxPublisher:
                 created_at=envelope.created_at,
             )
         )
+        if postgres and not session.info.get(self._notified):
+            # Delivered at COMMIT (and never for a rollback); PostgreSQL folds repeats into one.
+            await session.execute(sa.select(sa.func.pg_notify(self._tables.notify_channel, "")))
+            session.info[self._notified] = True
 
     def __repr__(self) -> str:
         return f"OutboxPublisher(schema={self._schema!r})"

@@ -7,6 +7,7 @@ import contextlib
 import json
 import random
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import sqlalchemy as sa
@@ -57,6 +58,7 @@ class OutboxRelay:
         self._logger = logger if logger is not None else structlog.get_logger("cqrskit.events")
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
+        self._started = asyncio.Event()
 
     async def create_tables(self) -> None:
         """Create the outbox (and the other event tables) in this relay's schema."""
@@ -73,6 +75,10 @@ class OutboxRelay:
             result = await session.execute(sa.delete(outbox).where(outbox.c.published_at < cutoff))
         return int(getattr(result, "rowcount", 0) or 0)
 
+    async def started(self) -> None:
+        """Wait until `run` is listening for notifications (PostgreSQL) and about to make its first pass."""
+        await self._started.wait()
+
     def stop(self) -> None:
         """Ask `run` to return after the batch in hand."""
         self._stopping.set()
@@ -83,20 +89,52 @@ class OutboxRelay:
         self._wake.set()
 
     async def run(self) -> None:
-        """Relay until `stop` is called; a broker or database error is logged and retried later."""
+        """Relay until `stop` is called; a broker or database error is logged and retried later.
+
+        On PostgreSQL the relay also LISTENs for the notification `OutboxPublisher` sends when a
+        transaction with events commits, and starts a pass at once instead of at the next poll.
+        """
         self._stopping.clear()
-        while not self._stopping.is_set():
-            try:
-                moved = await self.relay_once()
-            except Exception:
-                self._logger.exception("outbox_relay_failed")
-                await self._sleep(self._error_backoff)
-                continue
-            if moved == 0:
-                await self._sleep(self._poll_interval)
+        async with contextlib.AsyncExitStack() as stack:
+            if self._database.dialect_name == "postgresql":
+                await stack.enter_async_context(self._listening())
+            self._started.set()
+            stack.callback(self._started.clear)
+            while not self._stopping.is_set():
+                self._wake.clear()  # a notification from now on starts another pass
+                try:
+                    moved = await self.relay_once()
+                except Exception:
+                    self._logger.exception("outbox_relay_failed")
+                    await self._sleep(self._error_backoff)
+                    continue
+                if moved == 0:
+                    await self._sleep(self._poll_interval)
+
+    @contextlib.asynccontextmanager
+    async def _listening(self) -> AsyncIterator[None]:
+        """LISTEN on a connection of its own for as long as the relay runs (polling covers a miss)."""
+        channel = self._tables.notify_channel
+
+        def notified(*_: object) -> None:
+            self._wake.set()
+
+        try:
+            connection = await self._database.engine.connect()
+            raw = (await connection.get_raw_connection()).driver_connection
+            await raw.add_listener(channel, notified)
+        except Exception:
+            self._logger.warning("outbox_listen_failed", exc_info=True)
+            yield
+            return
+        try:
+            yield
+        finally:
+            with contextlib.suppress(Exception):
+                await raw.remove_listener(channel, notified)
+            await connection.close()
 
     async def _sleep(self, seconds: float) -> None:
-        self._wake.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), seconds)
 

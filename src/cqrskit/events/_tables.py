@@ -30,6 +30,11 @@ class EventTables:
     idempotency: sa.Table
 
     @property
+    def notify_channel(self) -> str:
+        """The PostgreSQL NOTIFY channel that wakes this outbox's relays."""
+        return f"cqrskit_outbox_{zlib.crc32((self.schema or '').encode()):08x}"
+
+    @property
     def lock_namespace(self) -> int:
         """The first key of this outbox's advisory locks: distinct per schema."""
         return _signed32(zlib.crc32(f"cqrskit.outbox:{self.schema or ''}".encode()))

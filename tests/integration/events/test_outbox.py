@@ -307,3 +307,18 @@ class TestOrdering:
         for key, n in recorder.seen:
             by_key.setdefault(key, []).append(n)
         assert by_key == {f"key-{k}": list(range(40)) for k in range(8)}
+
+
+class TestNotifications:
+    """On PostgreSQL a commit with events wakes the relays at once instead of at the next poll."""
+
+    async def test_a_commit_wakes_a_relay_that_polls_rarely(self, stage: Stage) -> None:
+        """With a one-minute poll interval, a committed event is still published within seconds."""
+        relay = OutboxRelay(stage.database_copy(), stage.transport, schema=stage.name, poll_interval=60)
+        async with running(relay.run()):
+            await asyncio.wait_for(relay.started(), 30)
+            await write_events(stage, [Numbered(1)])
+            await eventually(lambda: _none_pending(stage), what="the first event, by the first pass")
+            await write_events(stage, [Numbered(2)])  # the relay is asleep for a minute by now
+            await eventually(lambda: _none_pending(stage), within=20, what="published after the NOTIFY")
+            relay.stop()
