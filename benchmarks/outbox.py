@@ -53,6 +53,8 @@ WRITERS = 4
 REPEATS = int(os.environ.get("OUTBOX_BENCH_REPEATS", "3"))
 RUN_LIMIT = 60.0
 KEYS = 64
+PACED_EVENTS = 200
+PACED_RATE = 50.0  # events per second, one per transaction, for the light-load latency
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -91,7 +93,7 @@ async def until_terminated() -> None:
 async def relay_role(name: str) -> None:
     database = Database(POSTGRES_URL)
     transport = RabbitMQTransport(RABBITMQ_URL, exchange=name)
-    relay = OutboxRelay(database, transport, schema=name, poll_interval=0.02)
+    relay = OutboxRelay(database, transport, schema=name)  # woken by NOTIFY; polls every 0.1 s
     task = asyncio.create_task(relay.run())
     print("ready", flush=True)
     await until_terminated()
@@ -139,7 +141,7 @@ async def start(role: str, name: str) -> asyncio.subprocess.Process:
     return process
 
 
-async def one_run(relay_count: int, keyed: bool) -> tuple[float, float, float, float]:
+async def one_run(relay_count: int, keyed: bool, paced: bool = False) -> tuple[float, float, float, float]:
     name = "cqrskit_bench_" + secrets.token_hex(4)
     database = Database(POSTGRES_URL)
     effects = effects_table(name)
@@ -164,8 +166,18 @@ async def one_run(relay_count: int, keyed: bool) -> tuple[float, float, float, f
                 for n in batch:
                     committed[n] = now
 
+        async def paced_writer() -> None:
+            for n in range(PACED_EVENTS):
+                async with database.transaction():
+                    await publisher.publish(Tick(n, f"k{n % KEYS}" if keyed else None))
+                committed[n] = time.time()
+                await asyncio.sleep(1 / PACED_RATE)
+
         began = time.monotonic()
-        await asyncio.gather(*(writer(w * PER_TRANSACTION) for w in range(WRITERS)))
+        if paced:
+            await paced_writer()
+        else:
+            await asyncio.gather(*(writer(w * PER_TRANSACTION) for w in range(WRITERS)))
         return await measure(database, name, committed, began)
     finally:
         for process in processes:
@@ -190,10 +202,11 @@ async def measure(
 ) -> tuple[float, float, float, float]:
     """Wait for every effect, then return events/s, p50 and p99 commit-to-effect, p50 commit-to-sent."""
     effects = effects_table(name)
+    events = len(committed)
     count = sa.select(sa.func.count()).select_from(effects)
     while True:
         async with database.engine.connect() as connection:
-            if await connection.scalar(count) == EVENTS:
+            if await connection.scalar(count) == events:
                 break
         if time.monotonic() - began > RUN_LIMIT:
             raise TimeoutError(f"not every event was handled within {RUN_LIMIT}s")
@@ -206,18 +219,18 @@ async def measure(
             for row in await connection.execute(sa.select(outbox.c.created_at, outbox.c.published_at))
         )
     elapsed = max(handled.values()) - min(committed.values())
-    latencies = sorted((handled[n] - committed[n]) * 1000 for n in range(EVENTS))
+    latencies = sorted((handled[n] - committed[n]) * 1000 for n in range(events))
     p99 = latencies[int(len(latencies) * 0.99) - 1]
-    return EVENTS / elapsed, statistics.median(latencies), p99, statistics.median(published) * 1000
+    return events / elapsed, statistics.median(latencies), p99, statistics.median(published) * 1000
 
 
 async def run() -> None:
     print(
-        f"{EVENTS} events, {WRITERS} writers x {PER_TRANSACTION} events per transaction, "
+        f"Throughput: {EVENTS} events, {WRITERS} writers x {PER_TRANSACTION} events per transaction, "
         f"1 consumer process (8 at a time), median of {REPEATS} runs"
     )
     print()
-    print("| events | relay processes | events/s | p50 commit→effect (ms) | p99 (ms) | p50 to sent (ms) |")
+    print("| events | relay processes | events/s | p50 commit→effect (ms) | p99 (ms) | p50 to marked (ms) |")
     print("|---|---:|---:|---:|---:|---:|")
     for keyed in (False, True):
         for relays in (1, 2):
@@ -225,6 +238,18 @@ async def run() -> None:
             rate, p50, p99, sent = (statistics.median(r[i] for r in runs) for i in range(4))
             label = f"keyed ({KEYS} keys)" if keyed else "no key"
             print(f"| {label} | {relays} | {rate:,.0f} | {p50:.0f} | {p99:.0f} | {sent:.0f} |")
+    print()
+    print(
+        f"Latency at a light load: {PACED_EVENTS} keyed events, one per transaction, "
+        f"{PACED_RATE:.0f} per second, median of {REPEATS} runs"
+    )
+    print()
+    print("| relay processes | p50 commit→effect (ms) | p99 (ms) | p50 to marked (ms) |")
+    print("|---:|---:|---:|---:|")
+    for relays in (1, 2):
+        runs = [await one_run(relays, keyed=True, paced=True) for _ in range(REPEATS)]
+        _, p50, p99, sent = (statistics.median(r[i] for r in runs) for i in range(4))
+        print(f"| {relays} | {p50:.1f} | {p99:.1f} | {sent:.1f} |")
 
 
 def main() -> None:
