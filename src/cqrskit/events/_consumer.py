@@ -91,6 +91,7 @@ class Consumer:
         self._targets = {name: self._targets_for(name, t) for name, t in self._types.items()}
         self._receiver: asyncio.Task[None] | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._stopping = asyncio.Event()
         self._started = asyncio.Event()
 
     def _targets_for(self, name: str, message_type: type) -> tuple[tuple[str, Runner], ...]:
@@ -135,6 +136,7 @@ class Consumer:
     async def run(self) -> None:
         """Consume until `stop`; handlers still running then finish (or are cancelled) first."""
         self._receiver = asyncio.current_task()
+        self._stopping.clear()
         slots = asyncio.Semaphore(self._concurrency)
         try:
             async with self._transport.consume(
@@ -142,7 +144,12 @@ class Consumer:
             ) as deliveries:
                 self._started.set()
                 async for delivery in deliveries:
+                    if self._stopping.is_set():
+                        continue  # left unsettled: back to the queue when the channel closes
                     await slots.acquire()
+                    if self._stopping.is_set():
+                        slots.release()
+                        continue
                     task = asyncio.create_task(self._handle(delivery))
                     self._in_flight.add(task)
                     task.add_done_callback(self._in_flight.discard)
@@ -163,6 +170,7 @@ class Consumer:
         receiver, self._receiver = self._receiver, None
         if receiver is None:
             return
+        self._stopping.set()  # take no more; the channel stays open so those in hand can ack
         in_flight = set(self._in_flight)
         if in_flight:
             _, late = await asyncio.wait(in_flight, timeout=grace)

@@ -130,9 +130,8 @@ class OutboxRelay:
         try:
             yield
         finally:
-            with contextlib.suppress(Exception):
-                await raw.remove_listener(channel, notified)
-            await connection.close()
+            # Shielded: a relay cancelled while it stops must still hand its connection back.
+            await asyncio.shield(_unlisten(connection, raw, channel, notified))
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -187,3 +186,11 @@ class OutboxRelay:
 
     def __repr__(self) -> str:
         return f"OutboxRelay(schema={self._schema!r}, transport={self._transport!r})"
+
+
+async def _unlisten(connection: Any, raw: Any, channel: str, notified: Any) -> None:
+    try:
+        with contextlib.suppress(Exception):  # a broken connection is closed (and discarded) below
+            await raw.remove_listener(channel, notified)
+    finally:
+        await connection.close()
