@@ -274,3 +274,31 @@ class TestPublishersCalledDirectly:
             )
         finally:
             await database.dispose()
+
+    async def test_two_publisher_behaviours_on_one_bus_keep_their_events_apart(self) -> None:
+        """An InProcessPublisher outside an OutboxPublisher still delivers what is published to it."""
+        from cqrskit.events import OutboxPublisher, create_event_tables
+
+        seen: list[Registered] = []
+
+        class Sub:
+            async def handle(self, event: Registered, context: Context) -> None:
+                seen.append(event)
+
+        database = Database()
+        try:
+            await create_event_tables(database)
+            in_process = InProcessPublisher(EventBus({Registered: [Sub()]}))
+            outbox = OutboxPublisher(database)
+
+            class Handler:
+                async def handle(self, command: Register, context: Context) -> str:
+                    await in_process.publish(Registered(command.name))
+                    await outbox.publish(Registered(command.name))
+                    return command.name
+
+            bus = CommandBus({Register: Handler()}, [Transaction(database), in_process, outbox])
+            assert (await bus.execute(Register("k"))).is_success
+            assert seen == [Registered("k")]
+        finally:
+            await database.dispose()

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from cqrskit.context import Context
 from cqrskit.events._envelope import envelope_for
 from cqrskit.events._event import Event
-from cqrskit.events._publishers import _current, _Dispatch, outer_behaviour_types
+from cqrskit.events._publishers import _current_context, outer_behaviour_types
 from cqrskit.events._tables import create_event_tables, event_tables, key_lock_id, partition_of
 from cqrskit.messages import Command
 from cqrskit.protocols import CallNext
@@ -62,17 +62,16 @@ class OutboxPublisher:
 
     async def __call__(self, message: Any, context: Context, call_next: CallNext) -> Result[Any]:
         """Make the command's context the one its published events carry."""
-        token = _current.set(_Dispatch(context))
+        token = _current_context.set(context)
         try:
             return await call_next(message, context)
         finally:
-            _current.reset(token)
+            _current_context.reset(token)
 
     async def publish(self, event: Event, context: Context | None = None) -> None:
         """Insert `event` into the outbox through the current transaction's session."""
         if context is None:
-            dispatch = _current.get()
-            context = dispatch.context if dispatch is not None else None
+            context = _current_context.get()
         envelope = envelope_for(event, context, converter=self._converter, names=self._names)
         session = self._database.session
         postgres = self._database.dialect_name == "postgresql"

@@ -7,8 +7,6 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any, Protocol
 
-import attrs
-
 from cqrskit.context import Context
 from cqrskit.events._event import Event
 from cqrskit.messages import Command
@@ -16,7 +14,7 @@ from cqrskit.protocols import CallNext
 from cqrskit.results import Result
 from cqrskit.scope import defer_until_commit
 
-__all__ = ["EventPublisher", "InProcessPublisher", "current_dispatch", "outer_behaviour_types"]
+__all__ = ["EventPublisher", "InProcessPublisher", "current_context", "outer_behaviour_types"]
 
 
 class EventPublisher(Protocol):
@@ -31,20 +29,12 @@ class EventPublisher(Protocol):
         ...
 
 
-@attrs.define
-class _Dispatch:
-    """The command being handled, as a publisher that is also a behaviour sees it."""
-
-    context: Context
-    events: list[Event] = attrs.Factory(list)
+_current_context: ContextVar[Context | None] = ContextVar("cqrskit_events_context", default=None)
 
 
-_current: ContextVar[_Dispatch | None] = ContextVar("cqrskit_events_dispatch", default=None)
-
-
-def current_dispatch() -> _Dispatch | None:
-    """Return the dispatch a publisher behaviour opened in this task, or None."""
-    return _current.get()
+def current_context() -> Context | None:
+    """Return the context of the command a publisher behaviour wraps in this task, or None."""
+    return _current_context.get()
 
 
 def outer_behaviour_types() -> tuple[type, ...]:
@@ -78,6 +68,10 @@ class InProcessPublisher:
 
     def __init__(self, event_bus: Any) -> None:
         self._event_bus = event_bus
+        # One variable per publisher: another publisher behaviour in the same chain has its own.
+        self._pending: ContextVar[list[Event] | None] = ContextVar(
+            f"cqrskit_in_process_{id(self):x}", default=None
+        )
 
     @property
     def inside_of(self) -> tuple[type, ...]:
@@ -86,14 +80,16 @@ class InProcessPublisher:
 
     async def __call__(self, message: Any, context: Context, call_next: CallNext) -> Result[Any]:
         """Collect the events the rest of the pipeline publishes; deliver them when it succeeds."""
-        dispatch = _Dispatch(context)
-        token = _current.set(dispatch)
+        pending: list[Event] = []
+        token = self._pending.set(pending)
+        context_token = _current_context.set(context)
         try:
             result = await call_next(message, context)
         finally:
-            _current.reset(token)
-        if result.is_success and dispatch.events:
-            await self._deliver_later(tuple(dispatch.events), context.child())
+            _current_context.reset(context_token)
+            self._pending.reset(token)
+        if result.is_success and pending:
+            await self._deliver_later(tuple(pending), context.child())
         return result
 
     async def publish(self, event: Event, context: Context | None = None) -> None:
@@ -102,9 +98,9 @@ class InProcessPublisher:
         Called outside a dispatch this publisher wraps (it is not wired as a behaviour), the event
         goes out after the open transaction commits, or at once when none is open.
         """
-        dispatch = _current.get()
-        if dispatch is not None:
-            dispatch.events.append(event)
+        pending = self._pending.get()
+        if pending is not None:
+            pending.append(event)
             return
         await self._deliver_later((event,), context.child() if context is not None else Context())
 
