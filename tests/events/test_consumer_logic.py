@@ -236,3 +236,20 @@ class TestHousekeeping:
         assert await relay.purge(older_than=3600) == 0
         assert await consumer.purge_inbox(older_than=-1) == 1
         assert await relay.purge(older_than=-1) == 1
+
+
+class TestUnreadableMessages:
+    """Messages the consumer cannot trust are dead-lettered at once."""
+
+    async def test_unknown_name_or_missing_id(self, database: Database) -> None:
+        """A name outside `types` and a message without an id both go to the dead letters."""
+        transport, counter = InMemoryTransport(), Counter()
+        consumer = Consumer(
+            transport, EventBus({Pinged: [counter]}), database, types={"Pinged": Pinged}, queue="q"
+        )
+        good = envelope_for(Pinged(1), None)
+        async with consuming(consumer):
+            await transport.publish([attrs.evolve(good, name="Other"), attrs.evolve(good, message_id="")])
+            await until(lambda: len(transport.settled) == 2)
+        assert [kind for kind, _ in transport.settled] == ["dead", "dead"]
+        assert counter.calls == 0

@@ -197,6 +197,8 @@ class Consumer:
         )
         targets = self._targets.get(envelope.name, ())
         try:
+            if not envelope.message_id:
+                raise ValueError("a message without an id cannot be deduplicated")  # noqa: TRY301
             message = open_envelope(envelope, self._types[envelope.name], self._converter)
         except Exception:
             log.exception("message_unreadable")
