@@ -18,13 +18,14 @@ from cqrskit.errors import (
     ValidationFailedError,
 )
 from cqrskit.messages import Command, Message, Query
-from cqrskit.protocols import Behaviour, CallNext, Handler, HandlerFactory
+from cqrskit.protocols import Behaviour, CacheBackend, CallNext, Handler, HandlerFactory
 from cqrskit.results import AffectedEntity, CacheInfo, OperationStatus, Page, Pagination, Result
 from cqrskit.routes import merge_routes
 
 __all__ = [
     "AffectedEntity",
     "Behaviour",
+    "CacheBackend",
     "CacheInfo",
     "CallNext",
     "Command",
