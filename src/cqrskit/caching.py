@@ -300,18 +300,19 @@ def redis_cache(
 def cache_from_url(
     url: str | None = None,
     *,
-    namespace: str = "cqrskit",
+    namespace: str | None = None,
     local_ttl: float | None = None,
     timeout: float | None = 0.5,
 ) -> CacheBackend:
     """Return the cache a container configures: memory when `url` is empty, Redis when it is set.
 
-    With Redis, `local_ttl` (seconds) adds an in-process level in front of it (`TwoLevelCache`); it is
+    Keys are prefixed with `namespace` (``"cqrskit"`` when None). With Redis, `local_ttl` (seconds) adds an in-process level in front of it (`TwoLevelCache`); it is
     off unless given. Declare it once, as a singleton, and hand it to both `QueryCache` and
     `CacheInvalidation`::
 
         cache = providers.Singleton(cache_from_url, config.cache_url, local_ttl=config.cache_local_ttl)
     """
+    namespace = namespace or "cqrskit"
     if not url or url.startswith("memory://"):
         return memory_cache(namespace=f"{namespace}:")
     shared = redis_cache(url, namespace=namespace, timeout=timeout)

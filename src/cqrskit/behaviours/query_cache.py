@@ -249,15 +249,16 @@ class QueryCache:
         """Run the handler once per key in this process, however many queries miss at once."""
         flights = self._flights
         flight = flights.get(key)
-        while flight is not None:
+        if flight is not None:
             # asyncio.wait does not cancel the flight when this waiter is cancelled.
             await asyncio.wait((flight,))
-            if not flight.cancelled():
-                shared = flight.result()  # the loader's exception, when it raised
-                if shared.is_success:
-                    return shared.evolve(cache_info=CacheInfo(hit=True, key=key, ttl=ttl))
-                return shared
-            flight = flights.get(key)  # the loader was cancelled: load again, or follow the next one
+            if flight.cancelled():
+                # The loader was cancelled: look again (another waiter may have stored it by now).
+                return await self(message, context, call_next)
+            shared = flight.result()  # the loader's exception, when it raised
+            if shared.is_success:
+                return shared.evolve(cache_info=CacheInfo(hit=True, key=key, ttl=ttl))
+            return shared
         flight = asyncio.get_running_loop().create_future()
         flights[key] = flight
         try:
