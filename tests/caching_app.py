@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime
+from datetime import UTC, datetime
 
 import attrs
 from dependency_injector import containers, providers
@@ -11,6 +11,7 @@ from dependency_injector import containers, providers
 from cqrskit import AffectedEntity, Command, CommandBus, Context, NotFoundError, Page, Query, QueryBus, Result
 from cqrskit.behaviours import CacheInvalidation, CachePolicy, QueryCache
 from cqrskit.caching import cache_from_url
+from cqrskit.testing import InMemoryCache
 
 
 @attrs.frozen
@@ -167,3 +168,15 @@ class Container(containers.DeclarativeContainer):
         ),
         behaviours=providers.List(providers.Singleton(CacheInvalidation, cache=cache)),
     )
+
+
+SEARCH = SearchUsers(
+    frozenset({"admin", "editor", "viewer", "owner"}),
+    {"zone": "eu", "active": "yes", "team": "core"},
+    datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+)
+
+
+def search_key(query: SearchUsers) -> str:
+    """The key QueryCache stores `query` under (the key tests compare across processes)."""
+    return QueryCache(InMemoryCache(), {SearchUsers: CachePolicy(ttl=1)}).key_for(query)

@@ -7,18 +7,18 @@ import os
 import subprocess
 import sys
 import warnings
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import attrs
 import pytest
+import structlog
 from aiocache import RedisCache, SimpleMemoryCache
 from dependency_injector import containers, providers
 
-from cqrskit import ConfigurationError, Context, Page, Query, Result
+from cqrskit import CommandBus, ConfigurationError, Context, Page, Query, QueryBus, Result
 from cqrskit._cache_keys import dependency_tag_keys, entity_tag_keys, query_result_type
-from cqrskit.behaviours import CachePolicy, QueryCache
+from cqrskit.behaviours import CacheInvalidation, CachePolicy, QueryCache
 from cqrskit.caching import (
     AiocacheBackend,
     TwoLevelCache,
@@ -28,21 +28,21 @@ from cqrskit.caching import (
     redis_cache,
 )
 from cqrskit.testing import InMemoryCache
-from tests.caching_app import Container, GetUser, SearchUsers, UserDto
+from tests.caching_app import (
+    SEARCH,
+    Container,
+    GetUser,
+    GetUserHandler,
+    RenameUser,
+    RenameUserHandler,
+    SearchUsers,
+    UserDto,
+    UserStore,
+    search_key,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
-
-
-def search_key(query: SearchUsers) -> str:
-    return QueryCache(InMemoryCache(), {SearchUsers: CachePolicy(ttl=1)}).key_for(query)
-
-
-SEARCH = SearchUsers(
-    frozenset({"admin", "editor", "viewer", "owner"}),
-    {"zone": "eu", "active": "yes", "team": "core"},
-    datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
-)
 
 
 class TestKeys:
@@ -353,3 +353,26 @@ class TestDeprecations:
             backend = redis_cache("redis://127.0.0.1:6379/0")
             await backend.close()
         assert [w for w in caught if issubclass(w.category, DeprecationWarning)] == []
+
+
+class TestUnreachableRedis:
+    """With Redis down, queries are answered by handlers and commands still succeed."""
+
+    async def test_queries_and_commands_fail_open(self) -> None:
+        """A cache pointing at a closed port: the query succeeds uncached, the command succeeds."""
+        cache = redis_cache("redis://127.0.0.1:1/0", timeout=0.5)
+        store = UserStore()
+        queries = QueryBus(
+            {GetUser: GetUserHandler(store)}, [QueryCache(cache, {GetUser: CachePolicy(ttl=5)})]
+        )
+        commands = CommandBus({RenameUser: RenameUserHandler(store)}, [CacheInvalidation(cache)])
+        try:
+            with structlog.testing.capture_logs() as logs:
+                query = await queries.execute(GetUser("42"))
+                command = await commands.execute(RenameUser("42", "Augusta"))
+        finally:
+            await cache.close()
+        assert query.is_success
+        assert query.data == UserDto("42", "Ada", "ada@example.com")
+        assert command.is_success
+        assert {entry["event"] for entry in logs} == {"cache_unavailable", "cache_invalidation_failed"}
