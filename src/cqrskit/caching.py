@@ -306,9 +306,9 @@ def cache_from_url(
 ) -> CacheBackend:
     """Return the cache a container configures: memory when `url` is empty, Redis when it is set.
 
-    Keys are prefixed with `namespace` (``"cqrskit"`` when None). With Redis, `local_ttl` (seconds) adds an in-process level in front of it (`TwoLevelCache`); it is
-    off unless given. Declare it once, as a singleton, and hand it to both `QueryCache` and
-    `CacheInvalidation`::
+    Keys are prefixed with `namespace` (``"cqrskit"`` when None). With Redis, `local_ttl` (seconds)
+    adds an in-process level in front of it (`TwoLevelCache`); it is off unless given. Declare it
+    once, as a singleton, and hand it to both `QueryCache` and `CacheInvalidation`::
 
         cache = providers.Singleton(cache_from_url, config.cache_url, local_ttl=config.cache_local_ttl)
     """

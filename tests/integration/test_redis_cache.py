@@ -8,12 +8,14 @@ import os
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis.asyncio as redis
+from hypothesis import HealthCheck, given, settings
 
 from cqrskit import CommandBus, OperationStatus, QueryBus
-from cqrskit.behaviours import CacheInvalidation, QueryCache
+from cqrskit.behaviours import CacheInvalidation, CachePolicy, QueryCache
 from cqrskit.caching import TwoLevelCache, redis_cache
 from cqrskit.protocols import CacheBackend
 from tests.caching_app import (
@@ -28,6 +30,7 @@ from tests.caching_app import (
     UserDto,
     UserStore,
 )
+from tests.test_cache_roundtrip import ReturnValue, dto_cases, query_for
 
 pytestmark = pytest.mark.redis
 
@@ -207,3 +210,45 @@ class TestAnotherProcess:
             assert loop.time() < deadline, "the invalidation never reached the in-process level"
             await asyncio.sleep(0.02)
         assert process.store.reads["GetUser"] == 2
+
+
+class TestRoundTripThroughRedis:
+    """Hypothesis-generated DTOs come back from a real Redis equal and of the same class."""
+
+    @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(case=dto_cases())
+    def test_generated_dtos_survive_redis(
+        self, case: tuple[type, Any], redis_url: str, unique_name: str
+    ) -> None:
+        """Each example is stored in Redis by one cache instance and read back by another."""
+        dto, value = case
+
+        async def run() -> Any:
+            writer, reader = (
+                redis_cache(redis_url, namespace=unique_name),
+                redis_cache(redis_url, namespace=unique_name),
+            )
+            try:
+                query_type = query_for(dto)
+                policies = {query_type: CachePolicy(ttl=60)}
+                await QueryBus({query_type: ReturnValue(value)}, [QueryCache(writer, policies)]).execute(
+                    query_type(1)
+                )
+                result = await QueryBus(
+                    {query_type: ReturnValue(None)}, [QueryCache(reader, policies)]
+                ).execute(query_type(1))
+                assert result.cache_info is not None
+                assert result.cache_info.hit
+                return result.data
+            finally:
+                client = redis.from_url(redis_url)
+                keys = [key async for key in client.scan_iter(match=f"{unique_name}:*")]
+                if keys:
+                    await client.delete(*keys)
+                await client.aclose()
+                await writer.close()
+                await reader.close()
+
+        cached = asyncio.run(run())
+        assert type(cached) is dto
+        assert cached == value

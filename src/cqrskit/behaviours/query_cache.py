@@ -221,18 +221,33 @@ class QueryCache:
                 else result
             )
         if entry is not None:
-            try:
-                if entry[1] == versions:
-                    data = entry[0]
-                    value = None if data is None else plan.structure(data, plan.result_type)
-                    pagination = value.pagination if plan.page and value is not None else None
-                    info = CacheInfo(hit=True, key=key, ttl=ttl)
-                    return Result(_SUCCESS, value, _NO_ERRORS, (), pagination, info, context._operation_id)
-            except Exception as exc:  # noqa: BLE001 - an unreadable entry is a miss
-                self._failures.record("decode", exc, key=key)
-        return await self._load(
-            message, context, call_next, plan, key=key, ttl=ttl, tag_keys=tag_keys, versions=versions
-        )
+            hit = self._decode(plan, entry, versions, key=key, ttl=ttl, context=context)
+            if hit is not None:
+                return hit
+        return await self._load(message, context, call_next, plan, key=key, ttl=ttl, tag_keys=tag_keys)
+
+    def _decode(
+        self, plan: _Plan, entry: Any, versions: list[Any], *, key: str, ttl: float, context: Context
+    ) -> Result[Any] | None:
+        """Return the hit `entry` makes, or None when its tags are stale or it cannot be read."""
+        try:
+            if entry[1] != versions:
+                return None
+            data = entry[0]
+            value = None if data is None else plan.structure(data, plan.result_type)
+            pagination = value.pagination if plan.page and value is not None else None
+        except Exception as exc:  # noqa: BLE001 - an unreadable entry is a miss
+            self._failures.record("decode", exc, key=key)
+            return None
+        info = CacheInfo(hit=True, key=key, ttl=ttl)
+        return Result(_SUCCESS, value, _NO_ERRORS, (), pagination, info, context._operation_id)
+
+    async def _read(self, key: str, tag_keys: list[str] | None) -> tuple[Any, list[Any]]:
+        """Return the entry under `key` and the current versions of `tag_keys`, in one round trip."""
+        if tag_keys:
+            found = await self._backend.multi_get([key, *tag_keys])
+            return found[0], list(found[1:])
+        return await self._backend.get(key), []
 
     async def _load(
         self,
@@ -244,7 +259,6 @@ class QueryCache:
         key: str,
         ttl: float,
         tag_keys: list[str] | None,
-        versions: list[Any],
     ) -> Result[Any]:
         """Run the handler once per key in this process, however many queries miss at once."""
         flights = self._flights
@@ -262,9 +276,7 @@ class QueryCache:
         flight = asyncio.get_running_loop().create_future()
         flights[key] = flight
         try:
-            result = await self._fill(
-                message, context, call_next, plan, key=key, ttl=ttl, tag_keys=tag_keys, versions=versions
-            )
+            result = await self._lead(message, context, call_next, plan, key=key, ttl=ttl, tag_keys=tag_keys)
         except Exception as exc:
             flight.set_exception(exc)
             flight.exception()  # retrieved: asyncio must not log it when nobody else waited
@@ -279,7 +291,7 @@ class QueryCache:
             if flights.get(key) is flight:
                 del flights[key]
 
-    async def _fill(
+    async def _lead(
         self,
         message: Any,
         context: Context,
@@ -289,12 +301,25 @@ class QueryCache:
         key: str,
         ttl: float,
         tag_keys: list[str] | None,
-        versions: list[Any] | None,
     ) -> Result[Any]:
-        # Tag versions are read before the handler runs, so an invalidation that lands while it runs
-        # makes the entry stale at once.
-        if tag_keys and versions is not None and None in versions:
-            versions = await self._create_tags(tag_keys, versions)
+        """Load as the one loader of `key`: look once more, then run the handler and store its value."""
+        # Look again now that this task is the loader: a loader that finished while this task's
+        # first lookup was in flight has stored the value by now.
+        versions: list[Any] | None
+        try:
+            entry, versions = await self._read(key, tag_keys)
+        except Exception as exc:  # noqa: BLE001 - fail open: the handler answers, nothing is stored
+            self._failures.record("get", exc, key=key)
+            versions = None
+        else:
+            if entry is not None:
+                hit = self._decode(plan, entry, versions, key=key, ttl=ttl, context=context)
+                if hit is not None:
+                    return hit
+            # Tag versions are read before the handler runs, so an invalidation that lands while it
+            # runs makes the entry stale at once.
+            if tag_keys and None in versions:
+                versions = await self._create_tags(tag_keys, versions)
         result = await call_next(message, context)
         if not result.is_success:
             return result
