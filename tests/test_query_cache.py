@@ -364,6 +364,31 @@ class TestSingleFlight:
         assert all(result.data == ADA for result in results)
         assert sum(not result.cache_info.hit for result in results) == 1  # type: ignore[union-attr]
 
+    async def test_lookups_slower_than_a_whole_load_do_not_load_again(self) -> None:
+        """Reads that take longer than a load (as over a network) still run the handler once."""
+
+        class SlowReads(InMemoryCache):
+            reads = 0
+
+            async def get(self, key: str) -> Any:
+                value = await super().get(key)  # read now, answer later: the answer may be stale
+                self.reads += 1
+                for _ in range(self.reads % 7):
+                    await asyncio.sleep(0)
+                return value
+
+        async def call_next(message: Any, context: Context) -> Result[Any]:
+            nonlocal calls
+            calls += 1
+            await asyncio.sleep(0)
+            return Result.success(ADA)
+
+        calls = 0
+        query_cache = get_user_cache(SlowReads())
+        results = await asyncio.gather(*(query_cache(GetUser("42"), CONTEXT, call_next) for _ in range(100)))
+        assert calls == 1
+        assert all(result.data == ADA for result in results)
+
     async def test_through_a_bus_built_by_the_container(self) -> None:
         """The same holds through a real QueryBus from the container: the store is read once."""
         container = Container()
@@ -535,3 +560,111 @@ class TestThroughTheContainer:
         for _ in range(2):
             assert (await bus.execute(FindUserByEmail("nobody@example.com"))).data is None
         assert container.store().reads["FindUserByEmail"] == 1
+
+
+class Gate:
+    """A call_next that waits for `release`, then returns or raises; `started` is set once it runs."""
+
+    def __init__(self, error: BaseException | None = None) -> None:
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
+        self.error = error
+        self.calls = 0
+
+    async def __call__(self, message: Any, context: Context) -> Result[Any]:
+        self.calls += 1
+        self.started.set()
+        await self.release.wait()
+        if self.error is not None:
+            raise self.error
+        return Result.success(ADA)
+
+
+class LockWatch(InMemoryCache):
+    """An InMemoryCache that says when a process found the load lock taken."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refused = asyncio.Event()
+
+    async def add(self, key: str, value: Any, ttl: float | None) -> bool:
+        stored = await super().add(key, value, ttl)
+        if not stored and key.startswith("lock:"):
+            self.refused.set()
+        return stored
+
+
+class TestCrossProcessLock:
+    """With lock_ttl, concurrent misses in two processes sharing a cache run one handler."""
+
+    @staticmethod
+    def two_processes(cache: InMemoryCache, lock_ttl: float = 5.0) -> tuple[QueryCache, QueryCache]:
+        return tuple(  # type: ignore[return-value]
+            QueryCache(cache, {GetUser: CachePolicy(ttl=60)}, lock_ttl=lock_ttl, lock_poll=0.001)
+            for _ in range(2)
+        )
+
+    async def test_the_second_process_waits_for_the_first_ones_entry(self) -> None:
+        """B misses while A loads; B answers from A's entry and never runs its handler."""
+        cache = LockWatch()
+        first, second = self.two_processes(cache)
+        gate_a, gate_b = Gate(), Gate()
+        a = asyncio.create_task(first(GetUser("42"), CONTEXT, gate_a))
+        await gate_a.started.wait()
+        b = asyncio.create_task(second(GetUser("42"), CONTEXT, gate_b))
+        await cache.refused.wait()
+        gate_a.release.set()
+        result_a, result_b = await a, await b
+        assert gate_b.calls == 0
+        assert result_b.data == result_a.data == ADA
+        assert result_b.cache_info is not None
+        assert result_b.cache_info.hit
+        assert not [key for key in cache.keys if key.startswith("lock:")]
+
+    async def test_when_the_loader_fails_the_other_process_loads(self) -> None:
+        """A's handler raises: the lock goes, and B runs its own handler."""
+        cache = InMemoryCache()
+        first, second = self.two_processes(cache)
+        gate_a, gate_b = Gate(NotFoundError("no user")), Gate()
+        gate_b.release.set()
+        a = asyncio.create_task(first(GetUser("42"), CONTEXT, gate_a))
+        await gate_a.started.wait()
+        b = asyncio.create_task(second(GetUser("42"), CONTEXT, gate_b))
+        await asyncio.sleep(0)
+        gate_a.release.set()
+        with pytest.raises(NotFoundError):
+            await a
+        assert (await b).data == ADA
+        assert gate_b.calls == 1
+
+    async def test_a_waiter_gives_up_after_lock_ttl(self) -> None:
+        """When the loader takes longer than lock_ttl, the other process loads by itself."""
+        cache = InMemoryCache()
+        first, second = self.two_processes(cache, lock_ttl=0.05)
+        gate_a, gate_b = Gate(), Gate()
+        gate_b.release.set()
+        a = asyncio.create_task(first(GetUser("42"), CONTEXT, gate_a))
+        await gate_a.started.wait()
+        assert (await second(GetUser("42"), CONTEXT, gate_b)).data == ADA
+        assert gate_b.calls == 1
+        gate_a.release.set()
+        await a
+
+    async def test_without_lock_ttl_each_process_loads(self) -> None:
+        """By default the lock is off: two processes missing at once both run their handler."""
+        cache = InMemoryCache()
+        first, second = (QueryCache(cache, {GetUser: CachePolicy(ttl=60)}) for _ in range(2))
+        gate_a, gate_b = Gate(), Gate()
+        a = asyncio.create_task(first(GetUser("42"), CONTEXT, gate_a))
+        b = asyncio.create_task(second(GetUser("42"), CONTEXT, gate_b))
+        await gate_a.started.wait()
+        await gate_b.started.wait()
+        gate_a.release.set()
+        gate_b.release.set()
+        await asyncio.gather(a, b)
+        assert (gate_a.calls, gate_b.calls) == (1, 1)
+
+    def test_lock_ttl_must_be_positive(self) -> None:
+        """A lock_ttl of zero or less is refused."""
+        with pytest.raises(ConfigurationError, match="lock_ttl"):
+            QueryCache(InMemoryCache(), POLICIES, lock_ttl=0)

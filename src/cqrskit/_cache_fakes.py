@@ -72,6 +72,11 @@ class InMemoryCache:
         self._write(key, value, ttl)
         return True
 
+    async def delete(self, key: str) -> None:
+        """Remove `key`."""
+        self.calls.append(("delete", (key,)))
+        self._entries.pop(key, None)
+
     async def increment(self, key: str, delta: int, ttl: float | None) -> int:
         """Add `delta` to the counter under `key`."""
         self.calls.append(("increment", (key,)))
@@ -114,6 +119,10 @@ class FailingCache:
         raise self._fail()
 
     async def add(self, key: str, value: Any, ttl: float | None) -> bool:  # noqa: ARG002 - the port's signature
+        """Raise."""
+        raise self._fail()
+
+    async def delete(self, key: str) -> None:  # noqa: ARG002 - the port's signature
         """Raise."""
         raise self._fail()
 

@@ -29,7 +29,7 @@ __all__ = [
     "redis_cache",
 ]
 
-_BACKEND_METHODS = ("get", "multi_get", "set", "add", "increment", "close")
+_BACKEND_METHODS = ("get", "multi_get", "set", "add", "delete", "increment", "close")
 
 
 def _is_aiocache(cache: object) -> bool:
@@ -98,6 +98,11 @@ class AiocacheBackend:
         except ValueError:  # aiocache's way of saying the key exists
             return False
         return True
+
+    async def delete(self, key: str) -> None:
+        """Remove `key`."""
+        async with asyncio.timeout(self._timeout):
+            await self._cache.delete(key, timeout=None)
 
     async def increment(self, key: str, delta: int, ttl: float | None) -> int:
         """Add `delta` to the counter under `key` (INCRBY on Redis) and reset its time to live."""
@@ -230,6 +235,11 @@ class TwoLevelCache:
         else:
             self._entries.pop(key, None)
         return stored
+
+    async def delete(self, key: str) -> None:
+        """Remove `key` from `shared` and from here."""
+        self._entries.pop(key, None)
+        await self._shared.delete(key)
 
     async def increment(self, key: str, delta: int, ttl: float | None) -> int:
         """Increment the counter in `shared` and keep its new value here."""

@@ -92,6 +92,10 @@ class CacheBackend(Protocol):
         """Store `value` only when `key` is missing; return whether it was stored."""
         ...
 
+    async def delete(self, key: str, /) -> None:
+        """Remove `key`; a missing key is not an error."""
+        ...
+
     async def increment(self, key: str, delta: int, ttl: float | None, /) -> int:
         """Add `delta` to the integer under `key` and return the new value.
 

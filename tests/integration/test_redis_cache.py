@@ -163,6 +163,59 @@ class TestSharedRedis:
             await client.aclose()
 
 
+class GatedGetUser:
+    """A GetUser handler that waits for `release` before answering."""
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
+        self.calls = 0
+
+    async def handle(self, query: GetUser, context: object) -> UserDto:
+        self.calls += 1
+        self.started.set()
+        await self.release.wait()
+        return UserDto(query.user_id, "Ada", "ada@example.com")
+
+
+class WatchLock:
+    """Delegates to a backend and says when the load lock was found taken."""
+
+    def __init__(self, backend: CacheBackend) -> None:
+        self.backend = backend
+        self.refused = asyncio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.backend, name)
+
+    async def add(self, key: str, value: Any, ttl: float | None) -> bool:
+        stored = await self.backend.add(key, value, ttl)
+        if not stored and key.startswith("lock:"):
+            self.refused.set()
+        return stored
+
+
+class TestLockAcrossProcesses:
+    """With lock_ttl, cache instances sharing Redis run one handler for concurrent misses."""
+
+    async def test_the_second_instance_waits_for_the_first(self, caches: Callable[[], CacheBackend]) -> None:
+        """B misses while A loads, finds A's lock in Redis, and answers from A's entry."""
+        handler_a, handler_b = GatedGetUser(), GatedGetUser()
+        watched = WatchLock(caches())
+        bus_a = QueryBus({GetUser: handler_a}, [QueryCache(caches(), POLICIES, lock_ttl=10, lock_poll=0.005)])
+        bus_b = QueryBus({GetUser: handler_b}, [QueryCache(watched, POLICIES, lock_ttl=10, lock_poll=0.005)])
+        a = asyncio.create_task(bus_a.execute(GetUser("42")))
+        await handler_a.started.wait()
+        b = asyncio.create_task(bus_b.execute(GetUser("42")))
+        await asyncio.wait_for(watched.refused.wait(), timeout=10)
+        handler_a.release.set()
+        result_a, result_b = await a, await b
+        assert handler_b.calls == 0
+        assert result_b.data == result_a.data
+        assert result_b.cache_info is not None
+        assert result_b.cache_info.hit
+
+
 async def invalidate_in_another_process(redis_url: str, namespace: str, kind: str, entity_id: str) -> None:
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"}
     process = await asyncio.create_subprocess_exec(

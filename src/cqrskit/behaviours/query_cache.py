@@ -125,8 +125,10 @@ class QueryCache:
     types to their `CachePolicy`, and types without one are left out of the pipeline. A hit returns
     the cached value, rebuilt as the query's result type by cattrs; a miss runs the rest of the
     pipeline and stores a successful result (None only with ``cache_null_results``). Either way
-    ``Result.cache_info`` says so. Concurrent misses for one key in this process run the handler once.
-    When the cache fails, the handler answers and a warning is logged (at most one per operation every
+    ``Result.cache_info`` says so. Concurrent misses for one key in this process run the handler once;
+    with `lock_ttl` (seconds) a lock in the shared cache extends that to every process, the others
+    polling every `lock_poll` seconds for the loader's entry, for at most `lock_ttl`. When the cache
+    fails, the handler answers and a warning is logged (at most one per operation every
     `warn_interval` seconds).
 
     Sit it inside Authorization and Validation and outside Retry and Transaction::
@@ -143,9 +145,13 @@ class QueryCache:
         *,
         converter: cattrs.Converter | None = None,
         tag_ttl: float = DEFAULT_TAG_TTL,
+        lock_ttl: float | None = None,
+        lock_poll: float = 0.02,
         logger: Any = None,
         warn_interval: float = 10.0,
     ) -> None:
+        if lock_ttl is not None and lock_ttl <= 0:
+            raise ConfigurationError(f"lock_ttl must be positive seconds or None, got {lock_ttl!r}")
         if not isinstance(policies, Mapping):
             raise ConfigurationError(
                 f"policies must map query types to CachePolicy, got {type(policies).__name__}"
@@ -165,6 +171,8 @@ class QueryCache:
             plans[query_type] = _Plan(query_type, policy, self._converter)
         self._plans = plans
         self._tag_ttl = tag_ttl
+        self._lock_ttl = lock_ttl
+        self._lock_poll = lock_poll
         self._logger = logger if logger is not None else structlog.get_logger("cqrskit.cache")
         self._failures = FailureLog(self._logger, "cache_unavailable", interval=warn_interval)
         self._flights: dict[str, asyncio.Future[Result[Any]]] = {}
@@ -320,17 +328,67 @@ class QueryCache:
             # runs makes the entry stale at once.
             if tag_keys and None in versions:
                 versions = await self._create_tags(tag_keys, versions)
-        result = await call_next(message, context)
-        if not result.is_success:
-            return result
-        data = result.data
-        if versions is not None and (data is not None or plan.null_ok):
+        lock_key = None
+        if self._lock_ttl is not None and versions is not None:
+            lock_key, hit = await self._lock_or_wait(
+                plan, key=key, ttl=ttl, tag_keys=tag_keys, context=context
+            )
+            if hit is not None:
+                return hit
+        try:
+            result = await call_next(message, context)
+            if not result.is_success:
+                return result
+            data = result.data
+            if versions is not None and (data is not None or plan.null_ok):
+                try:
+                    stored = None if data is None else plan.unstructure(data)
+                    await self._backend.set(key, [stored, versions], ttl)
+                except Exception as exc:  # noqa: BLE001 - fail open: the answer stands
+                    self._failures.record("set", exc, key=key)
+            return result.evolve(cache_info=CacheInfo(hit=False, key=key, ttl=ttl))
+        finally:
+            if lock_key is not None:
+                await self._unlock(lock_key)
+
+    async def _lock_or_wait(
+        self, plan: _Plan, *, key: str, ttl: float, tag_keys: list[str] | None, context: Context
+    ) -> tuple[str | None, Result[Any] | None]:
+        """Take the cross-process load lock of `key`, or wait for the process that holds it.
+
+        Return the lock key when this process loads, or the hit the other process's load made; both
+        None when this process should load without the lock (the other gave up, failed, or the cache
+        failed).
+        """
+        lock_key = "lock:" + key
+        try:
+            if await self._backend.add(lock_key, 1, self._lock_ttl):
+                return lock_key, None
+        except Exception as exc:  # noqa: BLE001 - fail open: load without the lock
+            self._failures.record("lock", exc, key=key)
+            return None, None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (self._lock_ttl or 0.0)
+        while loop.time() < deadline:
+            await asyncio.sleep(self._lock_poll)
             try:
-                stored = None if data is None else plan.unstructure(data)
-                await self._backend.set(key, [stored, versions], ttl)
-            except Exception as exc:  # noqa: BLE001 - fail open: the answer stands
-                self._failures.record("set", exc, key=key)
-        return result.evolve(cache_info=CacheInfo(hit=False, key=key, ttl=ttl))
+                found = await self._backend.multi_get([key, lock_key, *(tag_keys or ())])
+            except Exception as exc:  # noqa: BLE001 - fail open
+                self._failures.record("get", exc, key=key)
+                break
+            if found[0] is not None:
+                hit = self._decode(plan, found[0], list(found[2:]), key=key, ttl=ttl, context=context)
+                if hit is not None:
+                    return None, hit
+            if found[1] is None:
+                break  # the other loader finished without storing a usable entry: load here
+        return None, None
+
+    async def _unlock(self, lock_key: str) -> None:
+        try:
+            await self._backend.delete(lock_key)
+        except Exception as exc:  # noqa: BLE001 - the lock expires by itself
+            self._failures.record("unlock", exc, key=lock_key)
 
     async def _create_tags(self, tag_keys: list[str], versions: list[Any]) -> list[Any] | None:
         """Give every missing tag counter a random start; None when the cache fails (store nothing)."""
