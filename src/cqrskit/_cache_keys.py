@@ -14,7 +14,7 @@ import sys
 import typing
 import uuid
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar, get_args, get_origin
+from typing import TYPE_CHECKING, Any, TypeVar, get_args, get_origin
 
 import attrs
 import cattrs
@@ -22,8 +22,13 @@ from cattrs.preconf.json import make_converter
 
 from cqrskit.errors import ConfigurationError
 from cqrskit.messages import Message, Query
+from cqrskit.results import Page
+
+if TYPE_CHECKING:
+    from cqrskit.behaviours.query_cache import CachePolicy
 
 __all__ = [
+    "CachePlan",
     "KeyFunction",
     "dependency_tag_keys",
     "entity_tag_keys",
@@ -220,3 +225,45 @@ def dependency_tag_keys(tags: Iterable[tuple[str, object]]) -> list[str]:
             keys[f"tag:{kind}:{text}"] = None
             keys[f"tag:{kind}"] = None
     return list(keys)
+
+
+class CachePlan:
+    """Everything `QueryCache` needs about one query type, decided when the behaviour is built."""
+
+    __slots__ = (
+        "key",
+        "null_ok",
+        "page",
+        "policy",
+        "result_type",
+        "structure",
+        "tags",
+        "ttl",
+        "ttl_of",
+        "unstructure",
+    )
+
+    def __init__(self, query_type: type, policy: CachePolicy[Any], converter: cattrs.Converter) -> None:
+        self.policy = policy
+        self.key = key_function(
+            query_type,
+            version=policy.version,
+            vary_by=policy.vary_by,
+            key=policy.key,
+            converter=converter,
+        )
+        self.result_type = query_result_type(query_type)
+        try:
+            self.structure = converter.get_structure_hook(self.result_type)
+            self.unstructure = converter.get_unstructure_hook(self.result_type)
+        except Exception as exc:
+            raise ConfigurationError(
+                f"cannot cache {query_type.__qualname__}: cattrs cannot convert its result type "
+                f"{self.result_type!r} ({exc}); register hooks on the converter you give QueryCache"
+            ) from exc
+        self.ttl_of = policy.ttl if callable(policy.ttl) else None
+        self.ttl: float = 0.0 if callable(policy.ttl) else float(policy.ttl)
+        self.tags = policy.tags
+        self.null_ok = policy.cache_null_results
+        origin = getattr(self.result_type, "__origin__", self.result_type)
+        self.page = isinstance(origin, type) and issubclass(origin, Page)

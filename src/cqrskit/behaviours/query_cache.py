@@ -12,13 +12,13 @@ import cattrs
 import structlog
 
 from cqrskit._cache_failures import FailureLog
-from cqrskit._cache_keys import dependency_tag_keys, key_function, make_cache_converter, query_result_type
+from cqrskit._cache_keys import CachePlan, dependency_tag_keys, make_cache_converter
 from cqrskit.caching import as_backend
 from cqrskit.context import Context
 from cqrskit.errors import ConfigurationError
 from cqrskit.messages import Query
 from cqrskit.protocols import CallNext
-from cqrskit.results import _NO_ERRORS, CacheInfo, OperationStatus, Page, Result
+from cqrskit.results import _NO_ERRORS, CacheInfo, OperationStatus, Result
 
 __all__ = ["CachePolicy", "QueryCache"]
 
@@ -76,48 +76,6 @@ def _name(value: object) -> str:
     return getattr(value, "__qualname__", None) or repr(value)
 
 
-class _Plan:
-    """Everything about one query type, decided when the behaviour is built."""
-
-    __slots__ = (
-        "key",
-        "null_ok",
-        "page",
-        "policy",
-        "result_type",
-        "structure",
-        "tags",
-        "ttl",
-        "ttl_of",
-        "unstructure",
-    )
-
-    def __init__(self, query_type: type, policy: CachePolicy[Any], converter: cattrs.Converter) -> None:
-        self.policy = policy
-        self.key = key_function(
-            query_type,
-            version=policy.version,
-            vary_by=policy.vary_by,
-            key=policy.key,
-            converter=converter,
-        )
-        self.result_type = query_result_type(query_type)
-        try:
-            self.structure = converter.get_structure_hook(self.result_type)
-            self.unstructure = converter.get_unstructure_hook(self.result_type)
-        except Exception as exc:
-            raise ConfigurationError(
-                f"cannot cache {query_type.__qualname__}: cattrs cannot convert its result type "
-                f"{self.result_type!r} ({exc}); register hooks on the converter you give QueryCache"
-            ) from exc
-        self.ttl_of = policy.ttl if callable(policy.ttl) else None
-        self.ttl: float = 0.0 if callable(policy.ttl) else float(policy.ttl)
-        self.tags = policy.tags
-        self.null_ok = policy.cache_null_results
-        origin = getattr(self.result_type, "__origin__", self.result_type)
-        self.page = isinstance(origin, type) and issubclass(origin, Page)
-
-
 class QueryCache:
     """Answers queries from a cache: query buses only, for the query types in `policies`.
 
@@ -158,7 +116,7 @@ class QueryCache:
             )
         self._backend = as_backend(cache)
         self._converter = converter if converter is not None else make_cache_converter()
-        plans: dict[type, _Plan] = {}
+        plans: dict[type, CachePlan] = {}
         for query_type, policy in policies.items():
             if not (isinstance(query_type, type) and issubclass(query_type, Query)):
                 raise ConfigurationError(
@@ -168,7 +126,7 @@ class QueryCache:
                 raise ConfigurationError(
                     f"the policy for {query_type.__qualname__} is {policy!r}, not a CachePolicy"
                 )
-            plans[query_type] = _Plan(query_type, policy, self._converter)
+            plans[query_type] = CachePlan(query_type, policy, self._converter)
         self._plans = plans
         self._tag_ttl = tag_ttl
         self._lock_ttl = lock_ttl
@@ -235,7 +193,7 @@ class QueryCache:
         return await self._load(message, context, call_next, plan, key=key, ttl=ttl, tag_keys=tag_keys)
 
     def _decode(
-        self, plan: _Plan, entry: Any, versions: list[Any], *, key: str, ttl: float, context: Context
+        self, plan: CachePlan, entry: Any, versions: list[Any], *, key: str, ttl: float, context: Context
     ) -> Result[Any] | None:
         """Return the hit `entry` makes, or None when its tags are stale or it cannot be read."""
         try:
@@ -262,7 +220,7 @@ class QueryCache:
         message: Any,
         context: Context,
         call_next: CallNext,
-        plan: _Plan,
+        plan: CachePlan,
         *,
         key: str,
         ttl: float,
@@ -304,7 +262,7 @@ class QueryCache:
         message: Any,
         context: Context,
         call_next: CallNext,
-        plan: _Plan,
+        plan: CachePlan,
         *,
         key: str,
         ttl: float,
@@ -352,7 +310,7 @@ class QueryCache:
                 await self._unlock(lock_key)
 
     async def _lock_or_wait(
-        self, plan: _Plan, *, key: str, ttl: float, tag_keys: list[str] | None, context: Context
+        self, plan: CachePlan, *, key: str, ttl: float, tag_keys: list[str] | None, context: Context
     ) -> tuple[str | None, Result[Any] | None]:
         """Take the cross-process load lock of `key`, or wait for the process that holds it.
 
