@@ -217,7 +217,7 @@ class TestLockAcrossProcesses:
 
 
 async def invalidate_in_another_process(redis_url: str, namespace: str, kind: str, entity_id: str) -> None:
-    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         str(INVALIDATOR),
