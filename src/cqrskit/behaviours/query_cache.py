@@ -236,9 +236,8 @@ class QueryCache:
                 # The loader was cancelled: look again (another waiter may have stored it by now).
                 return await self(message, context, call_next)
             shared = flight.result()  # the loader's exception, when it raised
-            if shared.is_success:
-                return shared.evolve(cache_info=CacheInfo(hit=True, key=key, ttl=ttl))
-            return shared
+            info = CacheInfo(hit=True, key=key, ttl=ttl) if shared.is_success else None
+            return shared.evolve(cache_info=info, operation_id=context.operation_id)
         flight = asyncio.get_running_loop().create_future()
         flights[key] = flight
         try:
