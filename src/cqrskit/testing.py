@@ -2,6 +2,8 @@
 
 - `RecordingBehaviour` records what passes through it, so a test can assert the exact order in which
   behaviours ran.
+- `InMemoryCache` and `FailingCache` are cache backends for `QueryCache` and `CacheInvalidation`: a
+  dict with a clock you control, and a cache that is always down.
 - `override_handler` swaps the handler of one message type in a container for the length of a
   ``with`` block, and rebuilds the buses that had been built with the old one.
 """
@@ -15,12 +17,13 @@ from typing import Any, Literal
 import attrs
 from dependency_injector import containers, providers
 
+from cqrskit._cache_fakes import FailingCache, InMemoryCache
 from cqrskit.context import Context
 from cqrskit.errors import ConfigurationError, HandlerNotFoundError
 from cqrskit.protocols import CallNext
 from cqrskit.results import Result
 
-__all__ = ["Recorded", "RecordingBehaviour", "override_handler"]
+__all__ = ["FailingCache", "InMemoryCache", "Recorded", "RecordingBehaviour", "override_handler"]
 
 
 @attrs.frozen
