@@ -43,7 +43,7 @@ async def yielding(message: Any, context: Context, call_next: CallNext) -> Resul
 
 class TestConcurrentDispatches:
     async def test_each_result_and_log_line_carries_its_own_ids(self) -> None:
-        """1,000 gathered dispatches: each Result and log line carries its own operation and correlation id."""
+        """1,000 gathered dispatches: each Result and log line has its own operation and correlation id."""
         bus = CommandBus({Work: LoggingHandler()}, [yielding])
         contexts = [
             Context(principal=Principal(f"u{n}"), correlation_id=f"corr-{n}") for n in range(DISPATCHES)
