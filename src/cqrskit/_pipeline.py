@@ -124,19 +124,19 @@ def check_behaviours(behaviours: Sequence[object], kind: type) -> None:
                     )
 
 
-def _check_callable(behaviour: object) -> None:
+def _check_callable(behaviour: Any) -> None:  # Any: mypy would not narrow a callable to a function
     if not callable(behaviour):
         raise ConfigurationError(
             f"{behaviour!r} is not a behaviour: give an object with "
             "'async def __call__(self, message, context, call_next)' or an async function"
         )
-    target = behaviour if inspect.isfunction(behaviour) else getattr(behaviour, "__call__", None)  # noqa: B004
+    target: Any = behaviour if inspect.isfunction(behaviour) else getattr(behaviour, "__call__", None)  # noqa: B004
     if inspect.isfunction(behaviour) and not inspect.iscoroutinefunction(behaviour):
         raise ConfigurationError(
             f"{_name(behaviour)} is a plain function; a behaviour must be 'async def' and return a Result"
         )
     try:
-        signature = inspect.signature(target)  # type: ignore[arg-type]
+        signature = inspect.signature(target)
     except (TypeError, ValueError):
         return
     try:

@@ -82,7 +82,7 @@ class _Bus:
         return self._behaviours
 
     def behaviours_for(self, message_type: type) -> tuple[object, ...]:
-        """The behaviours in `message_type`'s pipeline, outermost first (those that apply to it)."""
+        """Return the behaviours in `message_type`'s pipeline, outermost first (those that apply to it)."""
         try:
             return self._chains[message_type]
         except KeyError:

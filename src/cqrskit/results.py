@@ -6,7 +6,7 @@ import enum
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Generic, Never, TypeVar
+from typing import TYPE_CHECKING, Generic, Never, TypeVar
 
 import attrs
 
