@@ -1,16 +1,34 @@
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import os
 import warnings
 
+import attrs
 import pytest
 
+from cqrskit import Command, CommandBus, Context
 from cqrskit._operation_ids import new_operation_id
 
 
+@attrs.frozen
+class Ping(Command[None]):
+    pass
+
+
+class PingHandler:
+    async def handle(self, command: Ping, context: Context) -> None:
+        return None
+
+
+async def _bus_ids(count: int) -> list[str]:
+    bus = CommandBus({Ping: PingHandler()})
+    return [str((await bus.execute(Ping())).operation_id) for _ in range(count)]
+
+
 def _ids_in_child(queue: multiprocessing.Queue[list[str]]) -> None:
-    queue.put([new_operation_id() for _ in range(100)])
+    queue.put([new_operation_id() for _ in range(50)] + asyncio.run(_bus_ids(50)))
 
 
 class TestOperationIds:
@@ -22,8 +40,8 @@ class TestOperationIds:
 
     @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
     def test_unique_across_a_forked_child(self) -> None:
-        """A forked child draws a new prefix, so its ids never repeat the parent's."""
-        before = [new_operation_id() for _ in range(100)]
+        """A forked child draws a new prefix, so its ids (bus dispatches too) never repeat the parent's."""
+        before = [new_operation_id() for _ in range(50)] + asyncio.run(_bus_ids(50))
         context = multiprocessing.get_context("fork")
         queue: multiprocessing.Queue[list[str]] = context.Queue()
         child = context.Process(target=_ids_in_child, args=(queue,))

@@ -1,0 +1,137 @@
+"""What a dispatch costs: cqrskit's buses against a direct handler call.
+
+Run it with ``PYTHONPATH=src:. python -m benchmarks.dispatch`` (or ``nox -s bench``). Every case
+dispatches one trivial command whose handler returns a constant, in a timed loop inside one running
+event loop, after a warm-up; the table gives the median of the runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import attrs
+from dependency_injector import containers, providers
+
+from cqrskit import CallNext, Command, CommandBus, Context, Result
+
+RUNS = 7
+DISPATCHES = 20_000
+BUILD_RUNS = 7
+ROUTES = 1_000
+
+
+@attrs.frozen
+class Ping(Command[int]):
+    pass
+
+
+class PingHandler:
+    async def handle(self, command: Ping, context: Context) -> int:
+        return 1
+
+
+class PassThrough:
+    """A behaviour that does nothing but call the next step."""
+
+    async def __call__(self, message: Any, context: Context, call_next: CallNext) -> Result[Any]:
+        return await call_next(message, context)
+
+
+class Container(containers.DeclarativeContainer):
+    ping_handler = providers.Factory(PingHandler)
+    command_bus = providers.Singleton(CommandBus, handlers=providers.Dict({Ping: ping_handler.provider}))
+
+
+def many_routes(count: int) -> dict[type, object]:
+    """`count` distinct command types, each with its own handler object."""
+    handler = PingHandler()
+    return {type(f"Command{n}", (Command,), {"__slots__": ()}): handler for n in range(count)}
+
+
+async def time_loop(dispatch: Callable[[], Awaitable[Any]], count: int) -> float:
+    """Seconds per call of `dispatch`, over `count` calls."""
+    started = time.perf_counter()
+    for _ in range(count):
+        await dispatch()
+    return (time.perf_counter() - started) / count
+
+
+async def median_per_call(dispatch: Callable[[], Awaitable[Any]]) -> float:
+    """Median seconds per call over RUNS timed loops, after a warm-up loop."""
+    await time_loop(dispatch, DISPATCHES // 4)
+    gc.collect()
+    gc.disable()
+    try:
+        return statistics.median([await time_loop(dispatch, DISPATCHES) for _ in range(RUNS)])
+    finally:
+        gc.enable()
+
+
+def median_build_seconds() -> float:
+    """Median seconds to build a bus of ROUTES routes and 10 behaviours."""
+    routes = many_routes(ROUTES)
+    behaviours = [PassThrough() for _ in range(10)]
+    timings = []
+    for _ in range(BUILD_RUNS):
+        started = time.perf_counter()
+        CommandBus(routes, behaviours)
+        timings.append(time.perf_counter() - started)
+    return statistics.median(timings)
+
+
+async def measure() -> dict[str, float]:
+    """Median seconds per dispatch for every case."""
+    command, context, handler = Ping(), Context(), PingHandler()
+    buses = {
+        "b": CommandBus({Ping: handler}),
+        "c3": CommandBus({Ping: handler}, [PassThrough() for _ in range(3)]),
+        "c10": CommandBus({Ping: handler}, [PassThrough() for _ in range(10)]),
+        "d": Container().command_bus(),
+        "e": CommandBus({Ping: handler, **many_routes(ROUTES)}),
+    }
+    timings = {"a": await median_per_call(lambda: handler.handle(command, context))}
+    for name, bus in buses.items():
+        timings[name] = await median_per_call(lambda bus=bus: bus.execute(command))  # type: ignore[misc]
+    return timings
+
+
+CASES = [
+    ("a", "(a) direct await handler.handle(cmd, ctx)"),
+    ("b", "(b) bus, 0 behaviours"),
+    ("c3", "(c) bus, 3 pass-through behaviours"),
+    ("c10", "(c) bus, 10 pass-through behaviours"),
+    ("d", "(d) bus, handler from a Factory per dispatch (.provider)"),
+    ("e", "(e) bus, 0 behaviours, 1,000 routes registered"),
+]
+
+
+def main() -> None:
+    timings = asyncio.run(measure())
+    build = median_build_seconds()
+    direct, bare = timings["a"], timings["b"]
+    print(f"Python {sys.version.split()[0]}; median of {RUNS} runs of {DISPATCHES:,} dispatches each\n")
+    print("| case | per dispatch (ns) | ratio to (a) |")
+    print("|---|---:|---:|")
+    for key, label in CASES:
+        print(f"| {label} | {timings[key] * 1e9:,.0f} | {timings[key] / direct:.1f}x |")
+    print()
+    print("| derived | measured | aim |")
+    print("|---|---:|---|")
+    print(f"| (b) overhead over (a) | {(bare - direct) * 1e9:,.0f} ns | (b) <= 8x (a) |")
+    for count in (3, 10):
+        per_behaviour = (timings[f"c{count}"] - bare) / count
+        print(
+            f"| cost per pass-through behaviour (from {count}) | {per_behaviour * 1e9:,.0f} ns | <= 150 ns |"
+        )
+    print(f"| (e) against (b) | {(timings['e'] / bare - 1) * 100:+.1f}% | within 5% |")
+    print(f"| build {ROUTES:,} routes x 10 behaviours | {build * 1e3:.1f} ms | < 50 ms |")
+
+
+if __name__ == "__main__":
+    main()
