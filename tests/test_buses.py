@@ -476,6 +476,33 @@ class TestHandlerReturns:
         assert result.pagination is not None
         assert (result.pagination.total_pages, result.pagination.has_next) == (3, True)
 
+    async def test_subclasses_of_result_and_page(self) -> None:
+        """A handler's subclass of Page or Result is treated as a Page or a Result, behaviours or not."""
+
+        @attrs.frozen
+        class UserPage(Page[str]):
+            pass
+
+        class TaggedResult(Result[str]):
+            pass
+
+        class PageHandler:
+            async def handle(self, query: ListUsers, context: Context) -> Page[str]:
+                return UserPage(items=["a"], total_count=4, page=1, page_size=1)
+
+        class ResultHandler:
+            async def handle(self, query: GetUser, context: Context) -> Result[str]:
+                return TaggedResult(OperationStatus.CONFLICT, None)  # type: ignore[arg-type]
+
+        for behaviours in ([], [Outer()]):
+            bus = QueryBus({ListUsers: PageHandler(), GetUser: ResultHandler()}, behaviours)
+            paged = await bus.execute(ListUsers(1))
+            assert paged.pagination is not None
+            assert paged.pagination.total_pages == 4
+            failed = await bus.execute(GetUser(NEW_ID))
+            assert failed.status is OperationStatus.CONFLICT
+            assert failed.operation_id is not None
+
 
 class TestExceptionsBecomeResults:
     @pytest.mark.parametrize(

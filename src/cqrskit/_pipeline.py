@@ -15,10 +15,9 @@ from typing import Any, TypeAlias
 
 from cqrskit.context import Context
 from cqrskit.errors import ConfigurationError
-from cqrskit.results import _NO_ERRORS, OperationStatus, Page, Result
+from cqrskit.results import _NO_ERRORS, WRAPPED_TYPES, OperationStatus, Page, Result
 
 __all__ = [
-    "WRAPPED",
     "Pipeline",
     "as_result",
     "call_target",
@@ -32,8 +31,6 @@ __all__ = [
 Pipeline: TypeAlias = Callable[[Any, Context], Awaitable[Result[Any]]]
 
 _SUCCESS = OperationStatus.SUCCESS
-WRAPPED = (Result, Page)
-"""What a handler may return instead of a plain value: the bus turns these into the Result."""
 
 
 def _name(obj: object) -> str:
@@ -66,7 +63,7 @@ def handler_step(message_type: type, value: object) -> Pipeline:
 
         async def call_handler(message: Any, context: Context) -> Result[Any]:
             data = await handle(message, context)
-            if isinstance(data, WRAPPED):
+            if type(data) in WRAPPED_TYPES:
                 return as_result(data, context._operation_id)
             return Result(_SUCCESS, data, _NO_ERRORS, (), None, None, context._operation_id)
 
@@ -93,7 +90,7 @@ def handler_step(message_type: type, value: object) -> Pipeline:
                 )
             checked.add(type(handler))
         data = await handler.handle(message, context)
-        if isinstance(data, WRAPPED):
+        if type(data) in WRAPPED_TYPES:
             return as_result(data, context._operation_id)
         return Result(_SUCCESS, data, _NO_ERRORS, (), None, None, context._operation_id)
 

@@ -11,7 +11,6 @@ import structlog
 from cqrskit._operation_ids import state as _ids
 from cqrskit._outcome import result_from_exception
 from cqrskit._pipeline import (
-    WRAPPED,
     Pipeline,
     as_result,
     call_target,
@@ -25,6 +24,7 @@ from cqrskit.context import Context
 from cqrskit.errors import ConfigurationError, HandlerNotFoundError
 from cqrskit.messages import Command, Message, Query
 from cqrskit.results import _NO_ERRORS, OperationStatus, Result
+from cqrskit.results import WRAPPED_TYPES as _WRAPPED_TYPES
 
 __all__ = ["CommandBus", "QueryBus"]
 
@@ -131,7 +131,7 @@ class _Bus:
         try:
             if handle is not None:
                 data = await handle(message, context)
-                if isinstance(data, WRAPPED):
+                if type(data) in _WRAPPED_TYPES:
                     return as_result(data, operation_id)
                 return Result(_SUCCESS, data, _NO_ERRORS, (), None, None, operation_id)
             result = await pipeline(message, context)
