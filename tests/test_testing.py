@@ -45,6 +45,13 @@ class FakeCreateUser:
         return "fake"
 
 
+class UserService:
+    """An application service the container builds with the command bus injected."""
+
+    def __init__(self, bus: CommandBus) -> None:
+        self.bus = bus
+
+
 class Container(containers.DeclarativeContainer):
     create_user = providers.Factory(CreateUserHandler)
     command_bus = providers.Singleton(CommandBus, handlers=providers.Dict({CreateUser: create_user}))
@@ -52,6 +59,7 @@ class Container(containers.DeclarativeContainer):
         QueryBus, handlers=providers.Dict({GetUser: providers.Factory(GetUserHandler).provider})
     )
     unrelated = providers.Singleton(object)
+    user_service = providers.Singleton(UserService, bus=command_bus)
 
 
 class ProviderFormContainer(containers.DeclarativeContainer):
@@ -166,6 +174,16 @@ class TestOverrideHandler:
         assert container.command_bus() is not inside
         assert container.query_bus() is query_bus
         assert container.unrelated() is unrelated
+
+    async def test_a_service_built_with_the_bus_is_rebuilt(self) -> None:
+        """A singleton that was built with the bus is reset too, so it sees the fake inside the block."""
+        container = Container()
+        before = container.user_service()
+        with override_handler(container, CreateUser, FakeCreateUser()):
+            assert (await container.user_service().bus.execute(CreateUser("a"))).data == "fake"
+        after = container.user_service()
+        assert after is not before
+        assert (await after.bus.execute(CreateUser("a"))).data == "real"
 
     async def test_overrides_in_a_shared_container(self) -> None:
         """First of two: override the handler in a module-level container."""
