@@ -488,7 +488,7 @@ class TestHandlerReturns:
 
         class PageHandler:
             async def handle(self, query: ListUsers, context: Context) -> Page[str]:
-                return UserPage(items=["a"], total_count=4, page=1, page_size=1)
+                return UserPage(items=("a",), total_count=4, page=1, page_size=1)
 
         class ResultHandler:
             async def handle(self, query: GetUser, context: Context) -> Result[str]:
@@ -596,7 +596,8 @@ class OnlyForLogging:
         return message_type in self.types
 
     async def __call__(self, message: Any, context: Context, call_next: CallNext) -> Result[Any]:
-        return await self.inner(message, context, call_next)
+        result: Result[Any] = await self.inner(message, context, call_next)
+        return result
 
 
 class TestCancellation:

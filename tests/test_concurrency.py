@@ -57,7 +57,7 @@ class TestConcurrentDispatches:
         assert None not in operation_ids
 
         assert len(logs) == 2 * DISPATCHES
-        by_number: dict[int, list[dict[str, Any]]] = {}
+        by_number: dict[int, list[Any]] = {}
         for entry in logs:
             by_number.setdefault(entry["number"], []).append(entry)
         for number, entries in by_number.items():

@@ -17,7 +17,7 @@ class TestPrincipal:
 
     def test_iterables_become_frozensets(self) -> None:
         """Permissions and roles given as lists are stored as frozensets."""
-        principal = Principal("u1", permissions=["a", "b"], roles=("admin",))  # type: ignore[arg-type]
+        principal = Principal("u1", permissions=["a", "b"], roles=("admin",))
         assert principal.permissions == frozenset({"a", "b"})
         assert isinstance(principal.roles, frozenset)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import keyword
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
@@ -105,7 +105,7 @@ PROPAGATES: list[tuple[type[BaseException], Callable[[type[Any]], BaseException]
 
 
 def exception_types(
-    bases: list[tuple[type[Any], Callable[[type[Any]], BaseException]]],
+    bases: Sequence[tuple[type[Any], Callable[[type[Any]], BaseException]]],
 ) -> st.SearchStrategy[BaseException]:
     """An instance of a generated subclass (or of the base itself) of one of `bases`."""
 
@@ -115,7 +115,8 @@ def exception_types(
         if draw(st.booleans()):
             name = draw(st.from_regex(r"[A-Z][A-Za-z]{0,10}Error", fullmatch=True))
             base = type(name, (base,), {})
-        return make(base)
+        exc: BaseException = make(base)
+        return exc
 
     return build()
 

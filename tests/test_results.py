@@ -27,7 +27,7 @@ class TestOperationStatus:
             "TIMEOUT",
             "FAILED",
         ]
-        assert OperationStatus.NOT_FOUND == "not_found"
+        assert OperationStatus.NOT_FOUND.value == "not_found"
 
 
 class TestResult:
@@ -201,7 +201,7 @@ class TestCacheInfo:
 class TestAffectedEntity:
     def test_fields(self) -> None:
         """An affected entity holds kind, id, change and the fields, stored as a tuple."""
-        entity = AffectedEntity("user", "42", "updated", ["email"])  # type: ignore[arg-type]
+        entity = AffectedEntity("user", "42", "updated", ["email"])
         assert (entity.kind, entity.id, entity.change, entity.fields) == ("user", "42", "updated", ("email",))
         assert AffectedEntity("user", "1", "created").fields == ()
         with pytest.raises(attrs.exceptions.FrozenInstanceError):

@@ -8,6 +8,7 @@ from uuid import UUID, uuid4
 import attrs
 
 from cqrskit import (
+    AffectedEntity,
     Command,
     CommandBus,
     Context,
@@ -15,6 +16,7 @@ from cqrskit import (
     OperationStatus,
     Page,
     Pagination,
+    Principal,
     Query,
     QueryBus,
     Result,
@@ -90,3 +92,9 @@ def success_is_typed() -> None:
 async def wrong_bus_kind(commands: CommandBus, queries: QueryBus) -> None:
     await commands.execute(GetUser(uuid4()))  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
     await queries.execute(CreateUser("a@example.com"))  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+
+
+def values_take_any_iterable() -> None:
+    assert_type(Page(items=["a", "b"], total_count=2, page=1, page_size=2), Page[str])
+    assert_type(AffectedEntity("user", "42", "updated", ["email"]).fields, tuple[str, ...])
+    assert_type(Principal("u1", permissions={"user:create"}).permissions, frozenset[str])

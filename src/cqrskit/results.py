@@ -39,6 +39,15 @@ class OperationStatus(enum.StrEnum):
     FAILED = "failed"
 
 
+def _as_tuple(values: Iterable[T]) -> tuple[T, ...]:
+    # A typed converter: with the bare `tuple` builtin, type checkers refuse a list of items.
+    return values if type(values) is tuple else tuple(values)
+
+
+def _str_tuple(values: Iterable[str]) -> tuple[str, ...]:
+    return values if type(values) is tuple else tuple(values)
+
+
 @attrs.frozen
 class AffectedEntity:
     """One entity a command touched, for example ``AffectedEntity("user", "42", "updated", ("email",))``.
@@ -49,7 +58,7 @@ class AffectedEntity:
     kind: str
     id: str
     change: str
-    fields: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    fields: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
 
 
 @attrs.frozen
@@ -64,14 +73,19 @@ class Pagination:
     has_previous: bool
 
 
-@attrs.frozen
+@attrs.frozen(init=False)
 class Page(Generic[T_co]):
     """One page of items; a paginated query is a ``Query[Page[ItemDto]]``. `page` counts from 1."""
 
-    items: tuple[T_co, ...] = attrs.field(converter=tuple)
+    items: tuple[T_co, ...]
     total_count: int
     page: int
     page_size: int
+
+    # Written out (not an attrs converter) so that type checkers infer `T_co` from any iterable of items,
+    # for subclasses too.
+    def __init__(self, items: Iterable[T_co], total_count: int, page: int, page_size: int) -> None:
+        self.__attrs_init__(_as_tuple(items), total_count, page, page_size)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
