@@ -33,7 +33,7 @@ class LoggingHandler:
             logger.info(
                 "work_done", number=command.number, principal=context.principal and context.principal.id
             )
-        return f"done-{command.number}"
+        return f"done-{command.number} for {context.correlation_id}"
 
 
 async def yielding(message: Any, context: Context, call_next: CallNext) -> Result[Any]:
@@ -51,7 +51,7 @@ class TestConcurrentDispatches:
         with structlog.testing.capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
             results = await asyncio.gather(*(bus.execute(Work(n), contexts[n]) for n in range(DISPATCHES)))
 
-        assert [r.data for r in results] == [f"done-{n}" for n in range(DISPATCHES)]
+        assert [r.data for r in results] == [f"done-{n} for corr-{n}" for n in range(DISPATCHES)]
         operation_ids = [r.operation_id for r in results]
         assert len(set(operation_ids)) == DISPATCHES
         assert None not in operation_ids
