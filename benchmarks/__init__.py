@@ -2,7 +2,7 @@
 
 Each module here exposes ``main() -> None`` and runs alone as ``python -m benchmarks.<topic>``. A module
 whose optional dependencies are not installed, or whose service is unreachable, is skipped with a note:
-it raises `BenchmarkSkipped` (or an ImportError or OSError escapes it).
+it raises `BenchmarkSkippedError` (or an ImportError or OSError escapes it).
 """
 
 
