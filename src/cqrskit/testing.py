@@ -47,7 +47,8 @@ class RecordingBehaviour:
     Give several of them one `journal` list to see how they nest::
 
         journal: list[Recorded] = []
-        bus = CommandBus(handlers, [RecordingBehaviour("outer", journal), RecordingBehaviour("inner", journal)])
+        recorders = [RecordingBehaviour("outer", journal), RecordingBehaviour("inner", journal)]
+        bus = CommandBus(handlers, recorders)
         await bus.execute(CreateUser(...))
         assert [(r.behaviour, r.phase) for r in journal] == [
             ("outer", "before"), ("inner", "before"), ("inner", "after"), ("outer", "after")]
@@ -83,6 +84,10 @@ class RecordingBehaviour:
         return f"RecordingBehaviour({self.name!r})"
 
 
+def _providers_under(provider: providers.Provider[Any]) -> Iterator[providers.Provider[Any]]:
+    return provider.traverse()
+
+
 @contextmanager
 def override_handler(container: containers.Container, message_type: type, handler: object) -> Iterator[None]:
     """Serve `message_type` with `handler` inside the ``with`` block, then restore the original.
@@ -99,7 +104,7 @@ def override_handler(container: containers.Container, message_type: type, handle
     maps: list[providers.Provider[Any]] = []
     targets: list[providers.Provider[Any]] = []
     for mapping in container.traverse(types=[providers.Dict]):
-        value = mapping.kwargs.get(message_type)  # type: ignore[attr-defined]
+        value = mapping.kwargs.get(message_type)
         if value is None:
             continue
         if isinstance(value, providers.Delegate):
@@ -116,17 +121,17 @@ def override_handler(container: containers.Container, message_type: type, handle
     dependents = [
         singleton
         for singleton in container.traverse(types=[providers.BaseSingleton])
-        if any(related is mapping for related in singleton.traverse() for mapping in maps)
+        if any(related is mapping for related in _providers_under(singleton) for mapping in maps)
     ]
     replacement = providers.Object(handler)
     for target in targets:
         target.override(replacement)
     for singleton in dependents:
-        singleton.reset()  # type: ignore[attr-defined]
+        singleton.reset()
     try:
         yield
     finally:
         for target in targets:
             target.reset_last_overriding()
         for singleton in dependents:
-            singleton.reset()  # type: ignore[attr-defined]
+            singleton.reset()
