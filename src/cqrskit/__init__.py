@@ -21,7 +21,7 @@ from cqrskit.errors import (
     ValidationFailedError,
 )
 from cqrskit.messages import Command, Message, Query
-from cqrskit.protocols import AuditSink, Behaviour, CallNext, Handler, HandlerFactory
+from cqrskit.protocols import AuditSink, Behaviour, CacheBackend, CallNext, Handler, HandlerFactory
 from cqrskit.results import AffectedEntity, CacheInfo, OperationStatus, Page, Pagination, Result
 from cqrskit.routes import merge_routes
 
@@ -29,6 +29,7 @@ __all__ = [
     "AffectedEntity",
     "AuditSink",
     "Behaviour",
+    "CacheBackend",
     "CacheInfo",
     "CallNext",
     "Command",

@@ -60,13 +60,13 @@ class TransactionScope:
         self._waiting.append(work)
 
     def release(self) -> None:
-        """The savepoint succeeded: pass the waiting work up to the enclosing scope."""
+        """Pass the waiting work up to the enclosing scope: the savepoint succeeded."""
         if self.parent is not None:
             self.parent._waiting.extend(self._waiting)
         self._waiting.clear()
 
     def discard(self) -> None:
-        """The transaction or savepoint rolled back: forget the waiting work."""
+        """Forget the waiting work: the transaction or savepoint rolled back."""
         self._waiting.clear()
 
     async def run_after_commit(self, logger: Any = None) -> None:
@@ -91,12 +91,12 @@ class TransactionScope:
 
 
 def is_deadline(cancellation: BaseException) -> bool:
-    """True when `cancellation` is the `CancelledError` of an expired `Timeout` deadline."""
+    """Return True when `cancellation` is the `CancelledError` of an expired `Timeout` deadline."""
     return cancellation.args[:1] == (DEADLINE_EXPIRED,)
 
 
 def current_transaction() -> TransactionScope | None:
-    """The innermost open transaction scope of this task, or None."""
+    """Return the innermost open transaction scope of this task, or None."""
     return _current.get()
 
 
