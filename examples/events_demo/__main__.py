@@ -13,8 +13,9 @@ from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 import structlog
+
+from cqrskit.events import create_event_tables
 from examples.events_demo.app import (
-    CACHING,
     Container,
     CreateUser,
     DeleteUser,
@@ -22,8 +23,6 @@ from examples.events_demo.app import (
     UpdateUser,
     UserStats,
 )
-
-from cqrskit.events import create_event_tables
 
 POSTGRES_URL = os.environ.get("CQRSKIT_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 RABBITMQ_URL = os.environ.get("CQRSKIT_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -77,7 +76,6 @@ async def demo() -> None:
 async def run_commands_and_watch(container: Container) -> None:
     """Commit eight commands, then print the read model each time it changes until it caught up."""
     commands, queries = container.command_bus(), container.query_bus()
-    print(f"query cache: {'on' if CACHING else 'not installed'}")
     before = (await queries.execute(GetUserStats())).unwrap()
     print(f"read model before: {show(before)}")
     began = time.monotonic()

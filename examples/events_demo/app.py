@@ -5,8 +5,8 @@
 - Relay: `OutboxRelay` moves the outbox to RabbitMQ.
 - Worker: a `Consumer` hands the events to an `EventBus`; its `UserStatsProjection` dispatches
   `ApplyUserStatsChange` on the worker's command bus, which updates the denormalised ``user_stats``
-  table in the consumer's transaction and, when cqrskit's caching is installed, invalidates
-  `GetUserStats`'s cache tag after that transaction commits (the API command's own invalidation would
+  table in the consumer's transaction and invalidates `GetUserStats`'s cache tag (through
+  `CacheInvalidation`) after that transaction commits (the API command's own invalidation would
   come before the read model changed).
 
 In production the three sides are separate processes built from the same container; the demo runs
@@ -15,9 +15,7 @@ them as tasks of one process.
 
 from __future__ import annotations
 
-import importlib
 import uuid
-from typing import Any
 
 import attrs
 import sqlalchemy as sa
@@ -33,6 +31,8 @@ from cqrskit import (
     QueryBus,
     Result,
 )
+from cqrskit.behaviours import CacheInvalidation, CachePolicy, QueryCache
+from cqrskit.caching import memory_cache
 from cqrskit.events import (
     Consumer,
     Event,
@@ -42,16 +42,6 @@ from cqrskit.events import (
     RabbitMQTransport,
 )
 from cqrskit.sqlalchemy import Database, Transaction
-
-try:  # the caching behaviours live in another part of cqrskit; the demo works without them
-    _caching: Any = importlib.import_module("cqrskit.caching")
-    _behaviours: Any = importlib.import_module("cqrskit.behaviours")
-    _behaviours.QueryCache  # noqa: B018 - fail here when the behaviours are missing
-except (ImportError, AttributeError):
-    _caching = _behaviours = None
-
-CACHING = _caching is not None
-
 
 # Messages -------------------------------------------------------------------------------------
 
@@ -226,7 +216,7 @@ class ApplyUserStatsChangeHandler:
                 deleted=stats.c.deleted + command.deleted,
             )
         )
-        # CacheInvalidation (when installed) drops GetUserStats's entries once the consumer's
+        # CacheInvalidation drops GetUserStats's cached entries once the consumer's
         # transaction, which this command joined, has committed.
         return Result.success(None, affected_entities=[AffectedEntity(*STATS_TAG, "updated")])
 
@@ -250,30 +240,17 @@ class UserStatsProjection:
 # Wiring -------------------------------------------------------------------------------------
 
 
-def query_behaviours(cache: Any) -> list[object]:
-    """QueryCache for GetUserStats when cqrskit's caching is installed, else nothing."""
-    if cache is None:
-        return []
-    policy = _behaviours.CachePolicy(ttl=300, tags=lambda _query: [STATS_TAG])
-    return [_behaviours.QueryCache(cache, {GetUserStats: policy})]
-
-
-def worker_behaviours(cache: Any, database: Database) -> list[object]:
-    """CacheInvalidation (when installed) outside Transaction, as the canonical order has it."""
-    invalidation = [] if cache is None else [_behaviours.CacheInvalidation(cache)]
-    return [*invalidation, Transaction(database)]
-
-
-def make_cache() -> Any:
-    """An in-process cache (Redis, through cqrskit.caching, when the sides run in separate processes)."""
-    return _caching.memory_cache() if CACHING else None
+def stats_tags(_query: GetUserStats) -> list[tuple[str, str]]:
+    """GetUserStats depends on every user_stats entity."""
+    return [STATS_TAG]
 
 
 class Container(containers.DeclarativeContainer):
     config = providers.Configuration()
     database = providers.Singleton(Database, url=config.database_url)
     tables = providers.Singleton(Tables.in_schema, schema=config.schema)
-    cache = providers.Singleton(make_cache)
+    # In-process here; redis_cache(...) from cqrskit.caching when the sides run in separate processes.
+    cache = providers.Singleton(memory_cache)
     transport = providers.Singleton(RabbitMQTransport, url=config.rabbitmq_url, exchange=config.exchange)
     outbox = providers.Singleton(OutboxPublisher, database=database, schema=config.schema)
 
@@ -291,7 +268,15 @@ class Container(containers.DeclarativeContainer):
         handlers=providers.Dict(
             {GetUserStats: providers.Factory(GetUserStatsHandler, database=database, tables=tables)}
         ),
-        behaviours=providers.Callable(query_behaviours, cache=cache),
+        behaviours=providers.List(
+            providers.Singleton(
+                QueryCache,
+                cache=cache,
+                policies=providers.Dict(
+                    {GetUserStats: providers.Factory(CachePolicy, ttl=300, tags=stats_tags)}
+                ),
+            )
+        ),
     )
 
     # Relay
@@ -307,7 +292,11 @@ class Container(containers.DeclarativeContainer):
                 )
             }
         ),
-        behaviours=providers.Callable(worker_behaviours, cache=cache, database=database),
+        # CacheInvalidation outside Transaction, as the canonical order has it.
+        behaviours=providers.List(
+            providers.Singleton(CacheInvalidation, cache=cache),
+            providers.Singleton(Transaction, database=database),
+        ),
     )
     user_stats_projection = providers.Factory(UserStatsProjection, command_bus=worker_command_bus)
     event_bus = providers.Singleton(
