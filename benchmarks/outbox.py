@@ -23,15 +23,18 @@ import contextlib
 import os
 import secrets
 import signal
+import socket
 import statistics
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import attrs
 import sqlalchemy as sa
 import structlog
 
+from benchmarks import BenchmarkSkippedError
 from cqrskit import Context
 from cqrskit.events import (
     Consumer,
@@ -252,8 +255,19 @@ async def run() -> None:
         print(f"| {relays} | {p50:.1f} | {p99:.1f} | {sent:.1f} |")
 
 
+def _reachable(url: str, port: int) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
 def main() -> None:
     """Run the benchmark and print its table."""
+    if not (_reachable(POSTGRES_URL, 5432) and _reachable(RABBITMQ_URL, 5672)):
+        raise BenchmarkSkippedError(f"needs PostgreSQL ({POSTGRES_URL}) and RabbitMQ ({RABBITMQ_URL})")
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))  # errors only
     if len(sys.argv) == 3 and sys.argv[1] in {"relay", "consumer"}:
         role = relay_role if sys.argv[1] == "relay" else consumer_role
