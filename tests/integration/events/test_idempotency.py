@@ -207,6 +207,22 @@ class TestIdempotency:
         assert second.data == uuid.UUID(int=1)
         assert second == first
 
+    async def test_repeatable_read_repeats_retry_into_the_stored_result(self, container: Container) -> None:
+        """Under REPEATABLE READ the waiting repeats fail to serialize once; Retry brings them the Result."""
+        database = container.database()
+        handler = PlaceOrderHandler(database, container.orders())
+        bus = CommandBus(
+            {PlaceOrder: handler},
+            [
+                Retry(),
+                Transaction(database, default_isolation="REPEATABLE READ"),
+                Idempotency(database, schema=container.config.schema()),
+            ],
+        )
+        results = await asyncio.gather(*(bus.execute(PlaceOrder("rr"), keyed("k-rr")) for _ in range(5)))
+        assert handler.runs == 1
+        assert all(r.is_success and r == results[0] for r in results)
+
     def test_it_must_sit_inside_transaction(self, container: Container) -> None:
         """Listing Idempotency before Transaction is refused when the bus is built."""
         database = container.database()
