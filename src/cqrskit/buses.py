@@ -145,7 +145,7 @@ class _Bus:
                 log=type(message) not in self._self_logging,
                 logger=self._logger,
             )
-        if result._operation_id is not operation_id:
+        if result._operation_id is None:  # a behaviour's own Result: the bus fills the id in
             result = result.evolve(operation_id=operation_id)
         return result
 

@@ -23,37 +23,6 @@ from cqrskit.results import AffectedEntity, OperationStatus, Result
 __all__ = ["Idempotency"]
 
 
-class _KeptResult(Result[Any]):
-    """A Result that keeps its operation id when the bus hands it back.
-
-    The bus stamps every Result with its own dispatch's id through ``evolve(operation_id=...)``;
-    a replayed command must return the first dispatch's Result, its operation id included.
-    """
-
-    __slots__ = ()
-
-    def evolve(
-        self,
-        *,
-        affected_entities: Any = None,
-        cache_info: Any = None,
-        operation_id: str | None = None,  # noqa: ARG002 - ignored on purpose: the first id stays
-    ) -> _KeptResult:
-        return super().evolve(affected_entities=affected_entities, cache_info=cache_info)
-
-
-def _kept(result: Result[Any], operation_id: str | None) -> _KeptResult:
-    return _KeptResult(
-        result.status,
-        result.data,
-        result.errors,
-        result.affected_entities,
-        result.pagination,
-        result.cache_info,
-        operation_id,
-    )
-
-
 def _return_type(message_type: type) -> Any:
     """Return R for a ``Command[R]`` subclass, Any when it cannot be told."""
     for cls in message_type.__mro__:
@@ -145,7 +114,7 @@ class Idempotency:
                     .where(table.c.principal == principal, table.c.key == key)
                     .values(result=self._dump(result))
                 )
-                return _kept(result, result.operation_id)
+                return result
             return result
         row = (
             await session.execute(
@@ -188,11 +157,11 @@ class Idempotency:
             separators=(",", ":"),
         )
 
-    def _load(self, stored: str, message_type: type) -> _KeptResult:
+    def _load(self, stored: str, message_type: type) -> Result[Any]:
         raw = json.loads(stored)
         data_type = self._return_types.get(message_type, Any)
         data = None if raw["data"] is None else self._converter.structure(raw["data"], data_type)
-        return _KeptResult(
+        return Result(
             OperationStatus(raw["status"]),
             data,
             MappingProxyType(raw["errors"]),

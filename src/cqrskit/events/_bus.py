@@ -175,7 +175,7 @@ class EventBus:
                 operation_id=operation_id,
                 correlation_id=context.correlation_id,
             )
-        if result._operation_id is not operation_id:
+        if result._operation_id is None:  # a behaviour's own Result: the bus fills the id in
             result = result.evolve(operation_id=operation_id)
         return result
 
