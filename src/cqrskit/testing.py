@@ -81,9 +81,7 @@ class RecordingBehaviour:
 
 
 @contextmanager
-def override_handler(
-    container: containers.Container, message_type: type, handler: object
-) -> Iterator[None]:
+def override_handler(container: containers.Container, message_type: type, handler: object) -> Iterator[None]:
     """Serve `message_type` with `handler` inside the ``with`` block, then restore the original.
 
     It overrides the handler provider that every ``providers.Dict`` of the container maps
