@@ -55,3 +55,10 @@ def demo(session: nox.Session) -> None:
     """Run the demo application on the embedded defaults and print what happens."""
     session.install("-e", ALL_EXTRAS)
     session.run("python", "-m", "examples.demo")
+
+
+@nox.session(python=PYTHON)
+def docs(session: nox.Session) -> None:
+    """Build the documentation site into docs/_build/html, with every warning an error."""
+    session.install("-e", ALL_EXTRAS, *group("docs"))
+    session.run("sphinx-build", "-E", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html", *session.posargs)
