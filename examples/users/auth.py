@@ -1,0 +1,24 @@
+"""A bearer-token check for the demo: tokens come from the settings. Not an identity provider."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from examples.users.settings import Settings
+from fastapi import Header, HTTPException, Request
+
+from cqrskit import Principal
+
+
+def current_principal(
+    request: Request, authorization: Annotated[str | None, Header()] = None
+) -> Principal | None:
+    """Return the caller a known bearer token stands for, None without a token; 401 for a bad one."""
+    if authorization is None:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    settings: Settings = request.app.state.container.settings()
+    account = settings.tokens.get(token.strip()) if scheme.lower() == "bearer" else None
+    if account is None:
+        raise HTTPException(401, "unknown bearer token", headers={"WWW-Authenticate": "Bearer"})
+    return Principal(str(account.user_id), is_admin=account.is_admin)
