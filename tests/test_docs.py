@@ -16,7 +16,6 @@ from __future__ import annotations
 import ast
 import asyncio
 import inspect
-import os
 import re
 import sys
 import types
@@ -93,19 +92,17 @@ def pages() -> list[Path]:
     return found
 
 
-async def run_page(path: Path) -> None:
+async def run_page(path: Path, text: str) -> None:
     """Run each block of `path` in one namespace, awaiting the blocks that use top-level await."""
     # A real module, so that attrs, cattrs and typing can resolve names the page's classes use.
     module = types.ModuleType(f"docs_page_{path.stem.replace('-', '_')}")
     module.__file__ = str(path)
     sys.modules[module.__name__] = module
     try:
-        for block in blocks(path.read_text(encoding="utf-8")):
+        for block in blocks(text):
             source = "\n" * (block.line - 1) + block.source  # tracebacks point at the page's own lines
             # dont_inherit: this file's "from __future__ import annotations" must not leak into the page.
-            code = compile(
-                source, str(path), "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True
-            )
+            code = compile(source, str(path), "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True)
             outcome = eval(code, module.__dict__)  # noqa: S307 - running our own documentation is the point
             if inspect.iscoroutine(outcome):
                 await outcome
@@ -147,5 +144,4 @@ def test_page_runs(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     """Every Python block of the page runs without error."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("CQRSKIT_DOCS_TEST", "1")
-    assert os.getcwd() == str(tmp_path)
-    asyncio.run(run_page(page))
+    asyncio.run(run_page(page, page.read_text(encoding="utf-8")))
