@@ -12,6 +12,7 @@ from cqrskit.errors import (
     CqrsKitError,
     DomainError,
     HandlerNotFoundError,
+    MissingExtraError,
     NotFoundError,
     PayloadError,
     PayloadTooLargeError,
@@ -20,12 +21,13 @@ from cqrskit.errors import (
     ValidationFailedError,
 )
 from cqrskit.messages import Command, Message, Query
-from cqrskit.protocols import Behaviour, CallNext, Handler, HandlerFactory
+from cqrskit.protocols import AuditSink, Behaviour, CallNext, Handler, HandlerFactory
 from cqrskit.results import AffectedEntity, CacheInfo, OperationStatus, Page, Pagination, Result
 from cqrskit.routes import merge_routes
 
 __all__ = [
     "AffectedEntity",
+    "AuditSink",
     "Behaviour",
     "CacheInfo",
     "CallNext",
@@ -40,6 +42,7 @@ __all__ = [
     "HandlerFactory",
     "HandlerNotFoundError",
     "Message",
+    "MissingExtraError",
     "NotFoundError",
     "OperationStatus",
     "Page",

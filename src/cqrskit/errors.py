@@ -22,6 +22,7 @@ __all__ = [
     "CqrsKitError",
     "DomainError",
     "HandlerNotFoundError",
+    "MissingExtraError",
     "NotFoundError",
     "PayloadError",
     "PayloadTooLargeError",
@@ -135,3 +136,17 @@ class PayloadTooLargeError(CqrsKitError, ValueError):
     def __init__(self, limit: int) -> None:
         super().__init__(f"the request body is longer than {limit} bytes")
         self.limit = limit
+
+
+class MissingExtraError(CqrsKitError, ImportError):
+    """A feature needs an optional dependency that is not installed; `extra` names the extra to add.
+
+    >>> str(MissingExtraError("Tracing", "otel", "opentelemetry-api"))
+    'Tracing needs opentelemetry-api, which is not installed: pip install cqrskit[otel]'
+    """
+
+    def __init__(self, feature: str, extra: str, package: str) -> None:
+        super().__init__(f"{feature} needs {package}, which is not installed: pip install cqrskit[{extra}]")
+        self.feature = feature
+        self.extra = extra
+        self.package = package

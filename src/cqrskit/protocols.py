@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar
 
 from cqrskit.context import Context
 from cqrskit.results import Result
 
-__all__ = ["Behaviour", "CallNext", "Handler", "HandlerFactory"]
+if TYPE_CHECKING:
+    from cqrskit.behaviours.audit import AuditRecord
+
+__all__ = ["AuditSink", "Behaviour", "CallNext", "Handler", "HandlerFactory"]
 
 M_contra = TypeVar("M_contra", contravariant=True)
 R_co = TypeVar("R_co", covariant=True)
@@ -65,4 +68,21 @@ class Describable(Protocol):
 
     def describe(self, message_type: type, /) -> Mapping[str, object]:
         """Return this behaviour's settings for `message_type`."""
+        ...
+
+
+class AuditSink(Protocol):
+    """Where the `Audit` behaviour sends its records: ``await sink.write(record)``.
+
+    Write the `AuditRecord` wherever your audit trail lives (a table, a log, a queue). An exception
+    you raise is logged by `Audit` and never fails the dispatch. `StructlogAuditSink` is one to start
+    with::
+
+        class TableAuditSink:
+            async def write(self, record: AuditRecord) -> None:
+                await audit_table.insert(record.to_dict())
+    """
+
+    async def write(self, record: AuditRecord, /) -> None:
+        """Store `record`."""
         ...

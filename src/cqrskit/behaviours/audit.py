@@ -1,0 +1,186 @@
+"""`Audit`: who did what, when and with what outcome, handed to an async sink."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import structlog
+
+from cqrskit._redaction import redacted_fields, sensitive_fields
+from cqrskit.behaviours._classify import exception_status, type_name
+from cqrskit.context import Context
+from cqrskit.protocols import CallNext
+from cqrskit.results import AffectedEntity, OperationStatus, Result
+
+if TYPE_CHECKING:
+    from cqrskit.protocols import AuditSink
+
+__all__ = ["Audit", "AuditRecord", "StructlogAuditSink"]
+
+_UTC = dt.UTC
+_now = dt.datetime.now
+_perf_counter = time.perf_counter
+
+
+@attrs.frozen
+class AuditRecord:
+    """One audited dispatch: who asked, for what, when, and how it ended.
+
+    `fields` are the message's fields, sensitive ones shown as ``"***"``. `started_at` is a
+    timezone-aware UTC time; `duration_ms` how long the rest of the pipeline took.
+    `affected_entities` are those of a successful Result; `error_type` names the exception type when
+    an exception caused the outcome.
+    """
+
+    operation_id: str | None
+    correlation_id: str | None
+    principal_id: str | None
+    message_type: str
+    fields: Mapping[str, Any] = attrs.field(hash=False)
+    status: OperationStatus
+    affected_entities: tuple[AffectedEntity, ...]
+    started_at: dt.datetime
+    duration_ms: float
+    causation_id: str | None = None
+    error_type: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the record as plain data (strings, numbers, lists and dicts), for a log line or JSON."""
+        return {
+            "operation_id": self.operation_id,
+            "correlation_id": self.correlation_id,
+            "causation_id": self.causation_id,
+            "principal_id": self.principal_id,
+            "message_type": self.message_type,
+            "fields": dict(self.fields),
+            "status": str(self.status),
+            "error_type": self.error_type,
+            "affected_entities": [attrs.asdict(entity) for entity in self.affected_entities],
+            "started_at": self.started_at.isoformat(),
+            "duration_ms": self.duration_ms,
+        }
+
+
+class StructlogAuditSink:
+    """An `AuditSink` that logs each record as one ``audit`` event at info, its fields as keys.
+
+    `logger` defaults to ``structlog.get_logger("cqrskit.audit")``, so you can route audit lines apart
+    from the rest. Writing is synchronous logging: it does not wait on I/O.
+    """
+
+    __slots__ = ("_logger",)
+
+    def __init__(self, logger: Any = None) -> None:
+        self._logger: Any = structlog.get_logger("cqrskit.audit") if logger is None else logger
+
+    async def write(self, record: AuditRecord) -> None:
+        """Log `record`."""
+        self._logger.info("audit", **record.to_dict())
+
+    def __repr__(self) -> str:
+        return f"StructlogAuditSink(logger={self._logger!r})"
+
+
+class Audit:
+    """Hand an `AuditRecord` of each dispatch to `sink` (``await sink.write(record)``).
+
+    The record says who asked (principal id), what (message type and its fields, sensitive ones as
+    ``"***"``), when (UTC start time and duration), with which ids, and how it ended (status, affected
+    entities, and the exception type when an exception caused the outcome; the exception then goes on
+    up to the bus). A sink that raises never fails the dispatch: its error is logged (event
+    ``audit_sink_failed``, with traceback) and the Result is returned as if nothing happened. A
+    cancelled dispatch has no outcome and is not audited.
+
+    `message_types` limits auditing to those types and their subclasses (say, your commands that
+    change money); the others' pipelines leave Audit out and pay nothing for it.
+
+    Place: inside Tracing, Logging and Metrics, outside the rest (canonical order: Tracing, Logging,
+    Metrics, Audit, Timeout, Authorization, Validation, QueryCache or CacheInvalidation, Retry,
+    Transaction, Idempotency, handler), so denied and invalid requests are audited too.
+    """
+
+    __slots__ = ("_logger", "_message_types", "_sink")
+
+    def __init__(
+        self, sink: AuditSink, *, message_types: Iterable[type] | None = None, logger: Any = None
+    ) -> None:
+        self._sink = sink
+        self._message_types = None if message_types is None else tuple(message_types)
+        self._logger: Any = structlog.get_logger("cqrskit") if logger is None else logger
+
+    def applies_to(self, message_type: type) -> bool:
+        """Return whether `message_type` is audited; works out its sensitive fields now."""
+        if self._message_types is not None and not issubclass(message_type, self._message_types):
+            return False
+        sensitive_fields(message_type)
+        return True
+
+    def describe(self, message_type: type) -> Mapping[str, object]:
+        """Return the sink, whether `message_type` is audited, and which of its fields are redacted."""
+        return {
+            "sink": repr(self._sink),
+            "audited": self.applies_to(message_type),
+            "redacted_fields": sensitive_fields(message_type),
+        }
+
+    async def __call__(self, message: Any, context: Context, call_next: CallNext) -> Result[Any]:
+        """Run the rest of the pipeline, then write the record of how it went."""
+        started_at = _now(_UTC)
+        started = _perf_counter()
+        try:
+            result = await call_next(message, context)
+        except Exception as exc:
+            status, _ = exception_status(exc)
+            await self._write(
+                message, context, started_at, started, status=status, error_type=type_name(type(exc))
+            )
+            raise
+        await self._write(
+            message, context, started_at, started, status=result.status, affected=result.affected_entities
+        )
+        return result
+
+    async def _write(
+        self,
+        message: Any,
+        context: Context,
+        started_at: dt.datetime,
+        started: float,
+        *,
+        status: OperationStatus,
+        affected: tuple[AffectedEntity, ...] = (),
+        error_type: str | None = None,
+    ) -> None:
+        principal = context.principal
+        record = AuditRecord(
+            operation_id=context.operation_id,
+            correlation_id=context.correlation_id,
+            principal_id=None if principal is None else principal.id,
+            message_type=type_name(type(message)),
+            fields=redacted_fields(message),
+            status=status,
+            affected_entities=affected,
+            started_at=started_at,
+            duration_ms=round((_perf_counter() - started) * 1000.0, 3),
+            causation_id=context.causation_id,
+            error_type=error_type,
+        )
+        try:
+            await self._sink.write(record)
+        except Exception as exc:  # an audit sink must never fail the command
+            self._logger.exception(
+                "audit_sink_failed",
+                sink=repr(self._sink),
+                operation_id=context.operation_id,
+                message_type=record.message_type,
+                error_type=type_name(type(exc)),
+                exc_info=exc,
+            )
+
+    def __repr__(self) -> str:
+        types = None if self._message_types is None else [t.__qualname__ for t in self._message_types]
+        return f"Audit(sink={self._sink!r}, message_types={types!r})"

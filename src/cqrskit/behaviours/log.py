@@ -1,0 +1,174 @@
+"""`Logging`: one structlog event per dispatch, with the dispatch's ids bound for everything inside."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import structlog
+
+from cqrskit._redaction import redacted_fields, sensitive_fields
+from cqrskit.behaviours._classify import CANCELLED, EXPECTED_FAILURES, exception_status, type_name
+from cqrskit.behaviours._log_context import DispatchIds
+from cqrskit.context import Context
+from cqrskit.protocols import CallNext
+from cqrskit.results import OperationStatus, Result
+
+__all__ = ["Logging"]
+
+_INFO = logging.INFO
+_WARNING = logging.WARNING
+_ERROR = logging.ERROR
+_SUCCESS = OperationStatus.SUCCESS
+_perf_counter = time.perf_counter
+_METHODS = {_INFO: "info", _WARNING: "warning", _ERROR: "error"}
+# structlog's lazy proxy (what get_logger returns) is not exported; only its type is needed, to know
+# which loggers must be resolved per dispatch.
+_LazyProxy: type = getattr(structlog._config, "BoundLoggerLazyProxy", type(None))
+
+
+class Logging:
+    """Log each dispatch once, and bind its ids so every log line inside it carries them.
+
+    For the length of a dispatch it binds ``operation_id``, ``correlation_id``, ``causation_id``,
+    ``message_type`` and ``principal_id`` with `structlog.contextvars` (add
+    `structlog.contextvars.merge_contextvars` to your processors to see them), and restores the previous
+    values afterwards, also when the dispatch fails or is cancelled. When the dispatch ends it logs one
+    ``dispatch_completed`` event with ``status``, ``duration_ms`` and the message's fields (sensitive
+    ones, ``attrs.field(metadata={"sensitive": True})``, shown as ``"***"``):
+
+    - at info on SUCCESS;
+    - at warning on an expected failure (validation, not found, unauthenticated, unauthorized, conflict,
+      timeout) and on cancellation (status ``"cancelled"``);
+    - at error on FAILED, with the traceback (``exc_info``) when an exception caused it. The exception
+      then goes on up to the bus, which turns it into the Result; since this behaviour logged the
+      traceback (`logs_errors` is True), the bus does not log it again.
+
+    Place: outermost but for `Tracing` (canonical order: Tracing, Logging, Metrics, Audit, Timeout,
+    Authorization, Validation, QueryCache or CacheInvalidation, Retry, Transaction, Idempotency, handler),
+    so its event covers everything the other behaviours decide.
+
+    `logger` defaults to ``structlog.get_logger("cqrskit")``; cqrskit never configures structlog. When
+    your logger filters by level (``structlog.make_filtering_bound_logger(logging.WARNING)``), a
+    successful dispatch costs little more than binding the ids. Set `log_fields` to False to leave the
+    message's fields out of the event.
+    """
+
+    logs_errors: ClassVar[bool] = True
+
+    __slots__ = ("_ids", "_is_enabled_for", "_lazy", "_log_fields", "_logger")
+
+    def __init__(self, logger: Any = None, *, log_fields: bool = True) -> None:
+        self._logger: Any = structlog.get_logger("cqrskit") if logger is None else logger
+        # A lazy proxy is resolved per dispatch, so configuration done after the container was built
+        # (and structlog.testing.capture_logs) applies to it.
+        self._lazy = isinstance(self._logger, _LazyProxy)
+        self._is_enabled_for = None if self._lazy else getattr(self._logger, "is_enabled_for", None)
+        self._log_fields = log_fields
+        self._ids = DispatchIds()
+
+    def applies_to(self, message_type: type) -> bool:
+        """Return True: every message is logged. Works out `message_type`'s sensitive fields now."""
+        sensitive_fields(message_type)
+        return True
+
+    def describe(self, message_type: type) -> Mapping[str, object]:
+        """Return the logger and which of `message_type`'s fields are redacted."""
+        return {
+            "logger": repr(self._logger),
+            "log_fields": self._log_fields,
+            "redacted_fields": sensitive_fields(message_type),
+        }
+
+    async def __call__(self, message: Any, context: Context, call_next: CallNext) -> Result[Any]:
+        """Run the rest of the pipeline with the ids bound, then log how it ended."""
+        principal = context.principal
+        ids = self._ids
+        tokens = ids.bind(
+            context.operation_id,
+            context.correlation_id,
+            context.causation_id,
+            type(message).__qualname__,
+            None if principal is None else principal.id,
+        )
+        started = _perf_counter()
+        try:
+            try:
+                result = await call_next(message, context)
+            except Exception as exc:
+                status, unexpected = exception_status(exc)
+                level = _level_for(status)
+                self._emit(
+                    level,
+                    message,
+                    context,
+                    status,
+                    started,
+                    error_type=type_name(type(exc)),
+                    exc_info=exc if unexpected else None,
+                )
+                raise
+            except asyncio.CancelledError:
+                self._emit(_WARNING, message, context, CANCELLED, started)
+                raise
+            status = result.status
+            if status is _SUCCESS:
+                is_enabled_for = self._is_enabled_for
+                if is_enabled_for is None or is_enabled_for(_INFO):
+                    self._emit(_INFO, message, context, status, started)
+            else:
+                self._emit(_level_for(status), message, context, status, started, errors=result.errors)
+            return result
+        finally:
+            ids.reset(tokens)
+
+    def _emit(
+        self,
+        level: int,
+        message: Any,
+        context: Context,
+        status: str,
+        started: float,
+        *,
+        error_type: str | None = None,
+        exc_info: BaseException | None = None,
+        errors: Mapping[str, str] | None = None,
+    ) -> None:
+        if self._lazy:
+            logger = self._logger.bind()  # the logger as configured now
+            is_enabled_for = getattr(logger, "is_enabled_for", None)
+        else:
+            logger = self._logger
+            is_enabled_for = self._is_enabled_for
+        if is_enabled_for is not None and not is_enabled_for(level):
+            return
+        event: dict[str, Any] = {
+            "status": str(status),
+            "duration_ms": round((_perf_counter() - started) * 1000.0, 3),
+            "message_type": type_name(type(message)),
+            "operation_id": context.operation_id,
+        }
+        if self._log_fields:
+            event["fields"] = redacted_fields(message)
+        if error_type is not None:
+            event["error_type"] = error_type
+        if errors:
+            # Field names only: error texts may quote the rejected (possibly sensitive) input.
+            event["error_fields"] = sorted(errors)
+        if exc_info is not None:
+            event["exc_info"] = exc_info
+        getattr(logger, _METHODS[level])("dispatch_completed", **event)
+
+    def __repr__(self) -> str:
+        return f"Logging(logger={self._logger!r}, log_fields={self._log_fields!r})"
+
+
+def _level_for(status: OperationStatus) -> int:
+    if status is _SUCCESS:
+        return _INFO
+    if status in EXPECTED_FAILURES:
+        return _WARNING
+    return _ERROR

@@ -1,0 +1,166 @@
+"""`Metrics`: Prometheus counters and a duration histogram per message type (extra ``prometheus``)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import weakref
+from collections.abc import Mapping
+from typing import Any, Final
+
+import attrs
+
+from cqrskit.behaviours._classify import CANCELLED, exception_status, type_name
+from cqrskit.context import Context
+from cqrskit.errors import MissingExtraError
+from cqrskit.protocols import CallNext
+from cqrskit.results import OperationStatus, Result
+
+__all__ = ["Metrics"]
+
+_DISPATCHES: Final = "cqrskit_dispatches"
+"""The counter's name; Prometheus exposes it as ``cqrskit_dispatches_total``."""
+_DURATION: Final = "cqrskit_dispatch_duration_seconds"
+"""The histogram's name."""
+
+_SUCCESS = OperationStatus.SUCCESS
+_FAILED = OperationStatus.FAILED
+_perf_counter = time.perf_counter
+
+
+@attrs.frozen
+class _Instruments:
+    """The metric objects registered in one registry, shared by every `Metrics` that uses it."""
+
+    dispatches: Any
+    duration: Any
+
+
+# One set of metric objects per registry: a second bus (or a second Metrics) on the same registry
+# reuses them instead of registering the names again, which prometheus-client refuses.
+_instruments: weakref.WeakKeyDictionary[Any, _Instruments] = weakref.WeakKeyDictionary()
+_lock = threading.Lock()
+
+
+def _instruments_for(registry: Any, prometheus_client: Any) -> _Instruments:
+    with _lock:
+        found = _instruments.get(registry)
+        if found is not None:
+            return found
+        try:
+            made = _Instruments(
+                prometheus_client.Counter(
+                    _DISPATCHES,
+                    "Dispatches by message type, status and, for FAILED, exception type.",
+                    ("message_type", "status", "error_type"),
+                    registry=registry,
+                ),
+                prometheus_client.Histogram(
+                    _DURATION,
+                    "Time from a dispatch entering Metrics to its Result, in seconds.",
+                    ("message_type",),
+                    registry=registry,
+                ),
+            )
+        except ValueError:
+            # Registered in this registry by something other than this module's cache (a reloaded
+            # module, say): use what is there.
+            collectors = registry._names_to_collectors  # no public lookup exists
+            made = _Instruments(collectors[_DISPATCHES + "_total"], collectors[_DURATION])
+        _instruments[registry] = made
+        return made
+
+
+class _TypeMetrics:
+    """One message type's label children, resolved once."""
+
+    __slots__ = ("by_outcome", "counter", "duration", "name", "success")
+
+    def __init__(self, instruments: _Instruments, message_type: type) -> None:
+        self.name = type_name(message_type)
+        self.counter = instruments.dispatches
+        self.success = instruments.dispatches.labels(self.name, str(_SUCCESS), "")
+        self.duration = instruments.duration.labels(self.name)
+        self.by_outcome: dict[tuple[str, str], Any] = {}
+
+    def count(self, status: str, error_type: str) -> None:
+        key = (status, error_type)
+        child = self.by_outcome.get(key)
+        if child is None:
+            child = self.by_outcome[key] = self.counter.labels(self.name, status, error_type)
+        child.inc()
+
+
+class Metrics:
+    """Count dispatches and time them, in Prometheus metrics labelled by message type.
+
+    - ``cqrskit_dispatches_total{message_type, status, error_type}``: one per dispatch; ``status`` is
+      the Result's (``"cancelled"`` for a cancelled dispatch) and ``error_type`` names the exception
+      type for a FAILED dispatch an exception caused (``""`` otherwise).
+    - ``cqrskit_dispatch_duration_seconds{message_type}``: a histogram of how long dispatches took.
+
+    `registry` defaults to prometheus-client's global ``REGISTRY``. The metric objects are made once per
+    registry, so any number of buses and `Metrics` objects can share one registry.
+
+    Place: inside Tracing and Logging, outside the rest (canonical order: Tracing, Logging, Metrics,
+    Audit, Timeout, Authorization, Validation, QueryCache or CacheInvalidation, Retry, Transaction,
+    Idempotency, handler), so the duration covers retries and the status is the caller's.
+
+    Needs ``pip install cqrskit[prometheus]``; without it, constructing this raises `MissingExtraError`.
+    """
+
+    __slots__ = ("_instruments", "_registry", "_types")
+
+    def __init__(self, registry: Any = None) -> None:
+        try:
+            import prometheus_client  # noqa: PLC0415 - the extra is optional
+        except ImportError:
+            raise MissingExtraError("Metrics", "prometheus", "prometheus-client") from None
+        self._registry = prometheus_client.REGISTRY if registry is None else registry
+        self._instruments = _instruments_for(self._registry, prometheus_client)
+        self._types: dict[type, _TypeMetrics] = {}
+
+    def applies_to(self, message_type: type) -> bool:
+        """Return True: every message is measured. Resolves `message_type`'s label children now."""
+        self._for(message_type)
+        return True
+
+    def describe(self, message_type: type) -> Mapping[str, object]:
+        """Return the metric names and the ``message_type`` label `message_type` is recorded under."""
+        return {
+            "counter": _DISPATCHES + "_total",
+            "histogram": _DURATION,
+            "message_type_label": type_name(message_type),
+        }
+
+    def _for(self, message_type: type) -> _TypeMetrics:
+        metrics = self._types.get(message_type)
+        if metrics is None:
+            metrics = self._types[message_type] = _TypeMetrics(self._instruments, message_type)
+        return metrics
+
+    async def __call__(self, message: Any, context: Context, call_next: CallNext) -> Result[Any]:
+        """Run the rest of the pipeline, then count the dispatch and record its duration."""
+        metrics = self._types.get(type(message)) or self._for(type(message))
+        started = _perf_counter()
+        try:
+            result = await call_next(message, context)
+        except Exception as exc:
+            metrics.duration.observe(_perf_counter() - started)
+            status, _ = exception_status(exc)
+            metrics.count(str(status), type_name(type(exc)) if status is _FAILED else "")
+            raise
+        except asyncio.CancelledError:
+            metrics.duration.observe(_perf_counter() - started)
+            metrics.count(CANCELLED, "")
+            raise
+        metrics.duration.observe(_perf_counter() - started)
+        if result.status is _SUCCESS:
+            metrics.success.inc()
+        else:
+            metrics.count(str(result.status), "")
+        return result
+
+    def __repr__(self) -> str:
+        return f"Metrics(registry={self._registry!r})"
