@@ -4,6 +4,8 @@ How a page's code runs:
 
 - The blocks of one page run in order, in one namespace, inside one event loop (a tutorial builds on
   its earlier steps). A block may use ``await`` at top level.
+- Before a page's own code, the code of docs/example-domain.md runs: the messages and handlers
+  (``RegisterUser``, ``GetUser``, ``PlaceOrder``...) that pages wire without re-declaring them.
 - A page runs in a fresh temporary directory, so SQLite files it makes vanish with it.
 - ``<!-- not-run -->`` on the line before a block skips that block (for fragments that cannot run:
   a shell session shown as Python, a snippet needing a server). Use it sparingly.
@@ -27,6 +29,7 @@ import attrs
 import pytest
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
+PRELUDE = DOCS / "example-domain.md"
 NOT_RUN = "<!-- not-run -->"
 _FENCE = re.compile(r"^(?P<indent> {0,3})(?P<fence>```+|~~~+)\s*(?P<info>[^\n`]*)$")
 _SETUP_OPEN = "<!-- setup"
@@ -92,14 +95,14 @@ def pages() -> list[Path]:
     return found
 
 
-async def run_page(path: Path, text: str) -> None:
-    """Run each block of `path` in one namespace, awaiting the blocks that use top-level await."""
+async def run_page(path: Path, text: str, prelude: str = "") -> None:
+    """Run `prelude`'s blocks, then each block of `path`, in one namespace, awaiting top-level await."""
     # A real module, so that attrs, cattrs and typing can resolve names the page's classes use.
     module = types.ModuleType(f"docs_page_{path.stem.replace('-', '_')}")
     module.__file__ = str(path)
     sys.modules[module.__name__] = module
     try:
-        for block in blocks(text):
+        for block in [*blocks(prelude), *blocks(text)]:
             source = "\n" * (block.line - 1) + block.source  # tracebacks point at the page's own lines
             # dont_inherit: this file's "from __future__ import annotations" must not leak into the page.
             code = compile(source, str(path), "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True)
@@ -139,9 +142,29 @@ class TestBlocks:
         assert [block.line for block in blocks(text)] == [2, 12, 15]
 
 
-@pytest.mark.parametrize("page", pages(), ids=lambda path: str(path.relative_to(DOCS)))
+# Pages whose code does not run yet, each with the reason. The mark is strict: once a page runs, its
+# test fails until it is taken off this list, so the list can only shrink.
+NOT_YET_RUNNABLE = {
+    "behaviours/audit.md": "its TableAuditSink uses a Database the page neither imports nor builds",
+    "behaviours/functions.md": "wires Logging without importing it",
+    "behaviours/logging.md": "uses a SqlUserRepository the page does not define",
+}
+
+
+def _params() -> list[Any]:
+    params = []
+    for path in pages():
+        name = path.relative_to(DOCS).as_posix()
+        reason = NOT_YET_RUNNABLE.get(name)
+        marks = [pytest.mark.xfail(reason=reason, strict=True)] if reason else []
+        params.append(pytest.param(path, id=name, marks=marks))
+    return params
+
+
+@pytest.mark.parametrize("page", _params())
 def test_page_runs(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every Python block of the page runs without error."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("CQRSKIT_DOCS_TEST", "1")
-    asyncio.run(run_page(page, page.read_text(encoding="utf-8")))
+    prelude = PRELUDE.read_text(encoding="utf-8") if page != PRELUDE else ""
+    asyncio.run(run_page(page, page.read_text(encoding="utf-8"), prelude))

@@ -7,20 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from cqrskit.behaviours import (
-    Audit,
-    Authorization,
-    CacheInvalidation,
-    CachePolicy,
-    Logging,
-    QueryCache,
-    RequirePermissions,
-    Retry,
-    StructlogAuditSink,
-    Timeout,
-    Transaction,
-    Validation,
-)
 from cqrskit.caching import cache_from_url
 from cqrskit.sqlalchemy import Database
 from dependency_injector import containers, providers
@@ -39,6 +25,20 @@ from examples.users.repositories import UserReadRepository, UserRepository
 from examples.users.settings import Settings
 
 from cqrskit import CommandBus, QueryBus
+from cqrskit.behaviours import (
+    Audit,
+    Authorization,
+    CacheInvalidation,
+    CachePolicy,
+    Logging,
+    QueryCache,
+    RequirePermissions,
+    Retry,
+    StructlogAuditSink,
+    Timeout,
+    Transaction,
+    Validation,
+)
 
 # Who may do what: every message has a rule; admins pass every rule (allow_admin_override).
 # A user may read and update their own record (the principal's id is the user's id).
