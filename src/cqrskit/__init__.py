@@ -7,12 +7,14 @@ handler maps and behaviour lists in a dependency-injector container. Nothing reg
 from cqrskit.buses import CommandBus, QueryBus
 from cqrskit.context import Context, Principal
 from cqrskit.errors import (
+    CommitOutcomeUnknownError,
     ConfigurationError,
     ConflictError,
     CqrsKitError,
     DomainError,
     HandlerNotFoundError,
     MissingExtraError,
+    NoActiveSessionError,
     NotFoundError,
     PayloadError,
     PayloadTooLargeError,
@@ -33,6 +35,7 @@ __all__ = [
     "CallNext",
     "Command",
     "CommandBus",
+    "CommitOutcomeUnknownError",
     "ConfigurationError",
     "ConflictError",
     "Context",
@@ -43,6 +46,7 @@ __all__ = [
     "HandlerNotFoundError",
     "Message",
     "MissingExtraError",
+    "NoActiveSessionError",
     "NotFoundError",
     "OperationStatus",
     "Page",

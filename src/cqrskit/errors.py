@@ -17,12 +17,14 @@ if TYPE_CHECKING:
     from cqrskit.results import Result
 
 __all__ = [
+    "CommitOutcomeUnknownError",
     "ConfigurationError",
     "ConflictError",
     "CqrsKitError",
     "DomainError",
     "HandlerNotFoundError",
     "MissingExtraError",
+    "NoActiveSessionError",
     "NotFoundError",
     "PayloadError",
     "PayloadTooLargeError",
@@ -150,3 +152,19 @@ class MissingExtraError(CqrsKitError, ImportError):
         self.feature = feature
         self.extra = extra
         self.package = package
+class NoActiveSessionError(ConfigurationError):
+    """You asked `Database.session` for the current session, but no transaction is open in this task.
+
+    The session exists only inside a transaction: put the `Transaction` behaviour on the command bus
+    (or open one with ``async with database.transaction():``). A query handler reads through
+    ``async with database.read_session() as session:`` instead.
+    """
+
+
+class CommitOutcomeUnknownError(CqrsKitError):
+    """The connection was lost while COMMIT was in flight: the command may or may not have committed.
+
+    `Transaction` raises it with the original error as ``__cause__``. `Retry` never retries it,
+    whatever its cause, because running the command again could apply it twice; the bus turns it into
+    FAILED. Check the outcome (or rely on `Idempotency`) before you ask again.
+    """

@@ -1,19 +1,60 @@
-"""Cross-cutting behaviours you list in a bus's ``behaviours``, outermost first.
+"""The behaviours that run around handlers, configured in your container and listed outermost first.
 
 Canonical order, outermost first: Tracing, Logging, Metrics, Audit, Timeout, Authorization, Validation,
 QueryCache or CacheInvalidation, Retry, Transaction, Idempotency, handler.
 """
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from cqrskit.behaviours.audit import Audit, AuditRecord, StructlogAuditSink
+from cqrskit.behaviours.authorization import (
+    DENY,
+    Authenticated,
+    Authorization,
+    AuthorizationRule,
+    Public,
+    RequirePermissions,
+)
 from cqrskit.behaviours.log import Logging
 from cqrskit.behaviours.metrics import Metrics
+from cqrskit.behaviours.retry import Retry, RetryPolicy, is_transient
+from cqrskit.behaviours.timeout import Timeout
 from cqrskit.behaviours.tracing import Tracing
+from cqrskit.behaviours.validation import Validation
+
+if TYPE_CHECKING:
+    from cqrskit.sqlalchemy import Transaction
 
 __all__ = [
+    "DENY",
     "Audit",
     "AuditRecord",
+    "Authenticated",
+    "Authorization",
+    "AuthorizationRule",
     "Logging",
     "Metrics",
+    "Public",
+    "RequirePermissions",
+    "Retry",
+    "RetryPolicy",
     "StructlogAuditSink",
+    "Timeout",
     "Tracing",
+    "Transaction",
+    "Validation",
+    "is_transient",
 ]
+
+# Behaviours that need an optional extra are imported on first use, so this package imports without it.
+_LAZY = {
+    "Transaction": "cqrskit.sqlalchemy",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -1,0 +1,108 @@
+"""Telling a transient failure (worth running the whole dispatch again) from any other, by duck typing.
+
+Nothing here imports SQLAlchemy or a database driver: the checks read attributes those libraries put
+on their exceptions (``sqlstate``, ``pgcode``, ``orig``, ``sqlite_errorcode``, ``connection_invalidated``)
+and walk the chain of causes, so one classifier serves SQLAlchemy, asyncpg, psycopg and sqlite3 alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+
+from cqrskit.errors import CommitOutcomeUnknownError
+
+__all__ = ["is_transient"]
+
+_RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})  # serialization_failure, deadlock_detected
+_CONNECTION_SQLSTATE_CLASS = "08"  # connection_exception and its subclasses
+_SQLSTATE_ATTRIBUTES = ("sqlstate", "pgcode", "code")
+_SQLSTATE_LENGTH = 5
+_SQLITE_BUSY = 5
+_SQLITE_LOCKED = 6
+_SQLITE_LOCK_MESSAGES = ("database is locked", "database table is locked")
+_CONNECTION_ERRNOS = frozenset(
+    getattr(errno, name)
+    for name in (
+        "ECONNREFUSED",
+        "ECONNRESET",
+        "ECONNABORTED",
+        "EPIPE",
+        "ETIMEDOUT",
+        "EHOSTUNREACH",
+        "ENETUNREACH",
+        "ENETDOWN",
+        "ENETRESET",
+        "ENOTCONN",
+    )
+    if hasattr(errno, name)
+)
+_CONNECTION_ERROR_NAMES = frozenset({"ConnectionDoesNotExistError"})  # asyncpg, matched by class name
+_CHAIN_LIMIT = 16  # exceptions looked at per classification: chains are short, cycles are possible
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Return True when `exc` is a failure that running the whole dispatch again may cure.
+
+    It looks at `exc`, its ``orig`` (SQLAlchemy's wrapped driver error) and its ``__cause__`` and
+    ``__context__`` chain (at most 16 exceptions) for:
+
+    - SQLSTATE 40001 (serialization failure) or 40P01 (deadlock), or class 08 (connection exception), in
+      a ``sqlstate``, ``pgcode`` or ``code`` attribute;
+    - SQLite busy or locked: ``sqlite_errorcode`` 5 or 6 (extended codes included), or a ``sqlite3``
+      error saying "database is locked" / "database table is locked";
+    - a connection lost before COMMIT: `ConnectionError`, an `OSError` with a connection errno,
+      asyncpg's ``ConnectionDoesNotExistError``, or SQLAlchemy's ``connection_invalidated=True``.
+
+    It is False whenever the chain holds a `CommitOutcomeUnknownError` (the connection dropped during
+    COMMIT, so the command may have committed) or a cancellation. This is `Retry`'s default classifier.
+    """
+    pending: list[BaseException] = [exc]
+    seen: set[int] = set()
+    found = False
+    while pending and len(seen) < _CHAIN_LIMIT:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, (CommitOutcomeUnknownError, asyncio.CancelledError)):
+            return False
+        if not found:
+            found = _looks_transient(current)
+        linked = (getattr(current, "orig", None), current.__cause__, current.__context__)
+        pending.extend(item for item in linked if isinstance(item, BaseException))
+    return found
+
+
+def _looks_transient(exc: BaseException) -> bool:
+    """Judge one exception on its own, without its chain."""
+    return _has_transient_sqlstate(exc) or _is_sqlite_busy(exc) or _is_lost_connection(exc)
+
+
+def _has_transient_sqlstate(exc: BaseException) -> bool:
+    for attribute in _SQLSTATE_ATTRIBUTES:
+        code = getattr(exc, attribute, None)
+        if (
+            isinstance(code, str)
+            and len(code) == _SQLSTATE_LENGTH
+            and (code in _RETRYABLE_SQLSTATES or code.startswith(_CONNECTION_SQLSTATE_CLASS))
+        ):
+            return True
+    return False
+
+
+def _is_sqlite_busy(exc: BaseException) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)  # the primary code of an extended one
+    return type(exc).__module__ == "sqlite3" and any(text in str(exc) for text in _SQLITE_LOCK_MESSAGES)
+
+
+def _is_lost_connection(exc: BaseException) -> bool:
+    if isinstance(exc, ConnectionError):
+        return True
+    if isinstance(exc, OSError) and exc.errno in _CONNECTION_ERRNOS:
+        return True
+    if getattr(exc, "connection_invalidated", False) is True:
+        return True
+    return any(cls.__name__ in _CONNECTION_ERROR_NAMES for cls in type(exc).__mro__)

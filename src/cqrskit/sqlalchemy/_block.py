@@ -1,0 +1,168 @@
+"""One transaction or savepoint opened by `Database.transaction` (and by the `Transaction` behaviour)."""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from contextvars import Token
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession, AsyncSessionTransaction
+
+from cqrskit.errors import CommitOutcomeUnknownError, ConfigurationError, ConflictError
+from cqrskit.scope import TransactionScope
+from cqrskit.sqlalchemy._classify import is_connection_lost, is_unique_violation
+from cqrskit.sqlalchemy._completion import to_completion
+from cqrskit.sqlalchemy._isolation import stricter_than
+
+if TYPE_CHECKING:
+    from cqrskit.sqlalchemy._database import Database
+
+__all__ = ["Open", "TransactionBlock", "close_session"]
+
+_CONFLICT = "a record with the same unique key already exists"
+_UNKNOWN = "the connection was lost while COMMIT was in flight: the command may or may not have committed"
+_logger = structlog.get_logger("cqrskit.sqlalchemy")
+
+
+class Open:
+    """What `Database` keeps in its context variable while a transaction is open in a task."""
+
+    __slots__ = ("level", "scope", "session")
+
+    def __init__(self, session: AsyncSession, scope: TransactionScope, level: str | None) -> None:
+        self.session = session
+        self.scope = scope
+        self.level = level
+
+
+async def close_session(session: AsyncSession) -> None:
+    """Close `session` (rolling back what is open); log rather than raise, the outcome is already set."""
+    try:
+        await session.close()
+    except Exception:  # a broken connection is invalidated by SQLAlchemy; nothing to add
+        _logger.warning("session_close_failed", exc_info=True)
+
+
+async def _commit_and_close(session: AsyncSession) -> None:
+    try:
+        await session.commit()
+    except BaseException as exc:
+        await close_session(session)
+        if isinstance(exc, Exception) and is_connection_lost(exc):
+            raise CommitOutcomeUnknownError(_UNKNOWN) from exc
+        raise
+    await session.close()
+
+
+async def _rollback_savepoint(savepoint: AsyncSessionTransaction) -> None:
+    await savepoint.rollback()
+
+
+def _conflict_or_none(exc: BaseException | None) -> ConflictError | None:
+    if isinstance(exc, Exception) and not isinstance(exc, ConflictError) and is_unique_violation(exc):
+        return ConflictError(_CONFLICT)
+    return None
+
+
+class TransactionBlock:
+    """``async with database.transaction() as session:``; see `Database.transaction`.
+
+    `rollback_only` set to True before the block ends makes it roll back instead of committing (the
+    `Transaction` behaviour does so for a failure Result).
+    """
+
+    __slots__ = ("_database", "_entered", "_level", "_open", "_savepoint", "_token", "rollback_only")
+
+    def __init__(self, database: Database, level: str | None) -> None:
+        self._database = database
+        self._level = level
+        self._savepoint: AsyncSessionTransaction | None = None
+        self.rollback_only = False
+
+    async def __aenter__(self) -> AsyncSession:
+        database = self._database
+        outer = database._active.get()
+        if outer is None:
+            session = database._maker(self._level)()
+            scope = TransactionScope()
+            level = database._effective_level(self._level)
+        else:
+            if self._level is not None and stricter_than(self._level, outer.level):
+                raise ConfigurationError(
+                    f"a nested transaction asks for {self._level} but the transaction it joins runs at "
+                    f"{outer.level or 'the database default'}; give the outer command that isolation"
+                )
+            session = outer.session
+            self._savepoint = await session.begin_nested()
+            scope = TransactionScope(outer.scope)
+            level = outer.level
+        self._open = Open(session, scope, level)
+        self._token: Token[Open | None] = database._active.set(self._open)
+        self._entered: AbstractContextManager[TransactionScope] = scope.entered()
+        self._entered.__enter__()
+        return session
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._entered.__exit__(None, None, None)
+        self._database._active.reset(self._token)
+        opened = self._open
+        if self._savepoint is not None:
+            await self._exit_savepoint(self._savepoint, opened.scope, exc)
+            return
+        session = opened.session
+        if exc is None and not self.rollback_only:
+            try:
+                await session.flush()
+            except Exception as flush_error:
+                opened.scope.discard()
+                await to_completion(close_session(session))
+                conflict = _conflict_or_none(flush_error)
+                if conflict is not None:
+                    raise conflict from flush_error
+                raise
+            try:
+                await to_completion(_commit_and_close(session))
+            except BaseException as commit_error:
+                opened.scope.discard()
+                conflict = _conflict_or_none(commit_error)
+                if conflict is not None:
+                    raise conflict from commit_error
+                raise
+            await opened.scope.run_after_commit(_logger)
+            return
+        opened.scope.discard()
+        await to_completion(close_session(session))
+        conflict = _conflict_or_none(exc)
+        if conflict is not None:
+            raise conflict from exc
+
+    async def _exit_savepoint(
+        self, savepoint: AsyncSessionTransaction, scope: TransactionScope, exc: BaseException | None
+    ) -> None:
+        if exc is None and not self.rollback_only:
+            try:
+                await savepoint.commit()
+            except BaseException as release_error:
+                scope.discard()
+                await _rollback_savepoint(savepoint)
+                conflict = _conflict_or_none(release_error)
+                if conflict is not None:
+                    raise conflict from release_error
+                raise
+            scope.release()
+            return
+        scope.discard()
+        await _rollback_savepoint(savepoint)
+        conflict = _conflict_or_none(exc)
+        if conflict is not None:
+            raise conflict from exc
+
+    def __repr__(self) -> str:
+        return f"TransactionBlock(isolation={self._level!r})"

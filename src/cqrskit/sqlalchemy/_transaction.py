@@ -1,0 +1,105 @@
+"""`Transaction`: the command-bus behaviour that runs each command in one database transaction."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+from cqrskit.context import Context
+from cqrskit.errors import ConfigurationError
+from cqrskit.messages import Command
+from cqrskit.protocols import CallNext
+from cqrskit.results import Result
+from cqrskit.sqlalchemy._block import TransactionBlock
+from cqrskit.sqlalchemy._database import Database
+from cqrskit.sqlalchemy._isolation import check_level
+
+__all__ = ["Transaction"]
+
+
+class Transaction:
+    """Run each command in one transaction: commit on a SUCCESS Result, roll back on anything else.
+
+    Put it on the command bus, inside `Retry` (a serialization failure surfaces at COMMIT, so `Retry`
+    must re-run the whole transaction; the bus refuses the reverse order) and outside `Idempotency`.
+    Handlers and repositories reach the transaction's session through ``database.session``::
+
+        providers.Singleton(
+            Transaction,
+            database=database,
+            isolation={Transfer: "SERIALIZABLE"},
+            default_isolation="READ COMMITTED",
+        )
+
+    `isolation` maps command types to a level (``"READ COMMITTED"``, ``"REPEATABLE READ"``,
+    ``"SERIALIZABLE"``); the others get `default_isolation`, or the database's own default when it is
+    None. A level the database cannot honour is refused here, when the behaviour is built. The COMMIT
+    is shielded from cancellation; work deferred with `cqrskit.scope.defer_until_commit` runs after
+    it, and is dropped on rollback. A command dispatched from inside a handler (with
+    ``context.child()``) joins the open transaction as a SAVEPOINT: its failure rolls back only its
+    own writes, and its deferred work waits for the outermost commit.
+    """
+
+    message_kinds: tuple[type, ...] = (Command,)
+
+    def __init__(
+        self,
+        database: Database,
+        isolation: Mapping[type, str] | None = None,
+        default_isolation: str | None = None,
+    ) -> None:
+        if not isinstance(database, Database):
+            raise ConfigurationError(f"Transaction needs a cqrskit.sqlalchemy.Database, got {database!r}")
+        dialect = database.dialect_name
+        levels: dict[type, str] = {}
+        given: Mapping[Any, object] = isolation or {}
+        for message_type, level in given.items():
+            if not (isinstance(message_type, type) and issubclass(message_type, Command)):
+                raise ConfigurationError(
+                    f"Transaction isolation keys are Command subclasses; {message_type!r} is not one"
+                )
+            levels[message_type] = check_level(level, dialect, f"isolation for {message_type.__qualname__}")
+        self._default = (
+            None
+            if default_isolation is None
+            else check_level(default_isolation, dialect, "default_isolation")
+        )
+        self._levels: Mapping[type, str] = MappingProxyType(levels)
+        self._database = database
+        for each in {*levels.values(), self._default}:
+            database._maker(each)  # build each level's session factory now, not at the first command
+
+    @property
+    def inside_of(self) -> tuple[type, ...]:
+        """`Retry` must sit outside this behaviour (it re-runs the whole transaction)."""
+        try:
+            retry = importlib.import_module("cqrskit.behaviours.retry")
+        except ImportError:  # the policy behaviours are not there: nothing to order against
+            return ()
+        return (retry.Retry,)
+
+    def isolation_for(self, message_type: type) -> str | None:
+        """Return the isolation level `message_type` runs at (None: the database default)."""
+        return self._levels.get(message_type, self._default)
+
+    def describe(self, message_type: type) -> Mapping[str, object]:
+        """Return this behaviour's settings for `message_type`, for the route inspector."""
+        return {
+            "database": self._database.dialect_name,
+            "isolation": self.isolation_for(message_type) or "database default",
+        }
+
+    async def __call__(self, message: Any, context: Context, call_next: CallNext) -> Result[Any]:
+        """Run the rest of the pipeline inside a transaction (or a savepoint of the open one)."""
+        block = TransactionBlock(self._database, self._levels.get(type(message), self._default))
+        async with block:
+            result = await call_next(message, context)
+            if not result.is_success:
+                block.rollback_only = True
+        return result
+
+    def __repr__(self) -> str:
+        levels = {t.__qualname__: level for t, level in self._levels.items()}
+        return f"Transaction({self._database!r}, isolation={levels!r}, default_isolation={self._default!r})"
