@@ -9,7 +9,9 @@ import attrs
 from dependency_injector import containers, providers
 
 from cqrskit import Command, CommandBus, Context, Query, QueryBus, Result
+from cqrskit.behaviours import Authenticated, Authorization, RequirePermissions, Retry, Transaction
 from cqrskit.protocols import CallNext
+from cqrskit.sqlalchemy import Database
 
 
 @attrs.frozen
@@ -45,19 +47,6 @@ class CancelOrderHandler:
 class GetOrderHandler:
     async def handle(self, query: GetOrder, context: Context) -> str:
         return query.order_id
-
-
-class Authorization:
-    """Stands in for cqrskit.behaviours.Authorization: a rule table, found by the class name."""
-
-    def __init__(self, rules: Mapping[type, str]) -> None:
-        self.rules = dict(rules)
-
-    async def __call__(self, message: Any, context: Context, call_next: CallNext) -> Result[Any]:
-        return await call_next(message, context)
-
-    def describe(self, message_type: type) -> Mapping[str, object]:
-        return {"rule": self.rules.get(message_type, "DENY")}
 
 
 class Timing:
@@ -96,7 +85,8 @@ class GoodContainer(containers.DeclarativeContainer):
         ),
         behaviours=providers.List(
             providers.Singleton(
-                Authorization, rules={PlaceOrder: "order:place", CancelOrder: "order:cancel"}
+                Authorization,
+                rules={PlaceOrder: RequirePermissions("order:place"), CancelOrder: Authenticated()},
             ),
             providers.Singleton(Timing),
         ),
@@ -121,7 +111,9 @@ class MissingRuleContainer(containers.DeclarativeContainer):
                 CancelOrder: providers.Factory(CancelOrderHandler),
             }
         ),
-        behaviours=providers.List(providers.Singleton(Authorization, rules={PlaceOrder: "order:place"})),
+        behaviours=providers.List(
+            providers.Singleton(Authorization, rules={PlaceOrder: RequirePermissions("order:place")})
+        ),
     )
 
 
@@ -137,3 +129,18 @@ class WrongOrderContainer(containers.DeclarativeContainer):
 
 class NoBusContainer(containers.DeclarativeContainer):
     value = providers.Object(1)
+
+
+class RetryInsideTransactionContainer(containers.DeclarativeContainer):
+    """Retry must sit outside Transaction; the bus refuses this order when it is built."""
+
+    database = providers.Singleton(Database)
+    command_bus = providers.Singleton(
+        CommandBus,
+        handlers=providers.Dict({PlaceOrder: providers.Factory(PlaceOrderHandler)}),
+        behaviours=providers.List(
+            providers.Singleton(Authorization, rules={PlaceOrder: RequirePermissions("order:place")}),
+            providers.Singleton(Transaction, database=database),
+            providers.Singleton(Retry),
+        ),
+    )

@@ -148,6 +148,7 @@ NOT_YET_RUNNABLE = {
     "behaviours/audit.md": "its TableAuditSink uses a Database the page neither imports nor builds",
     "behaviours/functions.md": "wires Logging without importing it",
     "behaviours/logging.md": "uses a SqlUserRepository the page does not define",
+    "transactions.md": "wires SqlUserRepository, CreateUser, TransferMoney before or without defining them",
 }
 
 

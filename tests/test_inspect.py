@@ -49,12 +49,12 @@ class TestRoutes:
             f"  {module}.CancelOrder\n"
             f"    handler: {module}.CancelOrderHandler (new per dispatch)\n"
             "    behaviours (outermost first):\n"
-            "      1. Authorization(rule='order:cancel')\n"
+            "      1. Authorization(rule='requires an authenticated principal', default=False)\n"
             "      2. Timing(timeout=2.5)\n"
             f"  {module}.PlaceOrder\n"
             f"    handler: {module}.PlaceOrderHandler\n"
             "    behaviours (outermost first):\n"
-            "      1. Authorization(rule='order:place')\n"
+            "      1. Authorization(rule='requires order:place; admins may', default=False)\n"
             "      2. Timing(timeout=2.5)\n"
             "\n"
             "query_bus (QueryBus, 1 routes)\n"
@@ -113,10 +113,8 @@ class TestCheck:
         """A command without an authorization rule is a problem."""
         problems = check(find_buses(load_container("tests.inspect_containers:MissingRuleContainer")))
         assert problems == [
-            (
-                "command_bus: tests.inspect_containers.CancelOrder has no authorization rule "
-                "(it is denied to everyone)"
-            )
+            "command_bus: tests.inspect_containers.CancelOrder has no authorization rule "
+            + "(it is denied to everyone)"
         ]
 
     def test_unbuildable_bus(self) -> None:
@@ -124,6 +122,13 @@ class TestCheck:
         problems = check(find_buses(load_container("tests.inspect_containers:WrongOrderContainer")))
         assert len(problems) == 1
         assert problems[0].startswith("command_bus: cannot be built (wiring): ")
+
+    def test_retry_inside_transaction(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """Retry listed inside Transaction: the ConfigurationError is reported and check exits 1."""
+        assert main(["check", "tests.inspect_containers:RetryInsideTransactionContainer"]) == 1
+        out = capsys.readouterr().out
+        assert out.startswith("problem: command_bus: cannot be built (wiring): ")
+        assert "Retry" in out
 
     def test_message_classes(self) -> None:
         """Only classes defined in the module count, not those it imports."""

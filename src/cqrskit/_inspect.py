@@ -195,12 +195,18 @@ def _is_authorization(behaviour: object) -> bool:
     return any(cls.__name__ == "Authorization" for cls in type(behaviour).__mro__)
 
 
-def _has_rule(authorization: object, message_type: type) -> bool:
-    for attribute in ("rules", "_rules"):
-        rules = getattr(authorization, attribute, None)
-        if isinstance(rules, Mapping):
-            return message_type in rules
-    return True  # no table to look into: trust the behaviour
+def _missing_rule(authorization: object, message_type: type) -> str | None:
+    """Return why `message_type` lacks a rule of its own on `authorization`, or None when it has one."""
+    rules = getattr(authorization, "_rules", getattr(authorization, "rules", None))
+    if not isinstance(rules, Mapping) or message_type in rules:
+        return None
+    rule_for = getattr(authorization, "rule_for", None)
+    fallback = rule_for(message_type) if rule_for is not None else None
+    describe = getattr(fallback, "describe", None)
+    text = describe() if describe is not None else "denied to everyone"
+    if text == "denied to everyone":
+        return "it is denied to everyone"
+    return f"the default rule applies: {text}"
 
 
 def check(reports: Sequence[BusReport], module_names: Iterable[str] = ()) -> list[str]:
@@ -226,12 +232,12 @@ def check(reports: Sequence[BusReport], module_names: Iterable[str] = ()) -> lis
                 f"{report.name}: a command bus without Authorization lets every caller run every command"
             )
         for authorization in authorizations:
-            problems.extend(
-                f"{report.name}: {_qualified(message_type)} has no authorization rule "
-                "(it is denied to everyone)"
-                for message_type in sorted(routes, key=_qualified)
-                if not _has_rule(authorization, message_type)
-            )
+            for message_type in sorted(routes, key=_qualified):
+                why = _missing_rule(authorization, message_type)
+                if why is not None:
+                    problems.append(
+                        f"{report.name}: {_qualified(message_type)} has no authorization rule ({why})"
+                    )
     problems.extend(
         f"{_qualified(message_type)} has no route on any bus"
         for message_type in message_classes(module_names)

@@ -152,6 +152,8 @@ class MissingExtraError(CqrsKitError, ImportError):
         self.feature = feature
         self.extra = extra
         self.package = package
+
+
 class NoActiveSessionError(ConfigurationError):
     """You asked `Database.session` for the current session, but no transaction is open in this task.
 
