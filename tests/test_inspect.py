@@ -112,10 +112,8 @@ class TestCheck:
     def test_missing_rule(self) -> None:
         """A command without an authorization rule is a problem."""
         problems = check(find_buses(load_container("tests.inspect_containers:MissingRuleContainer")))
-        assert problems == [
-            "command_bus: tests.inspect_containers.CancelOrder has no authorization rule "
-            + "(it is denied to everyone)"
-        ]
+        expected = "command_bus: tests.inspect_containers.CancelOrder has no authorization rule "
+        assert problems == [expected + "(it is denied to everyone)"]
 
     def test_unbuildable_bus(self) -> None:
         """A bus whose behaviours are in an impossible order is reported, not raised."""
