@@ -557,6 +557,8 @@ class TestEndpoints:
         body = assert_problem(response, 404)
         assert body["operation_id"] == response.headers["X-Operation-ID"]
         assert str(body["detail"]).startswith("no pet")
+        assert body["correlation_id"] == response.headers[CORRELATION_ID_HEADER]
+        assert body["instance"] == response.request.url.path
 
     async def test_unwrap_becomes_problem(self, client: httpx.AsyncClient) -> None:
         """Result.unwrap() on a failure inside an endpoint is answered with the result's problem."""

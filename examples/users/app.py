@@ -4,7 +4,8 @@ Build it with `create_app` (uvicorn: ``examples.users.app:create_app --factory``
 the tables, seeds the demo accounts and builds both buses, so a wiring mistake stops start-up.
 """
 
-from __future__ import annotations
+# No "from __future__ import annotations": FastAPI reads the endpoints' annotations at runtime, and
+# some name aliases local to add_routes.
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager

@@ -19,6 +19,7 @@ from cqrskit.fastapi._requests import CORRELATION_ID_HEADER, correlation_id, saf
 from cqrskit.fastapi._responses import (
     OPERATION_ID_HEADER,
     PROBLEM_MEDIA_TYPE,
+    current_request,
     problem_body,
     problem_response,
 )
@@ -62,7 +63,11 @@ class CorrelationIdMiddleware:
                 message["headers"] = headers
             await send(message)
 
-        await self.app(scope, receive, send_with_header)
+        token = current_request.set((decided, scope.get("path", "")))
+        try:
+            await self.app(scope, receive, send_with_header)
+        finally:
+            current_request.reset(token)
 
     def __repr__(self) -> str:
         return f"CorrelationIdMiddleware(header={self.header!r})"

@@ -7,6 +7,7 @@ import decimal
 import enum
 import uuid
 from collections.abc import Mapping
+from contextvars import ContextVar
 from http import HTTPStatus
 from typing import Any
 
@@ -30,6 +31,9 @@ PROBLEM_MEDIA_TYPE = "application/problem+json"
 
 OPERATION_ID_HEADER = "X-Operation-ID"
 CACHE_HEADER = "X-Cache"
+
+current_request: ContextVar[tuple[str, str] | None] = ContextVar("cqrskit_http_request", default=None)
+"""The correlation id and path of the request being served, set by `CorrelationIdMiddleware`."""
 
 _STATUS_CODES: Mapping[OperationStatus, int] = {
     OperationStatus.SUCCESS: 200,
@@ -128,10 +132,15 @@ def problem_response(
 
     The body carries the operation id and, for VALIDATION_ERROR, every field error by field path; the
     status code comes from `http_status`. A FAILED result says only that an internal error happened:
-    the bus never puts exception text into a Result.
+    the bus never puts exception text into a Result. Inside a request served through `install`, the
+    correlation id and the request path are filled in for you when you do not give them.
     """
     if result.is_success:
         raise ValueError("problem_response needs a failed Result; this one succeeded")
+    current = current_request.get()
+    if current is not None:
+        correlation_id = correlation_id if correlation_id is not None else current[0]
+        instance = instance if instance is not None else current[1]
     body = problem_body(
         result.status,
         result.errors,
