@@ -88,6 +88,7 @@ def create_app(container: Container | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await the_container.cache().close()
             await database.dispose()
 
     app = install(FastAPI(title="Users", lifespan=lifespan))

@@ -3,26 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 from dependency_injector import providers
-from examples.users.app import create_app
-from examples.users.container import Container
-from examples.users.passwords import ScryptCost
-from examples.users.settings import Settings
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests import services
+
+if TYPE_CHECKING:
+    from examples.users.container import Container
 
 ADMIN = {"Authorization": "Bearer admin-token"}
 ALICE = {"Authorization": "Bearer alice-token"}
 BOB = {"Authorization": "Bearer bob-token"}
 ALICE_ID = "00000000-0000-4000-8000-00000000a11c"
 BOB_ID = "00000000-0000-4000-8000-000000000b0b"
-CHEAP = ScryptCost(n=16)  # tests hash hundreds of passwords; production uses the default cost
+CHEAP_SCRYPT_N = 16  # tests hash hundreds of passwords; production uses the default cost
 
 
 def new_user(name: str = "carol", **changes: Any) -> dict[str, Any]:
@@ -42,13 +41,18 @@ async def container(
     request: pytest.FixtureRequest, tmp_path: Any, unique_name: str
 ) -> AsyncIterator[Container]:
     """A service container on SQLite + memory cache, or on its own PostgreSQL schema + Redis prefix."""
+    from examples.users.container import Container
+    from examples.users.passwords import ScryptCost
+    from examples.users.settings import Settings
+
+    cheap = ScryptCost(n=CHEAP_SCRYPT_N)
     container = Container()
     if request.param == "sqlite":
         container.settings.override(
             providers.Object(
                 Settings(
                     database_url=f"sqlite+aiosqlite:///{tmp_path / 'users.db'}",
-                    scrypt_cost=CHEAP,
+                    scrypt_cost=cheap,
                     configure_logging=False,
                 )
             )
@@ -66,7 +70,7 @@ async def container(
                 database_url=postgres_url,
                 redis_url=redis_url,
                 cache_namespace=unique_name,
-                scrypt_cost=CHEAP,
+                scrypt_cost=cheap,
                 configure_logging=False,
             )
         )
@@ -104,6 +108,8 @@ async def _drop_redis_keys(redis_url: str, prefix: str) -> None:
 @pytest.fixture
 async def client(container: Container) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client driving the real app (lifespan included) in process."""
+    from examples.users.app import create_app
+
     app = create_app(container)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with (

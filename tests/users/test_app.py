@@ -7,11 +7,16 @@ from typing import Any
 
 import httpx
 import pytest
-from examples.users.container import Container
-from examples.users.messages import GetUser
 
 from cqrskit import Context
 from cqrskit.testing import override_handler
+
+# The example is built on the caching behaviours; until they are merged these tests cannot run.
+pytest.importorskip("cqrskit.caching", reason="examples/users needs cqrskit.caching, not merged yet")
+
+from examples.users.container import Container
+from examples.users.messages import GetUser
+
 from tests.users.conftest import (
     ADMIN,
     ALICE,

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from examples.users import tour
 
 from cqrskit.__main__ import main
+
+# The example is built on the caching behaviours; until they are merged these tests cannot run.
+pytest.importorskip("cqrskit.caching", reason="examples/users needs cqrskit.caching, not merged yet")
+
+from examples.users import tour
 
 
 class TestInspector:
