@@ -112,7 +112,13 @@ class Tour:
             if name in response.headers
         )
         body = response.json() if response.content else None
-        print(f"   -> {response.status_code}{extra}  {_short(body)}")
+        if isinstance(body, dict) and body.get("type", "").startswith("urn:cqrskit:problem:"):
+            # A problem: show what a client acts on, not the whole body.
+            shown = {key: body[key] for key in ("detail", "errors") if key in body}
+            kind = body["type"].rsplit(":", 1)[1]
+            print(f"   -> {response.status_code} {kind}{extra}  {_short(shown, 200)}")
+        else:
+            print(f"   -> {response.status_code}{extra}  {_short(body)}")
         return response
 
 
