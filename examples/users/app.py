@@ -38,7 +38,7 @@ from cqrskit.fastapi import context_dependency, from_container, install, payload
 
 Commands = Annotated[CommandBus, Depends(from_container("command_bus"))]
 Queries = Annotated[QueryBus, Depends(from_container("query_bus"))]
-RequestContext = Annotated[Context, Depends(context_dependency(current_principal))]
+RequestContext = Annotated[Context, Depends(context_dependency(from_request=current_principal))]
 
 
 async def seed_demo_users(container: Container) -> None:

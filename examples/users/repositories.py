@@ -10,10 +10,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from uuid import UUID
 
-from cqrskit.sqlalchemy import Database
 from examples.users.messages import FindUsers, UserDto, UserRole, UserStats
 from examples.users.models import UserRow
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, or_, select
+
+from cqrskit.sqlalchemy import Database
 
 
 def _aware(moment: datetime) -> datetime:
@@ -48,18 +49,24 @@ class UserRepository:
     async def taken(
         self, email: str | None, username: str | None, *, except_id: UUID | None = None
     ) -> list[str]:
-        """Return which of `email` and `username` another user already has."""
-        taken: list[str] = []
-        session = self.database.session
-        for field, value in (("email", email), ("username", username)):
-            if value is None:
-                continue
-            statement = select(UserRow.id).where(getattr(UserRow, field) == value)
-            if except_id is not None:
-                statement = statement.where(UserRow.id != except_id)
-            if (await session.execute(statement.limit(1))).first() is not None:
-                taken.append(field)
-        return taken
+        """Return which of `email` and `username` another user already has (one query)."""
+        conditions = []
+        if email is not None:
+            conditions.append(UserRow.email == email)
+        if username is not None:
+            conditions.append(UserRow.username == username)
+        if not conditions:
+            return []
+        statement = select(UserRow.email, UserRow.username).where(or_(*conditions))
+        if except_id is not None:
+            statement = statement.where(UserRow.id != except_id)
+        taken: set[str] = set()
+        for found_email, found_username in await self.database.session.execute(statement.limit(2)):
+            if found_email == email:
+                taken.add("email")
+            if found_username == username:
+                taken.add("username")
+        return sorted(taken)
 
     async def taken_by_any(self, emails: Sequence[str], usernames: Sequence[str]) -> list[str]:
         """Return the emails and usernames of `emails` and `usernames` that users already have."""
