@@ -14,7 +14,7 @@ import attrs
 import httpx
 import pytest
 from dependency_injector import containers, providers
-from fastapi import Depends, FastAPI, Header, HTTPException, Query
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from starlette.responses import JSONResponse
 
 from cqrskit import (
@@ -668,3 +668,42 @@ class TestFromContainer:
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             response = await client.get("/x")
         assert_problem(response, 500)
+
+
+class TestContextDependency:
+    """context_dependency with a FastAPI dependency or a plain request reader."""
+
+    async def test_from_request(self) -> None:
+        """A principal read straight from the request reaches the context, with the correlation id."""
+
+        async def principal_from_request(request: Request) -> Principal | None:
+            user = request.headers.get("x-user")
+            return Principal(user) if user else None
+
+        app = install(FastAPI())
+        seen: list[Context] = []
+
+        @app.get("/whoami")
+        async def whoami(
+            context: Annotated[Context, Depends(context_dependency(from_request=principal_from_request))],
+        ) -> dict[str, str | None]:
+            seen.append(context)
+            return {"id": context.principal.id if context.principal else None}
+
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            named = await client.get("/whoami", headers={"X-User": "ada", "Idempotency-Key": "k-1"})
+            anonymous = await client.get("/whoami")
+        assert named.json() == {"id": "ada"}
+        assert anonymous.json() == {"id": None}
+        assert seen[0].correlation_id == named.headers[CORRELATION_ID_HEADER]
+        assert seen[0].idempotency_key == "k-1"
+
+    def test_not_both(self) -> None:
+        """A dependency and a request reader at once is refused."""
+
+        async def reader(request: Request) -> None:
+            return None
+
+        with pytest.raises(TypeError, match="not both"):
+            context_dependency(current_principal, from_request=reader)
