@@ -670,23 +670,24 @@ class TestFromContainer:
         assert_problem(response, 500)
 
 
+async def principal_from_request(request: Request) -> Principal | None:
+    user = request.headers.get("x-user")
+    return Principal(user) if user else None
+
+
+DirectContext = Annotated[Context, Depends(context_dependency(from_request=principal_from_request))]
+
+
 class TestContextDependency:
     """context_dependency with a FastAPI dependency or a plain request reader."""
 
     async def test_from_request(self) -> None:
         """A principal read straight from the request reaches the context, with the correlation id."""
-
-        async def principal_from_request(request: Request) -> Principal | None:
-            user = request.headers.get("x-user")
-            return Principal(user) if user else None
-
         app = install(FastAPI())
         seen: list[Context] = []
 
         @app.get("/whoami")
-        async def whoami(
-            context: Annotated[Context, Depends(context_dependency(from_request=principal_from_request))],
-        ) -> dict[str, str | None]:
+        async def whoami(context: DirectContext) -> dict[str, str | None]:
             seen.append(context)
             return {"id": context.principal.id if context.principal else None}
 
