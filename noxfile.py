@@ -11,6 +11,7 @@ def group(name: str) -> list[str]:
     """The requirements of a dependency group (read here: older pips lack --group)."""
     return list(nox.project.dependency_groups(PYPROJECT, name))
 
+
 nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.sessions = ["tests", "lint", "typing"]

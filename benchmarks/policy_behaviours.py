@@ -62,15 +62,21 @@ class AsyncioTimeout:
             raise
 
 
-async def per_dispatch(run: Callable[[], Awaitable[object]]) -> float:
-    """Median over REPEATS of the mean nanoseconds per call of `run`."""
-    samples = []
+async def mean_per_call(run: Callable[[], Awaitable[object]]) -> float:
+    """Mean nanoseconds per call of `run`, over DISPATCHES calls awaited one after another."""
+    started = time.perf_counter_ns()
+    for _ in range(DISPATCHES):
+        await run()
+    return (time.perf_counter_ns() - started) / DISPATCHES
+
+
+async def medians(runs: list[tuple[str, Callable[[], Awaitable[object]]]]) -> list[tuple[str, float]]:
+    """Median of REPEATS means for each run; the runs take turns, so a load change hits them all."""
+    samples: dict[str, list[float]] = {name: [] for name, _ in runs}
     for _ in range(REPEATS):
-        started = time.perf_counter_ns()
-        for _ in range(DISPATCHES):
-            await run()
-        samples.append((time.perf_counter_ns() - started) / DISPATCHES)
-    return statistics.median(samples)
+        for name, run in runs:
+            samples[name].append(await mean_per_call(run))
+    return [(name, statistics.median(samples[name])) for name, _ in runs]
 
 
 def logging_behaviour() -> object | None:
@@ -108,14 +114,16 @@ async def measure() -> list[tuple[str, float]]:
         stacks.append(
             ("Logging + the four, without Timeout", [logging_step, authorization, validation, retry])
         )
-    rows = [("direct handler call", await per_dispatch(lambda: handler.handle(message, context)))]
+    runs: list[tuple[str, Callable[[], Awaitable[object]]]] = [
+        ("direct handler call", lambda: handler.handle(message, context))
+    ]
     for name, stack in stacks:
         bus = CommandBus({CreateUser: handler}, stack)
         result = await bus.execute(message, context)
         if result.status is not OperationStatus.SUCCESS:
             raise RuntimeError(f"{name}: the benchmark dispatch failed: {result!r}")
-        rows.append((name, await per_dispatch(lambda bus=bus: bus.execute(message, context))))
-    return rows
+        runs.append((name, lambda bus=bus: bus.execute(message, context)))
+    return await medians(runs)
 
 
 def main() -> None:

@@ -23,7 +23,7 @@ from cqrskit.errors import (
     ValidationFailedError,
 )
 from cqrskit.messages import Command, Message, Query
-from cqrskit.protocols import AuditSink, Behaviour, CallNext, Handler, HandlerFactory
+from cqrskit.protocols import AuditSink, Behaviour, CacheBackend, CallNext, Handler, HandlerFactory
 from cqrskit.results import AffectedEntity, CacheInfo, OperationStatus, Page, Pagination, Result
 from cqrskit.routes import merge_routes
 
@@ -31,6 +31,7 @@ __all__ = [
     "AffectedEntity",
     "AuditSink",
     "Behaviour",
+    "CacheBackend",
     "CacheInfo",
     "CallNext",
     "Command",

@@ -9,17 +9,21 @@ dispatch allocates no closures and looks nothing up.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from types import FunctionType
 from typing import Any, TypeAlias
 
 from cqrskit.context import Context
 from cqrskit.errors import ConfigurationError
-from cqrskit.results import _NO_ERRORS, OperationStatus, Page, Result
+from cqrskit.results import _NO_ERRORS, WRAPPED_TYPES, OperationStatus, Page, Result
 
 __all__ = [
     "Pipeline",
+    "as_result",
+    "call_target",
     "check_behaviours",
     "compose",
+    "direct_handle",
     "handler_step",
     "selected_behaviours",
 ]
@@ -27,7 +31,6 @@ __all__ = [
 Pipeline: TypeAlias = Callable[[Any, Context], Awaitable[Result[Any]]]
 
 _SUCCESS = OperationStatus.SUCCESS
-_WRAPPED = (Result, Page)
 
 
 def _name(obj: object) -> str:
@@ -36,7 +39,7 @@ def _name(obj: object) -> str:
     return repr(obj)
 
 
-def _as_result(value: Any, operation_id: str | None) -> Result[Any]:
+def as_result(value: Any, operation_id: str | None) -> Result[Any]:
     """Turn a handler's Result or Page into the dispatch's Result (the uncommon path)."""
     if isinstance(value, Result):
         return value if value.operation_id is operation_id else value.evolve(operation_id=operation_id)
@@ -48,15 +51,20 @@ def _is_handler(value: object) -> bool:
     return not isinstance(value, type) and inspect.iscoroutinefunction(getattr(value, "handle", None))
 
 
+def direct_handle(value: object) -> Callable[[Any, Context], Awaitable[Any]] | None:
+    """Return `value.handle` when `value` is a handler object (the bus may call it itself), else None."""
+    return value.handle if _is_handler(value) else None  # type: ignore[attr-defined]
+
+
 def handler_step(message_type: type, value: object) -> Pipeline:
     """Return the innermost step for `value`: a handler object, or a zero-argument handler factory."""
-    if _is_handler(value):
-        handle = value.handle  # type: ignore[attr-defined]  # checked by _is_handler
+    handle = direct_handle(value)
+    if handle is not None:
 
         async def call_handler(message: Any, context: Context) -> Result[Any]:
             data = await handle(message, context)
-            if isinstance(data, _WRAPPED):
-                return _as_result(data, context._operation_id)
+            if type(data) in WRAPPED_TYPES:
+                return as_result(data, context._operation_id)
             return Result(_SUCCESS, data, _NO_ERRORS, (), None, None, context._operation_id)
 
         return call_handler
@@ -68,17 +76,22 @@ def handler_step(message_type: type, value: object) -> Pipeline:
         )
     _require_no_arguments(message_type, value)
     factory: Callable[[], Any] = value
+    # Handler classes a factory has returned and that were found to have an async `handle`: the check
+    # is made once per class, not once per dispatch.
+    checked: set[type] = set()
 
     async def call_new_handler(message: Any, context: Context) -> Result[Any]:
         handler = factory()
-        if not _is_handler(handler):
-            raise ConfigurationError(
-                f"the handler factory for {_name(message_type)} returned {handler!r}, which has no "
-                "'async def handle(self, message, context)' method"
-            )
+        if type(handler) not in checked:
+            if not _is_handler(handler):
+                raise ConfigurationError(
+                    f"the handler factory for {_name(message_type)} returned {handler!r}, which has no "
+                    "'async def handle(self, message, context)' method"
+                )
+            checked.add(type(handler))
         data = await handler.handle(message, context)
-        if isinstance(data, _WRAPPED):
-            return _as_result(data, context._operation_id)
+        if type(data) in WRAPPED_TYPES:
+            return as_result(data, context._operation_id)
         return Result(_SUCCESS, data, _NO_ERRORS, (), None, None, context._operation_id)
 
     return call_new_handler
@@ -98,9 +111,19 @@ def _require_no_arguments(message_type: type, factory: Callable[..., Any]) -> No
         ) from None
 
 
-def _link(behaviour: Callable[..., Awaitable[Result[Any]]], call_next: Pipeline) -> Pipeline:
+def call_target(behaviour: Any) -> Callable[..., Awaitable[Result[Any]]]:
+    """Return what a link calls for `behaviour`: its bound ``__call__`` when that is a Python method.
+
+    Calling the object itself would look ``__call__`` up on every dispatch. Work it out once per bus.
+    """
+    if isinstance(getattr(type(behaviour), "__call__", None), FunctionType):  # noqa: B004
+        return behaviour.__call__  # type: ignore[no-any-return]
+    return behaviour  # type: ignore[no-any-return]
+
+
+def _link(call: Callable[..., Awaitable[Result[Any]]], call_next: Pipeline) -> Pipeline:
     def step(message: Any, context: Context) -> Awaitable[Result[Any]]:
-        return behaviour(message, context, call_next)
+        return call(message, context, call_next)
 
     return step
 
@@ -124,19 +147,19 @@ def check_behaviours(behaviours: Sequence[object], kind: type) -> None:
                     )
 
 
-def _check_callable(behaviour: object) -> None:
+def _check_callable(behaviour: Any) -> None:  # Any: mypy would not narrow a callable to a function
     if not callable(behaviour):
         raise ConfigurationError(
             f"{behaviour!r} is not a behaviour: give an object with "
             "'async def __call__(self, message, context, call_next)' or an async function"
         )
-    target = behaviour if inspect.isfunction(behaviour) else getattr(behaviour, "__call__", None)  # noqa: B004
+    target: Any = behaviour if inspect.isfunction(behaviour) else getattr(behaviour, "__call__", None)  # noqa: B004
     if inspect.isfunction(behaviour) and not inspect.iscoroutinefunction(behaviour):
         raise ConfigurationError(
             f"{_name(behaviour)} is a plain function; a behaviour must be 'async def' and return a Result"
         )
     try:
-        signature = inspect.signature(target)  # type: ignore[arg-type]
+        signature = inspect.signature(target)
     except (TypeError, ValueError):
         return
     try:
@@ -157,9 +180,17 @@ def selected_behaviours(behaviours: Iterable[object], message_type: type) -> tup
     return tuple(selected)
 
 
-def compose(terminal: Pipeline, behaviours: Sequence[object]) -> Pipeline:
-    """Fold `behaviours` (outermost first) around `terminal`, innermost first."""
+def compose(
+    terminal: Pipeline,
+    behaviours: Sequence[object],
+    targets: Mapping[int, Callable[..., Awaitable[Result[Any]]]] | None = None,
+) -> Pipeline:
+    """Fold `behaviours` (outermost first) around `terminal`, innermost first.
+
+    `targets` maps ``id(behaviour)`` to its `call_target`, when the caller has worked them out already.
+    """
     pipeline = terminal
     for behaviour in reversed(behaviours):
-        pipeline = _link(behaviour, pipeline)  # type: ignore[arg-type]  # checked by check_behaviours
+        call = targets[id(behaviour)] if targets is not None else call_target(behaviour)
+        pipeline = _link(call, pipeline)
     return pipeline

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar
 
 from cqrskit.context import Context
@@ -11,7 +11,7 @@ from cqrskit.results import Result
 if TYPE_CHECKING:
     from cqrskit.behaviours.audit import AuditRecord
 
-__all__ = ["AuditSink", "Behaviour", "CallNext", "Handler", "HandlerFactory"]
+__all__ = ["AuditSink", "Behaviour", "CacheBackend", "CallNext", "Handler", "HandlerFactory"]
 
 M_contra = TypeVar("M_contra", contravariant=True)
 R_co = TypeVar("R_co", covariant=True)
@@ -85,4 +85,44 @@ class AuditSink(Protocol):
 
     async def write(self, record: AuditRecord, /) -> None:
         """Store `record`."""
+
+
+class CacheBackend(Protocol):
+    """The cache port `QueryCache` and `CacheInvalidation` talk to; `cqrskit.caching` implements it.
+
+    Values are JSON-compatible data (what cattrs unstructures to); a backend shared by several
+    processes stores them as JSON. A missing key reads as None. Pass an aiocache cache instead and it
+    is wrapped in `cqrskit.caching.AiocacheBackend` for you.
+    """
+
+    async def get(self, key: str, /) -> Any:
+        """Return the value stored under `key`, or None."""
+        ...
+
+    async def multi_get(self, keys: Sequence[str], /) -> Sequence[Any]:
+        """Return the values of `keys`, in order, None for each missing one, in one round trip."""
+        ...
+
+    async def set(self, key: str, value: Any, ttl: float | None, /) -> None:
+        """Store `value` under `key` for `ttl` seconds (forever when None)."""
+        ...
+
+    async def add(self, key: str, value: Any, ttl: float | None, /) -> bool:
+        """Store `value` only when `key` is missing; return whether it was stored."""
+        ...
+
+    async def delete(self, key: str, /) -> None:
+        """Remove `key`; a missing key is not an error."""
+        ...
+
+    async def increment(self, key: str, delta: int, ttl: float | None, /) -> int:
+        """Add `delta` to the integer under `key` and return the new value.
+
+        A missing key counts as 0; the key's time to live is reset to `ttl` seconds. On a shared
+        backend the increment is atomic across processes.
+        """
+        ...
+
+    async def close(self) -> None:
+        """Release connections; the application calls it once, at shutdown."""
         ...

@@ -39,6 +39,15 @@ class OperationStatus(enum.StrEnum):
     FAILED = "failed"
 
 
+def _as_tuple(values: Iterable[T]) -> tuple[T, ...]:
+    # A typed converter: with the bare `tuple` builtin, type checkers refuse a list of items.
+    return values if type(values) is tuple else tuple(values)
+
+
+def _str_tuple(values: Iterable[str]) -> tuple[str, ...]:
+    return values if type(values) is tuple else tuple(values)
+
+
 @attrs.frozen
 class AffectedEntity:
     """One entity a command touched, for example ``AffectedEntity("user", "42", "updated", ("email",))``.
@@ -49,7 +58,7 @@ class AffectedEntity:
     kind: str
     id: str
     change: str
-    fields: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    fields: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
 
 
 @attrs.frozen
@@ -64,14 +73,23 @@ class Pagination:
     has_previous: bool
 
 
-@attrs.frozen
+@attrs.frozen(init=False)
 class Page(Generic[T_co]):
     """One page of items; a paginated query is a ``Query[Page[ItemDto]]``. `page` counts from 1."""
 
-    items: tuple[T_co, ...] = attrs.field(converter=tuple)
+    items: tuple[T_co, ...]
     total_count: int
     page: int
     page_size: int
+
+    # Written out (not an attrs converter) so that type checkers infer `T_co` from any iterable of items,
+    # for subclasses too.
+    def __init__(self, items: Iterable[T_co], total_count: int, page: int, page_size: int) -> None:
+        self.__attrs_init__(_as_tuple(items), total_count, page, page_size)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        WRAPPED_TYPES.add(cls)
 
     def __attrs_post_init__(self) -> None:
         if self.page < 1:
@@ -106,6 +124,13 @@ class CacheInfo:
 
 _NO_ERRORS: Mapping[str, str] = MappingProxyType({})
 
+WRAPPED_TYPES: set[type] = set()
+"""`Result`, `Page` and every subclass of them: what the bus does not pass on as plain data.
+
+A set, so that the bus tells a handler's plain value from these with one hash lookup of its type
+instead of an `isinstance` check; both classes add their subclasses to it as they are defined.
+"""
+
 
 # Built once per dispatch: see the note on Context for why the fields are read-only properties.
 @attrs.define(repr=False, eq=True)
@@ -114,6 +139,10 @@ class Result(Generic[T_co]):
 
     Build one with `Result.success` or `Result.failure`; the bus fills in `operation_id`.
     """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        WRAPPED_TYPES.add(cls)
 
     _status: OperationStatus = attrs.field(alias="status")
     _data: T_co = attrs.field(alias="data")
@@ -224,3 +253,6 @@ class Result(Generic[T_co]):
             f"affected_entities={self._affected_entities!r}, pagination={self._pagination!r}, "
             f"cache_info={self._cache_info!r}, operation_id={self._operation_id!r})"
         )
+
+
+WRAPPED_TYPES.update((Result, Page))

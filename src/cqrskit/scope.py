@@ -15,7 +15,21 @@ from typing import Any
 
 import structlog
 
-__all__ = ["AfterCommit", "TransactionScope", "current_transaction", "defer_until_commit"]
+__all__ = [
+    "DEADLINE_EXPIRED",
+    "AfterCommit",
+    "TransactionScope",
+    "current_transaction",
+    "defer_until_commit",
+    "is_deadline",
+]
+
+DEADLINE_EXPIRED = "cqrskit: the dispatch's deadline expired"
+"""The message `Timeout` cancels a task with, so a COMMIT in flight can tell a deadline from a shutdown.
+
+Once COMMIT was sent a command's outcome is the commit's: `Transaction` lets the commit finish and,
+when the only cancellation was a deadline, reports the commit's outcome instead of the timeout.
+"""
 
 AfterCommit = Callable[[], Awaitable[None]]
 """Work to run once the outermost transaction has committed: a zero-argument coroutine function."""
@@ -46,13 +60,13 @@ class TransactionScope:
         self._waiting.append(work)
 
     def release(self) -> None:
-        """The savepoint succeeded: pass the waiting work up to the enclosing scope."""
+        """Pass the waiting work up to the enclosing scope: the savepoint succeeded."""
         if self.parent is not None:
             self.parent._waiting.extend(self._waiting)
         self._waiting.clear()
 
     def discard(self) -> None:
-        """The transaction or savepoint rolled back: forget the waiting work."""
+        """Forget the waiting work: the transaction or savepoint rolled back."""
         self._waiting.clear()
 
     async def run_after_commit(self, logger: Any = None) -> None:
@@ -76,8 +90,13 @@ class TransactionScope:
             _current.reset(token)
 
 
+def is_deadline(cancellation: BaseException) -> bool:
+    """True when `cancellation` is the `CancelledError` of an expired `Timeout` deadline."""
+    return cancellation.args[:1] == (DEADLINE_EXPIRED,)
+
+
 def current_transaction() -> TransactionScope | None:
-    """The innermost open transaction scope of this task, or None."""
+    """Return the innermost open transaction scope of this task, or None."""
     return _current.get()
 
 

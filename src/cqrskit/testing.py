@@ -2,6 +2,8 @@
 
 - `RecordingBehaviour` records what passes through it, so a test can assert the exact order in which
   behaviours ran.
+- `InMemoryCache` and `FailingCache` are cache backends for `QueryCache` and `CacheInvalidation`: a
+  dict with a clock you control, and a cache that is always down.
 - `override_handler` swaps the handler of one message type in a container for the length of a
   ``with`` block, and rebuilds the buses that had been built with the old one.
 """
@@ -15,12 +17,13 @@ from typing import Any, Literal
 import attrs
 from dependency_injector import containers, providers
 
+from cqrskit._cache_fakes import FailingCache, InMemoryCache
 from cqrskit.context import Context
 from cqrskit.errors import ConfigurationError, HandlerNotFoundError
 from cqrskit.protocols import CallNext
 from cqrskit.results import Result
 
-__all__ = ["Recorded", "RecordingBehaviour", "override_handler"]
+__all__ = ["FailingCache", "InMemoryCache", "Recorded", "RecordingBehaviour", "override_handler"]
 
 
 @attrs.frozen
@@ -44,7 +47,8 @@ class RecordingBehaviour:
     Give several of them one `journal` list to see how they nest::
 
         journal: list[Recorded] = []
-        bus = CommandBus(handlers, [RecordingBehaviour("outer", journal), RecordingBehaviour("inner", journal)])
+        recorders = [RecordingBehaviour("outer", journal), RecordingBehaviour("inner", journal)]
+        bus = CommandBus(handlers, recorders)
         await bus.execute(CreateUser(...))
         assert [(r.behaviour, r.phase) for r in journal] == [
             ("outer", "before"), ("inner", "before"), ("inner", "after"), ("outer", "after")]
@@ -80,6 +84,10 @@ class RecordingBehaviour:
         return f"RecordingBehaviour({self.name!r})"
 
 
+def _providers_under(provider: providers.Provider[Any]) -> Iterator[providers.Provider[Any]]:
+    return provider.traverse()
+
+
 @contextmanager
 def override_handler(container: containers.Container, message_type: type, handler: object) -> Iterator[None]:
     """Serve `message_type` with `handler` inside the ``with`` block, then restore the original.
@@ -96,7 +104,7 @@ def override_handler(container: containers.Container, message_type: type, handle
     maps: list[providers.Provider[Any]] = []
     targets: list[providers.Provider[Any]] = []
     for mapping in container.traverse(types=[providers.Dict]):
-        value = mapping.kwargs.get(message_type)  # type: ignore[attr-defined]
+        value = mapping.kwargs.get(message_type)
         if value is None:
             continue
         if isinstance(value, providers.Delegate):
@@ -113,17 +121,17 @@ def override_handler(container: containers.Container, message_type: type, handle
     dependents = [
         singleton
         for singleton in container.traverse(types=[providers.BaseSingleton])
-        if any(related is mapping for related in singleton.traverse() for mapping in maps)
+        if any(related is mapping for related in _providers_under(singleton) for mapping in maps)
     ]
     replacement = providers.Object(handler)
     for target in targets:
         target.override(replacement)
     for singleton in dependents:
-        singleton.reset()  # type: ignore[attr-defined]
+        singleton.reset()
     try:
         yield
     finally:
         for target in targets:
             target.reset_last_overriding()
         for singleton in dependents:
-            singleton.reset()  # type: ignore[attr-defined]
+            singleton.reset()

@@ -15,11 +15,13 @@ from cqrskit import (
     CommandBus,
     CommitOutcomeUnknownError,
     ConfigurationError,
+    ConflictError,
     Context,
     NotFoundError,
     OperationStatus,
     PermissionDeniedError,
     Result,
+    ResultError,
 )
 from cqrskit.behaviours import Retry, RetryPolicy, is_transient
 from cqrskit.scope import TransactionScope
@@ -129,6 +131,7 @@ class TestIsTransient:
             FakeDriverError(pgcode="40001"),
             FakeDriverError(code="40P01"),
             FakeDriverError(sqlstate="08006"),
+            FakeDriverError(sqlstate="57P01"),
             FakeWrapperError(orig=FakeDriverError(pgcode="40P01")),
             FakeWrapperError(connection_invalidated=True),
             sqlite3.OperationalError("database is locked"),
@@ -205,6 +208,15 @@ class TestIsTransient:
         outer = RuntimeError("wrapping it")
         outer.__cause__ = exc
         assert not is_transient(outer)
+
+    def test_expected_outcomes_are_not_transient_whatever_their_cause(self) -> None:
+        """A DomainError or ResultError raised while handling a transient error is still not transient."""
+        for outcome in (
+            ConflictError("version changed"),
+            ResultError(Result.failure(OperationStatus.FAILED)),
+        ):
+            outcome.__cause__ = serialization_failure()
+            assert not is_transient(outcome)
 
     def test_cycles_and_long_chains_end(self) -> None:
         """A cyclic or very long chain is walked a bounded number of steps."""
@@ -299,6 +311,13 @@ class TestRetry:
         retry = Retry(RetryPolicy(retry_on=(TimeoutError,)), sleep=RecordingSleep())
         assert (await retry(Ping(), CONTEXT, call_next)).is_success
         assert call_next.calls == 3
+
+    async def test_retry_on_can_name_an_expected_outcome(self) -> None:
+        """A DomainError named in retry_on is retried (optimistic concurrency, say)."""
+        call_next = failing_then(ok(), ConflictError("version changed"))
+        retry = Retry(RetryPolicy(retry_on=(ConflictError,)), sleep=RecordingSleep())
+        assert (await retry(Ping(), CONTEXT, call_next)).is_success
+        assert call_next.calls == 2
 
     async def test_commit_outcome_unknown_is_not_retried_even_if_named(self) -> None:
         """A commit with an unknown outcome is never retried, even when retry_on names its type."""

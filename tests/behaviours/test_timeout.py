@@ -179,6 +179,25 @@ class TestTimeout:
         expected = [OperationStatus.TIMEOUT if s is None else OperationStatus.SUCCESS for s in plan]
         assert [r.status for r in results] == expected
 
+    async def test_outside_a_task_is_a_runtime_error(self) -> None:
+        """Driven by hand from a loop callback, with no task to cancel, it refuses to run."""
+        loop = asyncio.get_running_loop()
+        outcome: asyncio.Future[BaseException] = loop.create_future()
+
+        def drive_by_hand() -> None:
+            coroutine = Timeout(BOUND)(Ping(), CONTEXT, CallNextStub())
+            try:
+                coroutine.send(None)
+            except BaseException as exc:
+                outcome.set_result(exc)
+            finally:
+                coroutine.close()
+
+        loop.call_soon(drive_by_hand)
+        error = await bounded(outcome)
+        assert isinstance(error, RuntimeError)
+        assert "inside an asyncio task" in str(error)
+
     def test_per_message_overrides_the_default(self) -> None:
         """A per-message value wins over the default; None there switches the deadline off."""
         timeout = Timeout(5, per_message={Sleep: 30, Ping: None})

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from cqrskit import Command, CommandBus, ConfigurationError, Context, OperationStatus
 from cqrskit.behaviours import Retry, RetryPolicy, Timeout
+from cqrskit.scope import defer_until_commit
 from cqrskit.sqlalchemy import Database, Transaction
 
 pytestmark = pytest.mark.postgres
@@ -367,3 +368,70 @@ class TestConcurrency:
         assert database.engine.pool.checkedout() == 0
         async with database.read_session() as session:
             assert len((await session.execute(select(marks.c.label))).scalars().all()) == 200
+
+
+class TestCommitOutcome:
+    """Once COMMIT was sent, the command's outcome is the commit's, even when a deadline or a cancel comes."""
+
+    @pytest.fixture
+    async def slow_commit(self, database: Database, server: Server, unique_name: str) -> float:
+        """Make every COMMIT that inserted into marks take about a second (a deferred trigger sleeps)."""
+        seconds = 1.0
+        await server.scalar(
+            f'CREATE FUNCTION "{unique_name}".slow_commit() RETURNS trigger LANGUAGE plpgsql AS '
+            f"$$ BEGIN PERFORM pg_sleep({seconds}); RETURN NULL; END $$"
+        )
+        await server.scalar(
+            f'CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON "{unique_name}".marks '
+            f'DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION "{unique_name}".slow_commit()'
+        )
+        return seconds
+
+    @staticmethod
+    def marking_bus(database: Database, after_commit: list[str], *outer: object) -> CommandBus:
+        async def mark(command: Probe, context: Context) -> str:
+            await database.session.execute(insert(marks).values(label=command.label, pending=False))
+
+            async def note() -> None:
+                after_commit.append(command.label)
+
+            defer_until_commit(note)
+            return command.label
+
+        return probe_bus(database, mark, *outer)
+
+    async def test_a_deadline_during_commit_gets_the_commits_outcome(
+        self, database: Database, server: Server, slow_commit: float, unique_name: str
+    ) -> None:
+        """A Timeout that expires while COMMIT runs: SUCCESS, the row is there, after-commit work ran."""
+        after_commit: list[str] = []
+        bus = self.marking_bus(database, after_commit, Timeout(default=slow_commit / 4))
+        result = await bus.execute(Probe("deadline"))
+        assert result.status is OperationStatus.SUCCESS
+        assert (
+            await server.scalar(f"SELECT count(*) FROM \"{unique_name}\".marks WHERE label = 'deadline'") == 1
+        )
+        assert after_commit == ["deadline"]
+        assert database.engine.pool.checkedout() == 0
+
+    async def test_a_cancel_during_commit_propagates_after_the_committed_work(
+        self, database: Database, server: Server, slow_commit: float, unique_name: str
+    ) -> None:
+        """Cancelling the caller while COMMIT runs: the commit lands, its work runs, then CancelledError."""
+        after_commit: list[str] = []
+        bus = self.marking_bus(database, after_commit)
+        dispatch = asyncio.create_task(bus.execute(Probe("cancelled")))
+        committing = (
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = :name "
+            "AND state = 'active' AND query ILIKE 'COMMIT%'"
+        )
+        assert await server.poll(committing, until=lambda count: count == 1, name=unique_name) == 1
+        dispatch.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await dispatch
+        assert (
+            await server.scalar(f"SELECT count(*) FROM \"{unique_name}\".marks WHERE label = 'cancelled'")
+            == 1
+        )
+        assert after_commit == ["cancelled"]
+        assert database.engine.pool.checkedout() == 0

@@ -16,8 +16,10 @@ from cqrskit.behaviours.authorization import (
     Public,
     RequirePermissions,
 )
+from cqrskit.behaviours.cache_invalidation import CacheInvalidation
 from cqrskit.behaviours.log import Logging
 from cqrskit.behaviours.metrics import Metrics
+from cqrskit.behaviours.query_cache import CachePolicy, QueryCache
 from cqrskit.behaviours.retry import Retry, RetryPolicy, is_transient
 from cqrskit.behaviours.timeout import Timeout
 from cqrskit.behaviours.tracing import Tracing
@@ -33,9 +35,12 @@ __all__ = [
     "Authenticated",
     "Authorization",
     "AuthorizationRule",
+    "CacheInvalidation",
+    "CachePolicy",
     "Logging",
     "Metrics",
     "Public",
+    "QueryCache",
     "RequirePermissions",
     "Retry",
     "RetryPolicy",

@@ -24,6 +24,8 @@ from _thread import get_ident
 from collections import deque
 from typing import Any
 
+from cqrskit.scope import DEADLINE_EXPIRED
+
 __all__ = ["DeadlineQueue", "Entry"]
 
 _RESOLUTION = time.get_clock_info("monotonic").resolution
@@ -108,7 +110,7 @@ class DeadlineQueue:
                 return
             entries.popleft()
             head[3] = True
-            task.cancel()
+            task.cancel(DEADLINE_EXPIRED)
 
     def __len__(self) -> int:
         return len(self.entries)

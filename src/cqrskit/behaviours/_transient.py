@@ -10,11 +10,19 @@ from __future__ import annotations
 import asyncio
 import errno
 
-from cqrskit.errors import CommitOutcomeUnknownError
+from cqrskit.errors import CommitOutcomeUnknownError, DomainError, ResultError
 
 __all__ = ["is_transient"]
 
-_RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})  # serialization_failure, deadlock_detected
+_RETRYABLE_SQLSTATES = frozenset(
+    {
+        "40001",  # serialization_failure
+        "40P01",  # deadlock_detected
+        "57P01",  # admin_shutdown: the server ended the session (a restart, a failover)
+        "57P02",  # crash_shutdown
+        "57P03",  # cannot_connect_now: the server is starting up
+    }
+)
 _CONNECTION_SQLSTATE_CLASS = "08"  # connection_exception and its subclasses
 _SQLSTATE_ATTRIBUTES = ("sqlstate", "pgcode", "code")
 _SQLSTATE_LENGTH = 5
@@ -47,16 +55,21 @@ def is_transient(exc: BaseException) -> bool:
     It looks at `exc`, its ``orig`` (SQLAlchemy's wrapped driver error) and its ``__cause__`` and
     ``__context__`` chain (at most 16 exceptions) for:
 
-    - SQLSTATE 40001 (serialization failure) or 40P01 (deadlock), or class 08 (connection exception), in
-      a ``sqlstate``, ``pgcode`` or ``code`` attribute;
+    - SQLSTATE 40001 (serialization failure) or 40P01 (deadlock), class 08 (connection exception) or
+      57P01-57P03 (server shutting down or starting), in a ``sqlstate``, ``pgcode`` or ``code``
+      attribute;
     - SQLite busy or locked: ``sqlite_errorcode`` 5 or 6 (extended codes included), or a ``sqlite3``
       error saying "database is locked" / "database table is locked";
     - a connection lost before COMMIT: `ConnectionError`, an `OSError` with a connection errno,
       asyncpg's ``ConnectionDoesNotExistError``, or SQLAlchemy's ``connection_invalidated=True``.
 
     It is False whenever the chain holds a `CommitOutcomeUnknownError` (the connection dropped during
-    COMMIT, so the command may have committed) or a cancellation. This is `Retry`'s default classifier.
+    COMMIT, so the command may have committed) or a cancellation, and for an expected outcome a handler
+    raised (a `DomainError` such as `ConflictError`, or a `ResultError`), whatever caused it: name
+    such a type in `RetryPolicy.retry_on` to retry it. This is `Retry`'s default classifier.
     """
+    if isinstance(exc, (DomainError, ResultError)):
+        return False
     pending: list[BaseException] = [exc]
     seen: set[int] = set()
     found = False

@@ -85,7 +85,7 @@ class Timeout:
         queue = self._queues.get(type(message))
         if queue is None or get_ident() != queue.thread or (task := _current_task(queue.loop)) is None:
             queue, task = self._bind(type(message))
-            if queue is None:
+            if queue is None or task is None:
                 return await call_next(message, context)
         entry: Entry = [task, queue.time() + queue.seconds, task.cancelling(), False]
         queue.entries.append(entry)
@@ -113,18 +113,18 @@ class Timeout:
             task.uncancel()  # the handler swallowed the cancellation and finished: keep its result
         return result
 
-    def _bind(self, message_type: type) -> tuple[DeadlineQueue | None, asyncio.Task[Any]]:
+    def _bind(self, message_type: type) -> tuple[DeadlineQueue | None, asyncio.Task[Any] | None]:
         """Find the running task and the deadline queue for `message_type` on its loop (the slow path).
 
         It runs once per message type and event loop: afterwards the queue remembers both.
         """
+        seconds = self.seconds_for(message_type)
+        if seconds is None:
+            return None, None
         loop = asyncio.get_running_loop()
         task = asyncio.current_task(loop)
         if task is None:
             raise RuntimeError("Timeout must run inside an asyncio task")
-        seconds = self.seconds_for(message_type)
-        if seconds is None:
-            return None, task
         queue = self._shared.get(seconds)
         if queue is None or queue.loop is not loop or queue.thread != get_ident():
             queue = DeadlineQueue(loop, seconds)

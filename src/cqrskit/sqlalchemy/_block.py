@@ -11,9 +11,9 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, AsyncSessionTransaction
 
 from cqrskit.errors import CommitOutcomeUnknownError, ConfigurationError, ConflictError
-from cqrskit.scope import TransactionScope
+from cqrskit.scope import TransactionScope, is_deadline
 from cqrskit.sqlalchemy._classify import is_connection_lost, is_unique_violation
-from cqrskit.sqlalchemy._completion import to_completion
+from cqrskit.sqlalchemy._completion import commit_to_completion, to_completion
 from cqrskit.sqlalchemy._isolation import stricter_than
 
 if TYPE_CHECKING:
@@ -128,15 +128,21 @@ class TransactionBlock:
                     raise conflict from flush_error
                 raise
             try:
-                await to_completion(_commit_and_close(session))
+                interrupted = await commit_to_completion(_commit_and_close(session))
             except BaseException as commit_error:
                 opened.scope.discard()
                 conflict = _conflict_or_none(commit_error)
                 if conflict is not None:
                     raise conflict from commit_error
                 raise
-            await opened.scope.run_after_commit(_logger)
-            return
+            # Committed: the command's outcome is the commit's, and its after-commit work runs. A
+            # Timeout deadline that expired during the COMMIT is answered by the commit's outcome; any
+            # other cancellation goes on once the work is done.
+            if interrupted is None or is_deadline(interrupted):
+                await opened.scope.run_after_commit(_logger)
+                return
+            await to_completion(opened.scope.run_after_commit(_logger))
+            raise interrupted
         opened.scope.discard()
         await to_completion(close_session(session))
         conflict = _conflict_or_none(exc)

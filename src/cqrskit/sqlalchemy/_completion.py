@@ -6,7 +6,9 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["to_completion"]
+from cqrskit.scope import is_deadline
+
+__all__ = ["commit_to_completion", "to_completion"]
 
 T = TypeVar("T")
 
@@ -39,3 +41,36 @@ async def to_completion(work: Coroutine[Any, Any, T]) -> T:
         if cancelled:
             raise asyncio.CancelledError
         return value
+
+
+async def commit_to_completion(work: Coroutine[Any, Any, None]) -> asyncio.CancelledError | None:
+    """Run a COMMIT to its end even if the caller is cancelled meanwhile; return that cancellation.
+
+    The commit's outcome decides the command's: when it fails its error is raised (as the cause of
+    the cancellation, if a cancellation other than a `Timeout` deadline arrived meanwhile); when it
+    succeeds the cancellation, if any, is returned for the caller to handle once the committed
+    command's after-commit work is done.
+    """
+    task = asyncio.ensure_future(work)
+    interrupted: asyncio.CancelledError | None = None
+    while True:
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError as cancellation:
+            if task.cancelled():
+                raise  # the commit itself was cancelled: the event loop is shutting down
+            if interrupted is None or is_deadline(interrupted):
+                interrupted = cancellation
+            if not task.done():
+                continue
+            error = task.exception()
+            if error is None:
+                return interrupted
+            if is_deadline(interrupted):
+                raise error from None
+            raise asyncio.CancelledError from error
+        except BaseException as error:
+            if interrupted is not None and not is_deadline(interrupted):
+                raise asyncio.CancelledError from error
+            raise
+        return interrupted

@@ -1,0 +1,182 @@
+"""What a dispatch costs: cqrskit's buses against a direct handler call.
+
+Run it with ``PYTHONPATH=src:. python -m benchmarks.dispatch`` (or ``nox -s bench``). Every case
+dispatches one trivial command whose handler returns a constant, in a timed loop inside one running
+event loop, after a warm-up; the table gives the median of the runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import statistics
+import sys
+import time
+import timeit
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import attrs
+from dependency_injector import containers, providers
+
+from cqrskit import CallNext, Command, CommandBus, Context, Result
+
+RUNS = 9
+DISPATCHES = 10_000
+BUILD_RUNS = 7
+ROUTES = 1_000
+
+
+@attrs.frozen
+class Ping(Command[int]):
+    pass
+
+
+class PingHandler:
+    async def handle(self, command: Ping, context: Context) -> int:
+        return 1
+
+
+class PassThrough:
+    """A behaviour that does nothing but call the next step."""
+
+    async def __call__(self, message: Any, context: Context, call_next: CallNext) -> Result[Any]:
+        return await call_next(message, context)
+
+
+class Container(containers.DeclarativeContainer):
+    ping_handler = providers.Factory(PingHandler)
+    command_bus = providers.Singleton(CommandBus, handlers=providers.Dict({Ping: ping_handler.provider}))
+
+
+def many_routes(count: int) -> dict[type, object]:
+    """`count` distinct command types, each with its own handler object."""
+    handler = PingHandler()
+    return {type(f"Command{n}", (Command,), {"__slots__": ()}): handler for n in range(count)}
+
+
+async def time_loop(dispatch: Callable[[], Awaitable[Any]], count: int) -> float:
+    """Seconds per call of `dispatch`, over `count` calls."""
+    started = time.perf_counter()
+    for _ in range(count):
+        await dispatch()
+    return (time.perf_counter() - started) / count
+
+
+def median_build_seconds() -> float:
+    """Median seconds to build a bus of ROUTES routes and 10 behaviours."""
+    routes = many_routes(ROUTES)
+    behaviours = [PassThrough() for _ in range(10)]
+    timings = []
+    for _ in range(BUILD_RUNS):
+        started = time.perf_counter()
+        CommandBus(routes, behaviours)
+        timings.append(time.perf_counter() - started)
+    return statistics.median(timings)
+
+
+async def measure() -> dict[str, float]:
+    """Median seconds per dispatch for every case.
+
+    The cases take turns within each run, so a burst of load from elsewhere on the machine slows them
+    all alike instead of one.
+    """
+    command, context, handler = Ping(), Context(), PingHandler()
+    buses = {
+        "b": CommandBus({Ping: handler}),
+        "c3": CommandBus({Ping: handler}, [PassThrough() for _ in range(3)]),
+        "c10": CommandBus({Ping: handler}, [PassThrough() for _ in range(10)]),
+        "d": Container().command_bus(),
+        "e": CommandBus({Ping: handler, **many_routes(ROUTES)}),
+    }
+    cases: dict[str, Callable[[], Awaitable[Any]]] = {"a": lambda: handler.handle(command, context)}
+    for name, bus in buses.items():
+        cases[name] = lambda bus=bus: bus.execute(command)  # type: ignore[misc]
+    for dispatch in cases.values():
+        await time_loop(dispatch, DISPATCHES // 4)  # warm-up
+    samples: dict[str, list[float]] = {name: [] for name in cases}
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(RUNS):
+            for name, dispatch in cases.items():
+                samples[name].append(await time_loop(dispatch, DISPATCHES))
+    finally:
+        gc.enable()
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+async def breakdown() -> dict[str, float]:
+    """Median seconds of each step a dispatch with no behaviours adds to a direct handler call.
+
+    Each step is timed as a lambda, less the time of an empty lambda.
+    """
+    from cqrskit._operation_ids import state
+    from cqrskit.results import _NO_ERRORS, WRAPPED_TYPES, OperationStatus
+
+    handler, context, command, success, data = PingHandler(), Context(), Ping(), OperationStatus.SUCCESS, 1
+    routes = {Ping: (None, handler.handle)}
+
+    async def one_layer_more(message: Any, context: Context) -> Any:
+        return await handler.handle(message, context)
+
+    def per_call(step: Callable[[], object]) -> float:
+        return statistics.median(timeit.repeat(step, number=DISPATCHES, repeat=RUNS)) / DISPATCHES
+
+    empty = per_call(lambda: None)
+    steps: dict[str, Callable[[], object]] = {
+        "operation id (counter + string join)": lambda: f"{state.prefix}{next(state.counter)}",
+        "dispatch Context (5 slots)": lambda: Context(None, "op", None, None, "op"),
+        "Result (7 slots)": lambda: Result(success, 1, _NO_ERRORS, (), None, None, "op"),
+        "route lookup by type(message)": lambda: routes[type(command)],
+        "plain value, or a Result/Page? (set lookup)": lambda: type(data) in WRAPPED_TYPES,
+    }
+    costs = {label: per_call(step) - empty for label, step in steps.items()}
+    direct = [await time_loop(lambda: handler.handle(command, context), DISPATCHES) for _ in range(RUNS)]
+    layered = [await time_loop(lambda: one_layer_more(command, context), DISPATCHES) for _ in range(RUNS)]
+    costs["one more coroutine (execute's own)"] = statistics.median(layered) - statistics.median(direct)
+    return costs
+
+
+CASES = [
+    ("a", "(a) direct await handler.handle(cmd, ctx)"),
+    ("b", "(b) bus, 0 behaviours"),
+    ("c3", "(c) bus, 3 pass-through behaviours"),
+    ("c10", "(c) bus, 10 pass-through behaviours"),
+    ("d", "(d) bus, handler from a Factory per dispatch (.provider)"),
+    ("e", "(e) bus, 0 behaviours, 1,000 routes registered"),
+]
+
+
+def main() -> None:
+    timings = asyncio.run(measure())
+    build = median_build_seconds()
+    direct, bare = timings["a"], timings["b"]
+    print(f"Python {sys.version.split()[0]}; median of {RUNS} runs of {DISPATCHES:,} dispatches each\n")
+    print("| case | per dispatch (ns) | ratio to (a) |")
+    print("|---|---:|---:|")
+    for key, label in CASES:
+        print(f"| {label} | {timings[key] * 1e9:,.0f} | {timings[key] / direct:.1f}x |")
+    print()
+    print("| derived | measured | aim |")
+    print("|---|---:|---|")
+    print(f"| (b) overhead over (a) | {(bare - direct) * 1e9:,.0f} ns | (b) <= 8x (a) |")
+    for count in (3, 10):
+        per_behaviour = (timings[f"c{count}"] - bare) / count
+        print(
+            f"| cost per pass-through behaviour (from {count}) | {per_behaviour * 1e9:,.0f} ns | <= 150 ns |"
+        )
+    print(f"| (e) against (b) | {(timings['e'] / bare - 1) * 100:+.1f}% | within 5% |")
+    print(f"| build {ROUTES:,} routes x 10 behaviours | {build * 1e3:.1f} ms | < 50 ms |")
+    costs = asyncio.run(breakdown())
+    print()
+    print("| where (b)'s overhead goes: step | ns |")
+    print("|---|---:|")
+    for label, seconds in costs.items():
+        print(f"| {label} | {seconds * 1e9:,.0f} |")
+    rest = (bare - direct) - sum(costs.values())
+    print(f"| the rest of `_dispatch` (its frame, unpacking, branches) | {rest * 1e9:,.0f} |")
+
+
+if __name__ == "__main__":
+    main()

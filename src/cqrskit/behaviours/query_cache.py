@@ -1,0 +1,368 @@
+"""`QueryCache` and `CachePolicy`: answering repeated queries from a cache."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Generic, TypeVar
+
+import attrs
+import cattrs
+import structlog
+
+from cqrskit._cache_failures import FailureLog
+from cqrskit._cache_keys import CachePlan, dependency_tag_keys, make_cache_converter
+from cqrskit.caching import as_backend
+from cqrskit.context import Context
+from cqrskit.errors import ConfigurationError
+from cqrskit.messages import Query
+from cqrskit.protocols import CallNext
+from cqrskit.results import _NO_ERRORS, CacheInfo, OperationStatus, Result
+
+__all__ = ["CachePolicy", "QueryCache"]
+
+Q = TypeVar("Q")
+
+_SUCCESS = OperationStatus.SUCCESS
+# Tag version counters start at a random value, so a counter that was evicted and created again
+# never repeats a version an old entry recorded.
+_START_BITS = 48
+DEFAULT_TAG_TTL = 7 * 24 * 3600.0
+
+
+def _vary_by(value: Iterable[str] | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        raise TypeError(f"vary_by takes a sequence of field names, not the string {value!r}")
+    return tuple(value)
+
+
+def _check_ttl(
+    _instance: object, _attribute: attrs.Attribute[Any], value: float | Callable[[Any], float]
+) -> None:
+    if callable(value):
+        return
+    number: object = value  # checked at run time: the annotation is what a type checker enforces
+    if isinstance(number, bool) or not isinstance(number, int | float) or number <= 0:
+        raise ValueError(f"ttl must be a positive number of seconds or a callable, got {value!r}")
+
+
+@attrs.frozen
+class CachePolicy(Generic[Q]):
+    """How `QueryCache` caches one query type: one entry per query in `QueryCache`'s policies table.
+
+    - `ttl`: seconds an entry lives, or a callable of the query returning them (0 or less: do not
+      cache this one).
+    - `vary_by`: the fields the key is built from; None means every field.
+    - `cache_null_results`: cache a None result too.
+    - `tags`: a callable of the query returning ``(kind, id)`` pairs its result depends on, matched
+      against commands' `AffectedEntity` by `CacheInvalidation`; ``(kind, "*")`` depends on every
+      entity of the kind.
+    - `key`: a callable of the query returning the key text, instead of the fields.
+    - `version`: bump it when the result type changes shape, so old entries are never read.
+    """
+
+    ttl: float | Callable[[Q], float] = attrs.field(validator=_check_ttl)
+    vary_by: tuple[str, ...] | None = attrs.field(default=None, converter=_vary_by)
+    cache_null_results: bool = False
+    tags: Callable[[Q], Iterable[tuple[str, object]]] | None = None
+    key: Callable[[Q], object] | None = None
+    version: int = 1
+
+
+def _name(value: object) -> str:
+    return getattr(value, "__qualname__", None) or repr(value)
+
+
+class QueryCache:
+    """Answers queries from a cache: query buses only, for the query types in `policies`.
+
+    `cache` is an aiocache cache or a `CacheBackend` (see `cqrskit.caching`); `policies` maps query
+    types to their `CachePolicy`, and types without one are left out of the pipeline. A hit returns
+    the cached value, rebuilt as the query's result type by cattrs; a miss runs the rest of the
+    pipeline and stores a successful result (None only with ``cache_null_results``). Either way
+    ``Result.cache_info`` says so. Concurrent misses for one key in this process run the handler once;
+    with `lock_ttl` (seconds) a lock in the shared cache extends that to every process, the others
+    polling every `lock_poll` seconds for the loader's entry, for at most `lock_ttl`. When the cache
+    fails, the handler answers and a warning is logged (at most one per operation every
+    `warn_interval` seconds).
+
+    Sit it inside Authorization and Validation and outside Retry and Transaction::
+
+        QueryCache(cache, {GetUser: CachePolicy(ttl=300, tags=lambda q: [("user", q.user_id)])})
+    """
+
+    message_kinds = (Query,)
+
+    def __init__(
+        self,
+        cache: object,
+        policies: Mapping[Any, CachePolicy[Any]],
+        *,
+        converter: cattrs.Converter | None = None,
+        tag_ttl: float = DEFAULT_TAG_TTL,
+        lock_ttl: float | None = None,
+        lock_poll: float = 0.02,
+        logger: Any = None,
+        warn_interval: float = 10.0,
+    ) -> None:
+        if lock_ttl is not None and lock_ttl <= 0:
+            raise ConfigurationError(f"lock_ttl must be positive seconds or None, got {lock_ttl!r}")
+        if not isinstance(policies, Mapping):
+            raise ConfigurationError(
+                f"policies must map query types to CachePolicy, got {type(policies).__name__}"
+            )
+        self._backend = as_backend(cache)
+        self._converter = converter if converter is not None else make_cache_converter()
+        plans: dict[type, CachePlan] = {}
+        for query_type, policy in policies.items():
+            if not (isinstance(query_type, type) and issubclass(query_type, Query)):
+                raise ConfigurationError(
+                    f"QueryCache policies are keyed by Query subclasses, not {query_type!r}"
+                )
+            if not isinstance(policy, CachePolicy):
+                raise ConfigurationError(
+                    f"the policy for {query_type.__qualname__} is {policy!r}, not a CachePolicy"
+                )
+            plans[query_type] = CachePlan(query_type, policy, self._converter)
+        self._plans = plans
+        self._tag_ttl = tag_ttl
+        self._lock_ttl = lock_ttl
+        self._lock_poll = lock_poll
+        self._logger = logger if logger is not None else structlog.get_logger("cqrskit.cache")
+        self._failures = FailureLog(self._logger, "cache_unavailable", interval=warn_interval)
+        self._flights: dict[str, asyncio.Future[Result[Any]]] = {}
+
+    @property
+    def backend(self) -> object:
+        """The `CacheBackend` this behaviour reads and writes."""
+        return self._backend
+
+    def applies_to(self, message_type: type) -> bool:
+        """Return True for the query types that have a policy."""
+        return message_type in self._plans
+
+    def describe(self, message_type: type) -> Mapping[str, object]:
+        """Return the policy of `message_type`, for the route inspector."""
+        policy = self._plans[message_type].policy
+        return {
+            "ttl": _name(policy.ttl) if callable(policy.ttl) else policy.ttl,
+            "vary_by": list(policy.vary_by) if policy.vary_by is not None else "all fields",
+            "tags": _name(policy.tags) if policy.tags is not None else None,
+            "key": _name(policy.key) if policy.key is not None else None,
+            "version": policy.version,
+            "cache_null_results": policy.cache_null_results,
+        }
+
+    def key_for(self, query: object) -> str:
+        """Return the cache key `query` is stored under (without the backend's namespace)."""
+        return self._plans[type(query)].key(query)
+
+    async def __call__(self, message: Any, context: Context, call_next: CallNext) -> Result[Any]:
+        """Answer `message` from the cache, or run the rest of the pipeline and remember its answer."""
+        plan = self._plans[type(message)]
+        key = plan.key(message)
+        ttl = plan.ttl
+        if plan.ttl_of is not None:
+            ttl = float(plan.ttl_of(message))
+            if ttl <= 0:
+                return await call_next(message, context)
+        tag_keys = dependency_tag_keys(plan.tags(message)) if plan.tags is not None else None
+        try:
+            if tag_keys:
+                found = await self._backend.multi_get([key, *tag_keys])
+                entry = found[0]
+                versions = list(found[1:])
+            else:
+                entry = await self._backend.get(key)
+                versions = []
+        except Exception as exc:  # noqa: BLE001 - fail open: the handler answers
+            self._failures.record("get", exc, key=key)
+            result = await call_next(message, context)
+            return (
+                result.evolve(cache_info=CacheInfo(hit=False, key=key, ttl=ttl))
+                if result.is_success
+                else result
+            )
+        if entry is not None:
+            hit = self._decode(plan, entry, versions, key=key, ttl=ttl, context=context)
+            if hit is not None:
+                return hit
+        return await self._load(message, context, call_next, plan, key=key, ttl=ttl, tag_keys=tag_keys)
+
+    def _decode(
+        self, plan: CachePlan, entry: Any, versions: list[Any], *, key: str, ttl: float, context: Context
+    ) -> Result[Any] | None:
+        """Return the hit `entry` makes, or None when its tags are stale or it cannot be read."""
+        try:
+            if entry[1] != versions:
+                return None
+            data = entry[0]
+            value = None if data is None else plan.structure(data, plan.result_type)
+            pagination = value.pagination if plan.page and value is not None else None
+        except Exception as exc:  # noqa: BLE001 - an unreadable entry is a miss
+            self._failures.record("decode", exc, key=key)
+            return None
+        info = CacheInfo(hit=True, key=key, ttl=ttl)
+        return Result(_SUCCESS, value, _NO_ERRORS, (), pagination, info, context._operation_id)
+
+    async def _read(self, key: str, tag_keys: list[str] | None) -> tuple[Any, list[Any]]:
+        """Return the entry under `key` and the current versions of `tag_keys`, in one round trip."""
+        if tag_keys:
+            found = await self._backend.multi_get([key, *tag_keys])
+            return found[0], list(found[1:])
+        return await self._backend.get(key), []
+
+    async def _load(
+        self,
+        message: Any,
+        context: Context,
+        call_next: CallNext,
+        plan: CachePlan,
+        *,
+        key: str,
+        ttl: float,
+        tag_keys: list[str] | None,
+    ) -> Result[Any]:
+        """Run the handler once per key in this process, however many queries miss at once."""
+        flights = self._flights
+        flight = flights.get(key)
+        if flight is not None:
+            # asyncio.wait does not cancel the flight when this waiter is cancelled.
+            await asyncio.wait((flight,))
+            if flight.cancelled():
+                # The loader was cancelled: look again (another waiter may have stored it by now).
+                return await self(message, context, call_next)
+            shared = flight.result()  # the loader's exception, when it raised
+            info = CacheInfo(hit=True, key=key, ttl=ttl) if shared.is_success else None
+            return shared.evolve(cache_info=info, operation_id=context.operation_id)
+        flight = asyncio.get_running_loop().create_future()
+        flights[key] = flight
+        try:
+            result = await self._lead(message, context, call_next, plan, key=key, ttl=ttl, tag_keys=tag_keys)
+        except Exception as exc:
+            flight.set_exception(exc)
+            flight.exception()  # retrieved: asyncio must not log it when nobody else waited
+            raise
+        except BaseException:
+            flight.cancel()
+            raise
+        else:
+            flight.set_result(result)
+            return result
+        finally:
+            if flights.get(key) is flight:
+                del flights[key]
+
+    async def _lead(
+        self,
+        message: Any,
+        context: Context,
+        call_next: CallNext,
+        plan: CachePlan,
+        *,
+        key: str,
+        ttl: float,
+        tag_keys: list[str] | None,
+    ) -> Result[Any]:
+        """Load as the one loader of `key`: look once more, then run the handler and store its value."""
+        # Look again now that this task is the loader: a loader that finished while this task's
+        # first lookup was in flight has stored the value by now.
+        versions: list[Any] | None
+        try:
+            entry, versions = await self._read(key, tag_keys)
+        except Exception as exc:  # noqa: BLE001 - fail open: the handler answers, nothing is stored
+            self._failures.record("get", exc, key=key)
+            versions = None
+        else:
+            if entry is not None:
+                hit = self._decode(plan, entry, versions, key=key, ttl=ttl, context=context)
+                if hit is not None:
+                    return hit
+            # Tag versions are read before the handler runs, so an invalidation that lands while it
+            # runs makes the entry stale at once.
+            if tag_keys and None in versions:
+                versions = await self._create_tags(tag_keys, versions)
+        lock_key = None
+        if self._lock_ttl is not None and versions is not None:
+            lock_key, hit = await self._lock_or_wait(
+                plan, key=key, ttl=ttl, tag_keys=tag_keys, context=context
+            )
+            if hit is not None:
+                return hit
+        try:
+            result = await call_next(message, context)
+            if not result.is_success:
+                return result
+            data = result.data
+            if versions is not None and (data is not None or plan.null_ok):
+                try:
+                    stored = None if data is None else plan.unstructure(data)
+                    await self._backend.set(key, [stored, versions], ttl)
+                except Exception as exc:  # noqa: BLE001 - fail open: the answer stands
+                    self._failures.record("set", exc, key=key)
+            return result.evolve(cache_info=CacheInfo(hit=False, key=key, ttl=ttl))
+        finally:
+            if lock_key is not None:
+                await self._unlock(lock_key)
+
+    async def _lock_or_wait(
+        self, plan: CachePlan, *, key: str, ttl: float, tag_keys: list[str] | None, context: Context
+    ) -> tuple[str | None, Result[Any] | None]:
+        """Take the cross-process load lock of `key`, or wait for the process that holds it.
+
+        Return the lock key when this process loads, or the hit the other process's load made; both
+        None when this process should load without the lock (the other gave up, failed, or the cache
+        failed).
+        """
+        lock_key = "lock:" + key
+        try:
+            if await self._backend.add(lock_key, 1, self._lock_ttl):
+                return lock_key, None
+        except Exception as exc:  # noqa: BLE001 - fail open: load without the lock
+            self._failures.record("lock", exc, key=key)
+            return None, None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (self._lock_ttl or 0.0)
+        while loop.time() < deadline:
+            await asyncio.sleep(self._lock_poll)
+            try:
+                found = await self._backend.multi_get([key, lock_key, *(tag_keys or ())])
+            except Exception as exc:  # noqa: BLE001 - fail open
+                self._failures.record("get", exc, key=key)
+                break
+            if found[0] is not None:
+                hit = self._decode(plan, found[0], list(found[2:]), key=key, ttl=ttl, context=context)
+                if hit is not None:
+                    return None, hit
+            if found[1] is None:
+                break  # the other loader finished without storing a usable entry: load here
+        return None, None
+
+    async def _unlock(self, lock_key: str) -> None:
+        try:
+            await self._backend.delete(lock_key)
+        except Exception as exc:  # noqa: BLE001 - the lock expires by itself
+            self._failures.record("unlock", exc, key=lock_key)
+
+    async def _create_tags(self, tag_keys: list[str], versions: list[Any]) -> list[Any] | None:
+        """Give every missing tag counter a random start; None when the cache fails (store nothing)."""
+        try:
+            for position, tag_key in enumerate(tag_keys):
+                if versions[position] is not None:
+                    continue
+                start = secrets.randbits(_START_BITS)
+                if await self._backend.add(tag_key, start, self._tag_ttl):
+                    versions[position] = start
+                else:
+                    versions[position] = await self._backend.get(tag_key)
+        except Exception as exc:  # noqa: BLE001 - fail open
+            self._failures.record("add", exc, key=tag_keys[0])
+            return None
+        return None if None in versions else versions
+
+    def __repr__(self) -> str:
+        names = ", ".join(sorted(t.__qualname__ for t in self._plans))
+        return f"QueryCache({self._backend!r}, policies for [{names}])"
