@@ -13,6 +13,12 @@ from datetime import UTC, datetime
 from typing import Annotated
 from uuid import UUID
 
+from fastapi import Depends, FastAPI
+from sqlalchemy.exc import IntegrityError
+from starlette.responses import JSONResponse, Response
+
+from cqrskit import CommandBus, Context, QueryBus
+from cqrskit.fastapi import context_dependency, from_container, install, payload, result_response
 from examples.users.auth import current_principal
 from examples.users.container import Container
 from examples.users.logs import configure_logging
@@ -29,12 +35,6 @@ from examples.users.messages import (
 from examples.users.models import UserRow, create_tables
 from examples.users.passwords import PasswordHasher
 from examples.users.settings import Settings
-from fastapi import Depends, FastAPI
-from sqlalchemy.exc import IntegrityError
-from starlette.responses import JSONResponse, Response
-
-from cqrskit import CommandBus, Context, QueryBus
-from cqrskit.fastapi import context_dependency, from_container, install, payload, result_response
 
 Commands = Annotated[CommandBus, Depends(from_container("command_bus"))]
 Queries = Annotated[QueryBus, Depends(from_container("query_bus"))]

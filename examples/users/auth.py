@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from examples.users.settings import Settings
 from fastapi import HTTPException, Request
 
 from cqrskit import Principal
+from examples.users.settings import Settings
 
 
 async def current_principal(request: Request) -> Principal | None:

@@ -7,22 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from cqrskit.caching import cache_from_url
-from cqrskit.sqlalchemy import Database
 from dependency_injector import containers, providers
-from examples.users import handlers
-from examples.users.messages import (
-    BatchCreateUsers,
-    CreateUser,
-    DeleteUser,
-    FindUsers,
-    GetUser,
-    GetUserStats,
-    UpdateUser,
-)
-from examples.users.passwords import PasswordHasher
-from examples.users.repositories import UserReadRepository, UserRepository
-from examples.users.settings import Settings
 
 from cqrskit import CommandBus, QueryBus
 from cqrskit.behaviours import (
@@ -39,6 +24,21 @@ from cqrskit.behaviours import (
     Transaction,
     Validation,
 )
+from cqrskit.caching import cache_from_url
+from cqrskit.sqlalchemy import Database
+from examples.users import handlers
+from examples.users.messages import (
+    BatchCreateUsers,
+    CreateUser,
+    DeleteUser,
+    FindUsers,
+    GetUser,
+    GetUserStats,
+    UpdateUser,
+)
+from examples.users.passwords import PasswordHasher
+from examples.users.repositories import UserReadRepository, UserRepository
+from examples.users.settings import Settings
 
 # Who may do what: every message has a rule; admins pass every rule (allow_admin_override).
 # A user may read and update their own record (the principal's id is the user's id).

@@ -6,6 +6,15 @@ import asyncio
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
+from cqrskit import (
+    AffectedEntity,
+    ConflictError,
+    Context,
+    NotFoundError,
+    Page,
+    PermissionDeniedError,
+    Result,
+)
 from examples.users.messages import (
     BatchCreateUsers,
     CreateUser,
@@ -21,16 +30,6 @@ from examples.users.messages import (
 from examples.users.models import UserRow
 from examples.users.passwords import PasswordHasher
 from examples.users.repositories import UserReadRepository, UserRepository
-
-from cqrskit import (
-    AffectedEntity,
-    ConflictError,
-    Context,
-    NotFoundError,
-    Page,
-    PermissionDeniedError,
-    Result,
-)
 
 USER = "user"
 """The entity kind commands report and cached queries are tagged with."""

@@ -6,6 +6,7 @@ import logging
 import sys
 
 import structlog
+
 from examples.users.settings import Settings
 
 

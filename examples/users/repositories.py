@@ -10,11 +10,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from uuid import UUID
 
-from examples.users.messages import FindUsers, UserDto, UserRole, UserStats
-from examples.users.models import UserRow
 from sqlalchemy import delete, func, or_, select
 
 from cqrskit.sqlalchemy import Database
+from examples.users.messages import FindUsers, UserDto, UserRole, UserStats
+from examples.users.models import UserRow
 
 
 def _aware(moment: datetime) -> datetime:

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from uuid import UUID
 
 import attrs
+
 from examples.users.passwords import ScryptCost
 
 
