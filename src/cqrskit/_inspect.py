@@ -135,10 +135,16 @@ def _behaviour_line(behaviour: object, message_type: type) -> str:
     return f"{name}({shown})"
 
 
+_LONGEST_SETTING = 72
+
+
 def _setting(value: object) -> str:
     if isinstance(value, type) or inspect.isfunction(value):
         return value.__qualname__
-    return repr(value) if isinstance(value, str) else str(value)
+    text = value if isinstance(value, str) else str(value)
+    if len(text) > _LONGEST_SETTING:  # a logger's or a sink's repr: its start says what it is
+        text = text[: _LONGEST_SETTING - 3] + "..."
+    return repr(text) if isinstance(value, str) else text
 
 
 def _chain(bus: Any, message_type: type) -> tuple[object, ...]:
