@@ -67,34 +67,45 @@ def _write_reference_pages() -> None:
 _write_reference_pages()
 
 
-def _existing_toctree_entries(text: str) -> str:
+def _existing_toctree_entries(docname: str, text: str) -> str:
     """Drop toctree entries that name no page yet, so pages others are writing can be listed early.
 
-    An entry is a page name or a glob pattern; one with no Markdown file behind it is left out of this
-    build. Everything else in the page is untouched.
+    An entry is a page name or a glob pattern. A name with no Markdown file behind it is left out of
+    this build; a pattern adds only the pages no other entry of this document lists (so a closing
+    ``*`` gathers the pages nobody placed yet), and is left out when it adds none.
     """
     lines = text.split("\n")
+    taken = {HERE / f"{docname}.md"}
     inside = False
-    listed: set[Path] = set()
+    for line in lines:  # first pass: every page this document names outright
+        stripped = line.strip()
+        if stripped.startswith("```{toctree}"):
+            inside = True
+        elif inside and stripped.startswith("```"):
+            inside = False
+        elif inside and stripped and not stripped.startswith(":") and not any(c in stripped for c in "*?["):
+            taken.add(HERE / f"{stripped}.md")
     kept: list[str] = []
+    inside = False
     for line in lines:
         stripped = line.strip()
         if stripped.startswith("```{toctree}"):
-            inside, listed = True, set()
+            inside = True
         elif inside and stripped.startswith("```"):
             inside = False
         elif inside and stripped and not stripped.startswith(":"):
-            # A pattern adds the pages not listed before it in this toctree; one that adds none is dropped.
-            found = set(HERE.glob(f"{stripped}.md")) - listed
+            found = set(HERE.glob(f"{stripped}.md"))
+            if any(c in stripped for c in "*?["):
+                found -= taken
+                taken |= found
             if not found:
                 continue
-            listed |= found
         kept.append(line)
     return "\n".join(kept)
 
 
 def _on_source_read(app: object, docname: str, source: list[str]) -> None:
-    source[0] = _existing_toctree_entries(source[0])
+    source[0] = _existing_toctree_entries(docname, source[0])
 
 
 def setup(app: Any) -> None:
