@@ -104,7 +104,7 @@ def _existing_toctree_entries(docname: str, text: str) -> str:
     return "\n".join(kept)
 
 
-def _on_source_read(app: object, docname: str, source: list[str]) -> None:
+def _on_source_read(_app: object, docname: str, source: list[str]) -> None:
     source[0] = _existing_toctree_entries(docname, source[0])
 
 
