@@ -91,7 +91,7 @@ class TransactionScope:
 
 
 def is_deadline(cancellation: BaseException) -> bool:
-    """True when `cancellation` is the `CancelledError` of an expired `Timeout` deadline."""
+    """Return True when `cancellation` is the `CancelledError` of an expired `Timeout` deadline."""
     return cancellation.args[:1] == (DEADLINE_EXPIRED,)
 
 
