@@ -117,6 +117,10 @@ class Tour:
             shown = {key: body[key] for key in ("detail", "errors") if key in body}
             kind = body["type"].rsplit(":", 1)[1]
             print(f"   -> {response.status_code} {kind}{extra}  {_short(shown, 200)}")
+        elif isinstance(body, dict) and "pagination" in body:
+            names = [item["username"] for item in body["items"]]
+            print(f"   -> {response.status_code}{extra}  items={names}")
+            print(f"      pagination={_short(body['pagination'], 200)}")
         else:
             print(f"   -> {response.status_code}{extra}  {_short(body)}")
         return response
