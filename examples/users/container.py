@@ -76,7 +76,9 @@ class Container(containers.DeclarativeContainer):
 
     settings = providers.Singleton(Settings.from_environment)
 
-    database = providers.Singleton(Database, url=settings.provided.database_url)
+    database = providers.Singleton(
+        Database, url=settings.provided.database_url, engine_options=settings.provided.engine_options.call()
+    )
     cache = providers.Singleton(
         cache_from_url, settings.provided.redis_url, namespace=settings.provided.cache_namespace
     )

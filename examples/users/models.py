@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import Boolean, DateTime, String, Uuid
+from sqlalchemy import Boolean, DateTime, String, Uuid, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -30,7 +30,16 @@ class UserRow(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+_CREATE_TABLES_LOCK = 0x75736572  # any constant: the advisory lock several workers starting at once share
+
+
 async def create_tables(engine: AsyncEngine) -> None:
-    """Create the tables that do not exist yet (a real service would run migrations instead)."""
+    """Create the tables that do not exist yet (a real service would run migrations instead).
+
+    Several workers may start at once: on PostgreSQL they take turns under an advisory lock, so that
+    two of them never both decide a table is missing.
+    """
     async with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            await connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CREATE_TABLES_LOCK})
         await connection.run_sync(Base.metadata.create_all, checkfirst=True)

@@ -38,10 +38,18 @@ class Settings:
 
     With no environment at all the service runs on a SQLite file and an in-memory cache; set
     ``USERS_DATABASE_URL`` (``postgresql+asyncpg://...``) and ``USERS_REDIS_URL`` (``redis://...``) to
-    run it on PostgreSQL and Redis, shared by several workers.
+    run it on PostgreSQL and Redis, shared by several workers. ``USERS_DATABASE_SCHEMA`` puts its table
+    in a PostgreSQL schema of its own (the schema must exist).
     """
 
+    def engine_options(self) -> dict[str, object]:
+        """Return the SQLAlchemy engine options these settings ask for (a search path on PostgreSQL)."""
+        if self.database_schema and self.database_url.startswith("postgresql"):
+            return {"connect_args": {"server_settings": {"search_path": self.database_schema}}}
+        return {}
+
     database_url: str = "sqlite+aiosqlite:///users.db"
+    database_schema: str | None = None
     redis_url: str | None = None
     cache_namespace: str = "users"
     scrypt_cost: ScryptCost = attrs.field(factory=ScryptCost)
@@ -61,6 +69,7 @@ class Settings:
         defaults = cls()
         return cls(
             database_url=env.get("USERS_DATABASE_URL") or defaults.database_url,
+            database_schema=env.get("USERS_DATABASE_SCHEMA") or None,
             redis_url=env.get("USERS_REDIS_URL") or None,
             cache_namespace=env.get("USERS_CACHE_NAMESPACE") or defaults.cache_namespace,
             scrypt_cost=ScryptCost(n=int(env.get("USERS_SCRYPT_N") or defaults.scrypt_cost.n)),

@@ -68,20 +68,12 @@ async def container(
         providers.Object(
             Settings(
                 database_url=postgres_url,
+                database_schema=unique_name,
                 redis_url=redis_url,
                 cache_namespace=unique_name,
                 scrypt_cost=cheap,
                 configure_logging=False,
             )
-        )
-    )
-    from cqrskit.sqlalchemy import Database
-
-    container.database.override(
-        providers.Singleton(
-            Database,
-            url=postgres_url,
-            engine_options={"connect_args": {"server_settings": {"search_path": unique_name}}},
         )
     )
     try:
