@@ -37,6 +37,7 @@ PUBLIC_MODULES = [
     "cqrskit",
     "cqrskit.behaviours",
     "cqrskit.testing",
+    "cqrskit.scope",
     "cqrskit.sqlalchemy",
     "cqrskit.caching",
     "cqrskit.events",
