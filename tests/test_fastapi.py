@@ -708,3 +708,18 @@ class TestContextDependency:
 
         with pytest.raises(TypeError, match="not both"):
             context_dependency(current_principal, from_request=reader)
+
+
+class TestWithoutFastAPI:
+    """Importing cqrskit.fastapi without the extra says how to install it."""
+
+    def test_clear_error(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """The ImportError names the extra to install."""
+        import importlib
+        import sys
+
+        for name in [m for m in sys.modules if m == "cqrskit.fastapi" or m.startswith("cqrskit.fastapi.")]:
+            monkeypatch.delitem(sys.modules, name)
+        monkeypatch.setitem(sys.modules, "fastapi", None)
+        with pytest.raises(ImportError, match=r"pip install 'cqrskit\[fastapi\]'"):
+            importlib.import_module("cqrskit.fastapi")
