@@ -12,7 +12,7 @@ from fastapi import Depends, Request
 
 from cqrskit import _operation_ids
 from cqrskit.context import Context, Principal
-from cqrskit.errors import PayloadError, PayloadTooLargeError
+from cqrskit.errors import ConfigurationError, PayloadError, PayloadTooLargeError
 from cqrskit.fastapi._payload import DEFAULT_MAX_BODY_BYTES, parse_json, structure
 
 __all__ = [
@@ -156,6 +156,12 @@ def payload(
             }
             if repeated:
                 raise PayloadError(repeated)
+            missing = [name for name in from_path if name not in request.path_params]
+            if missing:
+                raise ConfigurationError(
+                    f"payload({message_type.__qualname__}) takes {missing} from the URL path, but the "
+                    f"route {request.url.path!r} has no such parameter"
+                )
             data.update((name, request.path_params[name]) for name in from_path)
         return structure(data, message_type, converter=converter)
 
