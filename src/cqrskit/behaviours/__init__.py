@@ -26,6 +26,7 @@ from cqrskit.behaviours.tracing import Tracing
 from cqrskit.behaviours.validation import Validation
 
 if TYPE_CHECKING:
+    from cqrskit.behaviours.idempotency import Idempotency
     from cqrskit.sqlalchemy import Transaction
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "AuthorizationRule",
     "CacheInvalidation",
     "CachePolicy",
+    "Idempotency",
     "Logging",
     "Metrics",
     "Public",
@@ -55,6 +57,7 @@ __all__ = [
 # Behaviours that need an optional extra are imported on first use, so this package imports without it.
 _LAZY = {
     "Transaction": "cqrskit.sqlalchemy",
+    "Idempotency": "cqrskit.behaviours.idempotency",
 }
 
 

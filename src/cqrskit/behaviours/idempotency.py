@@ -1,0 +1,206 @@
+"""`Idempotency`: a command sent again with the same idempotency key runs once."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import time
+import typing
+from types import MappingProxyType
+from typing import Any
+
+import cattrs
+import sqlalchemy as sa
+
+from cqrskit.context import Context
+from cqrskit.errors import ConflictError
+from cqrskit.events._envelope import default_converter
+from cqrskit.events._tables import create_event_tables, event_tables
+from cqrskit.messages import Command
+from cqrskit.protocols import CallNext
+from cqrskit.results import AffectedEntity, OperationStatus, Result
+
+__all__ = ["Idempotency"]
+
+
+class _KeptResult(Result[Any]):
+    """A Result that keeps its operation id when the bus hands it back.
+
+    The bus stamps every Result with its own dispatch's id through ``evolve(operation_id=...)``;
+    a replayed command must return the first dispatch's Result, its operation id included.
+    """
+
+    __slots__ = ()
+
+    def evolve(
+        self,
+        *,
+        affected_entities: Any = None,
+        cache_info: Any = None,
+        operation_id: str | None = None,  # noqa: ARG002 - ignored on purpose: the first id stays
+    ) -> _KeptResult:
+        return super().evolve(affected_entities=affected_entities, cache_info=cache_info)
+
+
+def _kept(result: Result[Any], operation_id: str | None) -> _KeptResult:
+    return _KeptResult(
+        result.status,
+        result.data,
+        result.errors,
+        result.affected_entities,
+        result.pagination,
+        result.cache_info,
+        operation_id,
+    )
+
+
+def _return_type(message_type: type) -> Any:
+    """Return R for a ``Command[R]`` subclass, Any when it cannot be told."""
+    for cls in message_type.__mro__:
+        for base in getattr(cls, "__orig_bases__", ()):
+            origin = typing.get_origin(base)
+            if isinstance(origin, type) and issubclass(origin, Command):
+                args = typing.get_args(base)
+                if args and not isinstance(args[0], typing.TypeVar):
+                    return args[0]
+    return Any
+
+
+class Idempotency:
+    """Runs a command that carries ``context.idempotency_key`` once per (principal, key).
+
+    The first dispatch with a key claims it with a row in the idempotency table and stores its
+    successful Result in that row before the command commits; a repeat with the same key and the
+    same principal waits for the first to finish (the row's unique index makes it wait) and gets
+    the stored Result back, operation id included, without running the handler. A first dispatch
+    that fails rolls its row back with everything else, so a repeat runs afresh. A key used again
+    for another command type is a CONFLICT; keys expire `expires_after` seconds after use.
+
+    Sits INSIDE `Transaction` (list it after it), so its row commits with the command's effects;
+    data is stored with cattrs and comes back as the command's return type. Create its table with
+    `create_tables` (or `cqrskit.events.create_event_tables`).
+    """
+
+    message_kinds: tuple[type, ...] = (Command,)
+
+    def __init__(
+        self,
+        database: Any,
+        *,
+        schema: str | None = None,
+        expires_after: float = 24 * 3600.0,
+        converter: cattrs.Converter | None = None,
+    ) -> None:
+        self._database = database
+        self._schema = schema
+        self._table = event_tables(schema).idempotency
+        self._expires_after = expires_after
+        self._converter = converter or default_converter()
+        self._return_types: dict[type, Any] = {}
+
+    @property
+    def inside_of(self) -> tuple[type, ...]:
+        """`Transaction` must sit outside this behaviour."""
+        try:
+            return (importlib.import_module("cqrskit.sqlalchemy").Transaction,)
+        except (ImportError, AttributeError):
+            return ()
+
+    def applies_to(self, message_type: type) -> bool:
+        """Take part in every command's pipeline; learn its return type now, once."""
+        self._return_types[message_type] = _return_type(message_type)
+        return True
+
+    def describe(self, message_type: type) -> dict[str, object]:  # noqa: ARG002 - same for every type
+        """Return the key lifetime, for the route inspector."""
+        return {"expires_after": self._expires_after}
+
+    async def create_tables(self) -> None:
+        """Create the idempotency-key table (and the other event tables) in this behaviour's schema."""
+        await create_event_tables(self._database, self._schema)
+
+    async def purge_expired(self) -> int:
+        """Delete expired keys; return how many. Run it now and then (expired keys are reused anyway)."""
+        async with self._database.transaction() as session:
+            result = await session.execute(
+                sa.delete(self._table).where(self._table.c.expires_at < time.time())
+            )
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    async def __call__(self, message: Any, context: Context, call_next: CallNext) -> Result[Any]:
+        """Run the command once per key: claim the key, or return the Result stored under it."""
+        key = context.idempotency_key
+        if key is None:
+            return await call_next(message, context)
+        session = self._database.session
+        principal = context.principal.id if context.principal is not None else ""
+        message_type = type(message)
+        name = f"{message_type.__module__}.{message_type.__qualname__}"
+        table = self._table
+        if await self._claim(session, principal, key, name):
+            result = await call_next(message, context)
+            if result.is_success:
+                await session.execute(
+                    sa.update(table)
+                    .where(table.c.principal == principal, table.c.key == key)
+                    .values(result=self._dump(result))
+                )
+                return _kept(result, result.operation_id)
+            return result
+        row = (
+            await session.execute(
+                sa.select(table.c.message_type, table.c.result).where(
+                    table.c.principal == principal, table.c.key == key
+                )
+            )
+        ).one()
+        if row.message_type != name or row.result is None:
+            raise ConflictError(f"the idempotency key {key!r} was used for another command")
+        return self._load(row.result, message_type)
+
+    async def _claim(self, session: Any, principal: str, key: str, name: str) -> bool:
+        """Insert the key's row, or take over an expired one; False when a live one is there."""
+        insert: Any
+        if self._database.dialect_name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert  # noqa: PLC0415 - per dialect
+        else:
+            from sqlalchemy.dialects.sqlite import insert  # noqa: PLC0415 - per dialect
+        now = time.time()
+        statement = insert(self._table).values(
+            principal=principal, key=key, message_type=name, result=None, expires_at=now + self._expires_after
+        )
+        statement = statement.on_conflict_do_update(
+            index_elements=[self._table.c.principal, self._table.c.key],
+            set_={"message_type": name, "result": None, "expires_at": now + self._expires_after},
+            where=self._table.c.expires_at < now,
+        ).returning(self._table.c.key)
+        return (await session.execute(statement)).first() is not None
+
+    def _dump(self, result: Result[Any]) -> str:
+        return json.dumps(
+            {
+                "status": str(result.status),
+                "data": self._converter.unstructure(result.data),
+                "errors": dict(result.errors),
+                "affected": [[e.kind, e.id, e.change, list(e.fields)] for e in result.affected_entities],
+                "operation_id": result.operation_id,
+            },
+            separators=(",", ":"),
+        )
+
+    def _load(self, stored: str, message_type: type) -> _KeptResult:
+        raw = json.loads(stored)
+        data_type = self._return_types.get(message_type, Any)
+        data = None if raw["data"] is None else self._converter.structure(raw["data"], data_type)
+        return _KeptResult(
+            OperationStatus(raw["status"]),
+            data,
+            MappingProxyType(raw["errors"]),
+            tuple(AffectedEntity(k, i, c, tuple(f)) for k, i, c, f in raw["affected"]),
+            None,
+            None,
+            raw["operation_id"],
+        )
+
+    def __repr__(self) -> str:
+        return f"Idempotency(schema={self._schema!r}, expires_after={self._expires_after!r})"

@@ -1,0 +1,99 @@
+"""`OutboxPublisher`: events written as outbox rows in the command's own transaction."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import cattrs
+import sqlalchemy as sa
+
+from cqrskit.context import Context
+from cqrskit.events._envelope import envelope_for
+from cqrskit.events._event import Event
+from cqrskit.events._publishers import _current_context, outer_behaviour_types
+from cqrskit.events._tables import create_event_tables, event_tables, key_lock_id, partition_of
+from cqrskit.messages import Command
+from cqrskit.protocols import CallNext
+from cqrskit.results import Result
+
+__all__ = ["OutboxPublisher"]
+
+
+class OutboxPublisher:
+    """Writes each published event as a row of the outbox table, in the command's own transaction.
+
+    The row commits or rolls back with the command's other writes, so an event leaves only for a
+    command that committed; an `OutboxRelay` then moves it to the broker. Call ``publish`` inside a
+    transaction (`Transaction`, or ``database.transaction()``): outside one, `database.session`
+    raises. Events with the same ordering key are written one transaction at a time (a
+    transaction-scoped advisory lock on PostgreSQL), so their outbox order is their commit order.
+
+    List it as a command-bus behaviour too, inside `Transaction`, and the rows carry the command's
+    correlation id and principal without handlers passing their context.
+    """
+
+    message_kinds: tuple[type, ...] = (Command,)
+
+    def __init__(
+        self,
+        database: Any,
+        *,
+        schema: str | None = None,
+        names: Mapping[type, str] | None = None,
+        converter: cattrs.Converter | None = None,
+    ) -> None:
+        self._database = database
+        self._schema = schema
+        self._tables = event_tables(schema)
+        self._names = names
+        self._converter = converter
+        self._notified = f"cqrskit_outbox_notified:{schema or ''}"
+
+    @property
+    def inside_of(self) -> tuple[type, ...]:
+        """Retry and Transaction must sit outside this behaviour."""
+        return outer_behaviour_types()
+
+    async def create_tables(self) -> None:
+        """Create the outbox (and the other event tables) in this publisher's schema."""
+        await create_event_tables(self._database, self._schema)
+
+    async def __call__(self, message: Any, context: Context, call_next: CallNext) -> Result[Any]:
+        """Make the command's context the one its published events carry."""
+        token = _current_context.set(context)
+        try:
+            return await call_next(message, context)
+        finally:
+            _current_context.reset(token)
+
+    async def publish(self, event: Event, context: Context | None = None) -> None:
+        """Insert `event` into the outbox through the current transaction's session."""
+        if context is None:
+            context = _current_context.get()
+        envelope = envelope_for(event, context, converter=self._converter, names=self._names)
+        session = self._database.session
+        postgres = self._database.dialect_name == "postgresql"
+        if envelope.key is not None and postgres:
+            await session.execute(
+                sa.select(sa.func.pg_advisory_xact_lock(key_lock_id(self._schema, envelope.key)))
+            )
+        await session.execute(
+            sa.insert(self._tables.outbox).values(
+                message_id=envelope.message_id,
+                name=envelope.name,
+                ordering_key=envelope.key,
+                partition=partition_of(envelope.key),
+                payload=envelope.payload,
+                headers=json.dumps(envelope.headers(), separators=(",", ":")),
+                created_at=envelope.created_at,
+            )
+        )
+        if postgres and not session.info.get(self._notified):
+            # Delivered at COMMIT (and never for a rollback); PostgreSQL folds repeats into one.
+            await session.execute(sa.select(sa.func.pg_notify(self._tables.notify_channel, "")))
+            session.info[self._notified] = True
+
+    def __repr__(self) -> str:
+        return f"OutboxPublisher(schema={self._schema!r})"

@@ -1,0 +1,121 @@
+"""`EventPublisher`, what handlers publish through, and `InProcessPublisher`, which delivers in-process."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from contextvars import ContextVar
+from typing import Any, Protocol
+
+from cqrskit.context import Context
+from cqrskit.events._event import Event
+from cqrskit.messages import Command
+from cqrskit.protocols import CallNext
+from cqrskit.results import Result
+from cqrskit.scope import defer_until_commit
+
+__all__ = ["EventPublisher", "InProcessPublisher", "current_context", "outer_behaviour_types"]
+
+
+class EventPublisher(Protocol):
+    """What a handler publishes domain events through: ``await publisher.publish(event)``.
+
+    Inject one into your handlers from the container. Nothing a publisher is given inside a
+    `Transaction` leaves the process before that transaction commits.
+    """
+
+    async def publish(self, event: Event, context: Context | None = None) -> None:
+        """Publish `event`; `context` is only needed when the publisher is not also a behaviour."""
+        ...
+
+
+_current_context: ContextVar[Context | None] = ContextVar("cqrskit_events_context", default=None)
+
+
+def current_context() -> Context | None:
+    """Return the context of the command a publisher behaviour wraps in this task, or None."""
+    return _current_context.get()
+
+
+def outer_behaviour_types() -> tuple[type, ...]:
+    """Behaviour types that must sit outside a publisher: Retry and Transaction, when installed."""
+    types: list[type] = []
+    # Both live in modules that may be missing (another extra, another part of cqrskit): look them
+    # up by name rather than import them at module level.
+    for module, name in (("cqrskit.behaviours.retry", "Retry"), ("cqrskit.sqlalchemy", "Transaction")):
+        try:
+            found = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError):
+            continue
+        types.append(found)
+    return tuple(types)
+
+
+class InProcessPublisher:
+    """Delivers published events to an `EventBus` in this process, once the command's work is durable.
+
+    Use the same object twice in the container: injected into handlers as their `EventPublisher`,
+    and listed as a command-bus behaviour INSIDE `Retry` and `Transaction` (last, or just before
+    `Idempotency`). As a behaviour it collects what the handler publishes; when the command
+    succeeds, it hands the events to the open transaction to deliver after the outermost COMMIT
+    (before ``execute`` returns, outside the committed session), or, with no transaction open,
+    delivers them as soon as the handler has returned. An attempt that fails or rolls back,
+    including one `Retry` discards, delivers nothing. Subscribers see ``context.child()`` of the
+    command's context. A subscriber's failure is logged and never changes the command's Result.
+    """
+
+    message_kinds: tuple[type, ...] = (Command,)
+
+    def __init__(self, event_bus: Any) -> None:
+        self._event_bus = event_bus
+        # One variable per publisher: another publisher behaviour in the same chain has its own.
+        self._pending: ContextVar[list[Event] | None] = ContextVar(
+            f"cqrskit_in_process_{id(self):x}", default=None
+        )
+
+    @property
+    def inside_of(self) -> tuple[type, ...]:
+        """Retry and Transaction must sit outside this behaviour."""
+        return outer_behaviour_types()
+
+    async def __call__(self, message: Any, context: Context, call_next: CallNext) -> Result[Any]:
+        """Collect the events the rest of the pipeline publishes; deliver them when it succeeds."""
+        pending: list[Event] = []
+        token = self._pending.set(pending)
+        context_token = _current_context.set(context)
+        try:
+            result = await call_next(message, context)
+        finally:
+            _current_context.reset(context_token)
+            self._pending.reset(token)
+        if result.is_success and pending:
+            await self._deliver_later(tuple(pending), context.child())
+        return result
+
+    async def publish(self, event: Event, context: Context | None = None) -> None:
+        """Publish `event`: queued for the command being handled, or delivered after commit.
+
+        Called outside a dispatch this publisher wraps (it is not wired as a behaviour), the event
+        goes out after the open transaction commits, or at once when none is open.
+        """
+        pending = self._pending.get()
+        if pending is not None:
+            pending.append(event)
+            return
+        await self._deliver_later((event,), context.child() if context is not None else Context())
+
+    async def _deliver_later(self, events: tuple[Event, ...], context: Context) -> None:
+        deliver = _delivery(self._event_bus, events, context)
+        if not defer_until_commit(deliver):
+            await deliver()
+
+    def __repr__(self) -> str:
+        return f"InProcessPublisher({self._event_bus!r})"
+
+
+def _delivery(event_bus: Any, events: tuple[Event, ...], context: Context) -> Callable[[], Any]:
+    async def deliver() -> None:
+        for event in events:
+            await event_bus.publish(event, context)
+
+    return deliver

@@ -1,0 +1,196 @@
+"""`OutboxRelay`: moves committed outbox rows to the broker, in order per key, with several relays."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import sqlalchemy as sa
+import structlog
+
+from cqrskit.events._envelope import Envelope
+from cqrskit.events._tables import UNORDERED, create_event_tables, event_tables
+
+__all__ = ["OutboxRelay"]
+
+
+class OutboxRelay:
+    """Publishes unpublished outbox rows through a `Transport`, then marks them published.
+
+    Run one per process, as many processes as you like: ``await relay.run()`` until you call
+    `stop` (or cancel it). Each pass takes the outbox one partition at a time, in a transaction:
+
+    - keyed rows: the relay first takes the partition's transaction-scoped advisory lock
+      (``pg_try_advisory_xact_lock``) and skips partitions another relay holds, so one key's rows
+      are published by one relay at a time, oldest first;
+    - rows without a key are shared out with ``FOR UPDATE SKIP LOCKED``;
+    - it publishes the batch, waits for the broker's confirms, marks the rows and commits.
+
+    While relays are healthy no row is published twice. A relay that dies after publishing and
+    before its commit leaves the rows unmarked, and they are published again: delivery is
+    at-least-once, and the consumer's inbox makes the handling effectively-once. On SQLite (one
+    process) the transaction's write lock does the same job.
+    """
+
+    def __init__(
+        self,
+        database: Any,
+        transport: Any,
+        *,
+        schema: str | None = None,
+        batch_size: int = 200,
+        poll_interval: float = 0.1,
+        error_backoff: float = 1.0,
+        logger: Any = None,
+    ) -> None:
+        self._database = database
+        self._transport = transport
+        self._schema = schema
+        self._tables = event_tables(schema)
+        self._batch_size = batch_size
+        self._poll_interval = poll_interval
+        self._error_backoff = error_backoff
+        self._logger = logger if logger is not None else structlog.get_logger("cqrskit.events")
+        self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._started = asyncio.Event()
+
+    async def create_tables(self) -> None:
+        """Create the outbox (and the other event tables) in this relay's schema."""
+        await create_event_tables(self._database, self._schema)
+
+    async def purge(self, older_than: float = 7 * 24 * 3600.0) -> int:
+        """Delete rows published more than `older_than` seconds ago; return how many.
+
+        Published rows are kept (for inspection) until you purge them; run it now and then.
+        """
+        outbox = self._tables.outbox
+        cutoff = time.time() - older_than
+        async with self._database.transaction() as session:
+            result = await session.execute(sa.delete(outbox).where(outbox.c.published_at < cutoff))
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    async def started(self) -> None:
+        """Wait until `run` is listening for notifications (PostgreSQL) and about to make its first pass."""
+        await self._started.wait()
+
+    def stop(self) -> None:
+        """Ask `run` to return after the batch in hand."""
+        self._stopping.set()
+        self._wake.set()
+
+    def wake(self) -> None:
+        """Start the next pass now instead of after the poll interval."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Relay until `stop` is called; a broker or database error is logged and retried later.
+
+        On PostgreSQL the relay also LISTENs for the notification `OutboxPublisher` sends when a
+        transaction with events commits, and starts a pass at once instead of at the next poll.
+        """
+        self._stopping.clear()
+        async with contextlib.AsyncExitStack() as stack:
+            if self._database.dialect_name == "postgresql":
+                await stack.enter_async_context(self._listening())
+            self._started.set()
+            stack.callback(self._started.clear)
+            while not self._stopping.is_set():
+                self._wake.clear()  # a notification from now on starts another pass
+                try:
+                    moved = await self.relay_once()
+                except Exception:
+                    self._logger.exception("outbox_relay_failed")
+                    await self._sleep(self._error_backoff)
+                    continue
+                if moved == 0:
+                    await self._sleep(self._poll_interval)
+
+    @contextlib.asynccontextmanager
+    async def _listening(self) -> AsyncIterator[None]:
+        """LISTEN on a connection of its own for as long as the relay runs (polling covers a miss)."""
+        channel = self._tables.notify_channel
+
+        def notified(*_: object) -> None:
+            self._wake.set()
+
+        try:
+            connection = await self._database.engine.connect()
+            raw = (await connection.get_raw_connection()).driver_connection
+            await raw.add_listener(channel, notified)
+        except Exception:
+            self._logger.warning("outbox_listen_failed", exc_info=True)
+            yield
+            return
+        try:
+            yield
+        finally:
+            # Shielded: a relay cancelled while it stops must still hand its connection back.
+            await asyncio.shield(_unlisten(connection, raw, channel, notified))
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+
+    async def relay_once(self) -> int:
+        """Make one pass over every partition with pending rows; return how many rows were published."""
+        outbox = self._tables.outbox
+        scan = sa.select(outbox.c.partition).where(outbox.c.published_at.is_(None)).distinct()
+        async with self._database.engine.connect() as connection:  # the primary: a replica may lag
+            pending = list((await connection.execute(scan)).scalars())
+        random.shuffle(pending)  # relays starting together spread over the partitions
+        moved = 0
+        for partition in pending:
+            if self._stopping.is_set():
+                break
+            moved += await self._relay_partition(partition)
+        return moved
+
+    async def _relay_partition(self, partition: int) -> int:
+        outbox = self._tables.outbox
+        postgres = self._database.dialect_name == "postgresql"
+        async with self._database.transaction() as session:
+            if partition != UNORDERED and postgres:
+                locked = await session.scalar(
+                    sa.select(sa.func.pg_try_advisory_xact_lock(self._tables.lock_namespace, partition))
+                )
+                if not locked:
+                    return 0  # another relay has this partition
+            query = (
+                sa.select(outbox.c.id, outbox.c.message_id, outbox.c.name, outbox.c.payload, outbox.c.headers)
+                .where(outbox.c.partition == partition, outbox.c.published_at.is_(None))
+                .order_by(outbox.c.id)
+                .limit(self._batch_size)
+            )
+            if postgres:
+                query = query.with_for_update(skip_locked=True)
+            rows = (await session.execute(query)).all()
+            if not rows:
+                return 0
+            envelopes = [
+                Envelope.from_parts(row.message_id, row.name, bytes(row.payload), json.loads(row.headers))
+                for row in rows
+            ]
+            await self._transport.publish(envelopes)
+            await session.execute(
+                sa.update(outbox)
+                .where(outbox.c.id.in_([row.id for row in rows]))
+                .values(published_at=time.time())
+            )
+        return len(rows)
+
+    def __repr__(self) -> str:
+        return f"OutboxRelay(schema={self._schema!r}, transport={self._transport!r})"
+
+
+async def _unlisten(connection: Any, raw: Any, channel: str, notified: Any) -> None:
+    try:
+        with contextlib.suppress(Exception):  # a broken connection is closed (and discarded) below
+            await raw.remove_listener(channel, notified)
+    finally:
+        await connection.close()

@@ -1,0 +1,115 @@
+"""The tables cqrskit's events keep: outbox, inbox and idempotency keys, in a schema you choose."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import zlib
+from typing import Any
+
+import attrs
+import sqlalchemy as sa
+
+__all__ = ["PARTITIONS", "EventTables", "create_event_tables", "event_tables", "partition_of"]
+
+PARTITIONS = 32
+"""How many ordering partitions the outbox has: a key always falls in the same one; at most this many
+relays can publish keyed events at the same time."""
+
+UNORDERED = -1
+"""The partition of events without an ordering key: any relay may publish them, in any order."""
+
+
+@attrs.frozen
+class EventTables:
+    """The three tables, bound to one schema (None: the connection's default schema)."""
+
+    schema: str | None
+    outbox: sa.Table
+    inbox: sa.Table
+    idempotency: sa.Table
+
+    @property
+    def notify_channel(self) -> str:
+        """The PostgreSQL NOTIFY channel that wakes this outbox's relays."""
+        return f"cqrskit_outbox_{zlib.crc32((self.schema or '').encode()):08x}"
+
+    @property
+    def lock_namespace(self) -> int:
+        """The first key of this outbox's advisory locks: distinct per schema."""
+        return _signed32(zlib.crc32(f"cqrskit.outbox:{self.schema or ''}".encode()))
+
+
+def _signed32(value: int) -> int:
+    return value - (1 << 32) if value >= (1 << 31) else value
+
+
+def key_lock_id(schema: str | None, key: str) -> int:
+    """Return the 64-bit advisory lock id that serialises the writers of one ordering key."""
+    digest = hashlib.blake2b(f"{schema or ''}:{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def partition_of(key: str | None) -> int:
+    """Return the outbox partition of an ordering key (`UNORDERED` for None), the same everywhere."""
+    if key is None:
+        return UNORDERED
+    return zlib.crc32(key.encode()) % PARTITIONS
+
+
+@functools.cache
+def event_tables(schema: str | None = None) -> EventTables:
+    """Return the table definitions for `schema` (made once per schema)."""
+    metadata = sa.MetaData(schema=schema)
+    outbox = sa.Table(
+        "cqrskit_outbox",
+        metadata,
+        sa.Column(
+            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True
+        ),
+        sa.Column("message_id", sa.String(64), nullable=False, unique=True),
+        sa.Column("name", sa.String(255), nullable=False),
+        sa.Column("ordering_key", sa.String(255), nullable=True),
+        sa.Column("partition", sa.Integer(), nullable=False),
+        sa.Column("payload", sa.LargeBinary(), nullable=False),
+        sa.Column("headers", sa.Text(), nullable=False),
+        sa.Column("created_at", sa.Float(), nullable=False),
+        sa.Column("published_at", sa.Float(), nullable=True),
+    )
+    sa.Index(
+        "cqrskit_outbox_pending",
+        outbox.c.partition,
+        outbox.c.id,
+        postgresql_where=outbox.c.published_at.is_(None),
+        sqlite_where=outbox.c.published_at.is_(None),
+    )
+    inbox = sa.Table(
+        "cqrskit_inbox",
+        metadata,
+        sa.Column("message_id", sa.String(64), primary_key=True),
+        sa.Column("subscriber", sa.String(255), primary_key=True),
+        sa.Column("handled_at", sa.Float(), nullable=False),
+    )
+    idempotency = sa.Table(
+        "cqrskit_idempotency_keys",
+        metadata,
+        sa.Column("principal", sa.String(255), primary_key=True),
+        sa.Column("key", sa.String(255), primary_key=True),
+        sa.Column("message_type", sa.String(255), nullable=False),
+        sa.Column("result", sa.Text(), nullable=True),
+        sa.Column("expires_at", sa.Float(), nullable=False),
+    )
+    return EventTables(schema, outbox, inbox, idempotency)
+
+
+async def create_event_tables(database: Any, schema: str | None = None) -> None:
+    """Create the outbox, inbox and idempotency-key tables (and `schema`) unless they exist.
+
+    Call it at deployment or start-up, or use the ``create_tables()`` method of the component that
+    needs them; ``await create_event_tables(database, schema="messaging")``.
+    """
+    tables = event_tables(schema)
+    async with database.engine.begin() as connection:
+        if schema is not None and connection.dialect.name == "postgresql":
+            await connection.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+        await connection.run_sync(tables.outbox.metadata.create_all)

@@ -1,0 +1,255 @@
+"""Consumer logic on SQLite with an in-memory transport: inbox, retries, dead letters, commands."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Collection, Sequence
+from typing import Any
+
+import attrs
+import pytest
+import sqlalchemy as sa
+
+from cqrskit import Command, CommandBus, ConfigurationError, Context, NotFoundError
+from cqrskit.events import CommandSender, Consumer, Envelope, Event, EventBus, create_event_tables
+from cqrskit.events._envelope import envelope_for
+from cqrskit.sqlalchemy import Database
+
+
+@attrs.frozen
+class Pinged(Event):
+    n: int
+
+
+@attrs.frozen
+class Ping(Command[None]):
+    n: int
+
+
+class FakeDelivery:
+    def __init__(self, envelope: Envelope, settled: list[tuple[str, str]]) -> None:
+        self._envelope = envelope
+        self._settled = settled
+
+    @property
+    def envelope(self) -> Envelope:
+        return self._envelope
+
+    async def ack(self) -> None:
+        self._settled.append(("ack", self._envelope.message_id))
+
+    async def dead_letter(self) -> None:
+        self._settled.append(("dead", self._envelope.message_id))
+
+    async def release(self) -> None:
+        self._settled.append(("release", self._envelope.message_id))
+
+
+class InMemoryTransport:
+    """A `Transport` that keeps one queue in memory: enough to drive a Consumer in a unit test."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[Envelope] = asyncio.Queue()
+        self.settled: list[tuple[str, str]] = []
+
+    async def publish(self, envelopes: Sequence[Envelope]) -> None:
+        for envelope in envelopes:
+            self.queue.put_nowait(envelope)
+
+    @contextlib.asynccontextmanager
+    async def consume(self, queue: str, names: Collection[str], *, prefetch: int) -> AsyncIterator[Any]:
+        async def deliveries() -> AsyncIterator[FakeDelivery]:
+            while True:
+                yield FakeDelivery(await self.queue.get(), self.settled)
+
+        yield deliveries()
+
+
+class Counter:
+    def __init__(self, fail_times: int = 0, error: Exception | None = None) -> None:
+        self.calls = 0
+        self.fail_times = fail_times
+        self.error = error or RuntimeError("transient")
+
+    async def handle(self, message: Any, context: Context) -> None:
+        self.calls += 1
+        if self.calls <= self.fail_times:
+            raise self.error
+
+
+@pytest.fixture
+async def database() -> AsyncIterator[Database]:
+    database = Database()
+    await create_event_tables(database)
+    yield database
+    await database.dispose()
+
+
+@contextlib.asynccontextmanager
+async def consuming(consumer: Consumer) -> AsyncIterator[None]:
+    task = asyncio.create_task(consumer.run())
+    await asyncio.wait_for(consumer.started(), 10)
+    try:
+        yield
+    finally:
+        await consumer.stop(grace=1)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def until(check: Any, within: float = 10.0) -> None:
+    async with asyncio.timeout(within):
+        while not check():  # noqa: ASYNC110 - polls what a background task appends to a list
+            await asyncio.sleep(0.005)
+
+
+class TestConsumerLogic:
+    """The consumer's retry, dedupe and dead-letter rules, without a broker."""
+
+    async def test_a_transient_failure_is_retried_then_acknowledged(self, database: Database) -> None:
+        """Two failures then success with max_attempts=3: one ack, three calls."""
+        transport, counter = InMemoryTransport(), Counter(fail_times=2)
+        consumer = Consumer(
+            transport,
+            EventBus({Pinged: [counter]}),
+            database,
+            types={"Pinged": Pinged},
+            queue="q",
+            max_attempts=3,
+            backoff=0.001,
+        )
+        async with consuming(consumer):
+            envelope = envelope_for(Pinged(1), None)
+            await transport.publish([envelope])
+            await until(lambda: transport.settled)
+        assert transport.settled == [("ack", envelope.message_id)]
+        assert counter.calls == 3
+
+    async def test_a_domain_failure_is_dead_lettered_without_retries(self, database: Database) -> None:
+        """NOT_FOUND will not heal: dead-lettered after one attempt."""
+        transport, counter = InMemoryTransport(), Counter(fail_times=9, error=NotFoundError("gone"))
+        consumer = Consumer(
+            transport, EventBus({Pinged: [counter]}), database, types={"Pinged": Pinged}, queue="q"
+        )
+        async with consuming(consumer):
+            envelope = envelope_for(Pinged(1), None)
+            await transport.publish([envelope])
+            await until(lambda: transport.settled)
+        assert transport.settled == [("dead", envelope.message_id)]
+        assert counter.calls == 1
+
+    async def test_a_duplicate_is_acknowledged_without_running(self, database: Database) -> None:
+        """The same message id twice: the subscriber runs once, both are acknowledged."""
+        transport, counter = InMemoryTransport(), Counter()
+        consumer = Consumer(
+            transport, EventBus({Pinged: [counter]}), database, types={"Pinged": Pinged}, queue="q"
+        )
+        async with consuming(consumer):
+            envelope = envelope_for(Pinged(1), None)
+            await transport.publish([envelope, envelope])
+            await until(lambda: len(transport.settled) == 2)
+        assert counter.calls == 1
+        assert [kind for kind, _ in transport.settled] == ["ack", "ack"]
+
+    async def test_commands_run_into_a_command_bus(self, database: Database) -> None:
+        """CommandSender to Consumer to CommandBus: the handler runs with the sender's correlation id."""
+        transport = InMemoryTransport()
+        seen: list[Context] = []
+
+        class PingHandler:
+            async def handle(self, command: Ping, context: Context) -> None:
+                seen.append(context)
+
+        consumer = Consumer(
+            transport, CommandBus({Ping: PingHandler()}), database, types={"Ping": Ping}, queue="q"
+        )
+        async with consuming(consumer):
+            await CommandSender(transport).send(Ping(1), Context(correlation_id="c"))
+            await until(lambda: transport.settled)
+        assert [c.correlation_id for c in seen] == ["c"]
+
+    async def test_the_inbox_row_rolls_back_with_a_failed_subscriber(self, database: Database) -> None:
+        """After a dead letter, the failing subscriber left no inbox row behind."""
+        transport, counter = InMemoryTransport(), Counter(fail_times=9)
+        consumer = Consumer(
+            transport,
+            EventBus({Pinged: {"flaky": counter}}),
+            database,
+            types={"Pinged": Pinged},
+            queue="q",
+            max_attempts=2,
+            backoff=0.001,
+        )
+        async with consuming(consumer):
+            await transport.publish([envelope_for(Pinged(1), None)])
+            await until(lambda: transport.settled)
+        async with database.engine.connect() as connection:
+            count = await connection.scalar(sa.text("SELECT count(*) FROM cqrskit_inbox"))
+        assert count == 0
+
+
+class TestConsumerConfiguration:
+    """Wiring mistakes in a Consumer raise when it is built."""
+
+    def test_refuses_bad_mappings(self, database: Database) -> None:
+        """A command on an event bus, an unrouted command and zero attempts are all refused."""
+        transport = InMemoryTransport()
+        with pytest.raises(ConfigurationError, match="not an Event"):
+            Consumer(transport, EventBus({Pinged: [Counter()]}), database, types={"Ping": Ping}, queue="q")
+        with pytest.raises(ConfigurationError, match="no route"):
+            Consumer(transport, CommandBus({}), database, types={"Ping": Ping}, queue="q")
+        with pytest.raises(ConfigurationError, match="not a Command"):
+            Consumer(transport, CommandBus({}), database, types={"Pinged": Pinged}, queue="q")
+        with pytest.raises(ConfigurationError, match="at least 1"):
+            Consumer(
+                transport,
+                EventBus({Pinged: [Counter()]}),
+                database,
+                types={"Pinged": Pinged},
+                queue="q",
+                max_attempts=0,
+            )
+
+
+class TestHousekeeping:
+    """Old inbox and outbox rows can be purged."""
+
+    async def test_purge_inbox_and_outbox(self, database: Database) -> None:
+        """Rows older than the cutoff go; with a cutoff in the future, none do."""
+        from cqrskit.events import OutboxPublisher, OutboxRelay
+
+        transport = InMemoryTransport()
+        consumer = Consumer(
+            transport, EventBus({Pinged: [Counter()]}), database, types={"Pinged": Pinged}, queue="q"
+        )
+        async with consuming(consumer):
+            await transport.publish([envelope_for(Pinged(1), None)])
+            await until(lambda: transport.settled)
+        publisher = OutboxPublisher(database)
+        async with database.transaction():
+            await publisher.publish(Pinged(2))
+        relay = OutboxRelay(database, transport)
+        assert await relay.relay_once() == 1
+        assert await consumer.purge_inbox(older_than=3600) == 0
+        assert await relay.purge(older_than=3600) == 0
+        assert await consumer.purge_inbox(older_than=-1) == 1
+        assert await relay.purge(older_than=-1) == 1
+
+
+class TestUnreadableMessages:
+    """Messages the consumer cannot trust are dead-lettered at once."""
+
+    async def test_unknown_name_or_missing_id(self, database: Database) -> None:
+        """A name outside `types` and a message without an id both go to the dead letters."""
+        transport, counter = InMemoryTransport(), Counter()
+        consumer = Consumer(
+            transport, EventBus({Pinged: [counter]}), database, types={"Pinged": Pinged}, queue="q"
+        )
+        good = envelope_for(Pinged(1), None)
+        async with consuming(consumer):
+            await transport.publish([attrs.evolve(good, name="Other"), attrs.evolve(good, message_id="")])
+            await until(lambda: len(transport.settled) == 2)
+        assert [kind for kind, _ in transport.settled] == ["dead", "dead"]
+        assert counter.calls == 0
