@@ -10,6 +10,7 @@ from dependency_injector import containers, providers
 
 from cqrskit import Command, CommandBus, Context, Query, QueryBus, Result
 from cqrskit.behaviours import Authenticated, Authorization, RequirePermissions, Retry, Transaction
+from cqrskit.events import Event, EventBus
 from cqrskit.protocols import CallNext
 from cqrskit.sqlalchemy import Database
 
@@ -142,5 +143,29 @@ class RetryInsideTransactionContainer(containers.DeclarativeContainer):
             providers.Singleton(Authorization, rules={PlaceOrder: RequirePermissions("order:place")}),
             providers.Singleton(Transaction, database=database),
             providers.Singleton(Retry),
+        ),
+    )
+
+
+@attrs.frozen
+class OrderPlaced(Event):
+    order_id: str
+
+
+class EmailCustomer:
+    async def handle(self, event: OrderPlaced, context: Context) -> None:
+        return None
+
+
+class UpdateStock:
+    async def handle(self, event: OrderPlaced, context: Context) -> None:
+        return None
+
+
+class EventContainer(containers.DeclarativeContainer):
+    event_bus = providers.Singleton(
+        EventBus,
+        handlers=providers.Dict(
+            {OrderPlaced: providers.List(providers.Factory(EmailCustomer), providers.Factory(UpdateStock))}
         ),
     )

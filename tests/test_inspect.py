@@ -64,6 +64,18 @@ class TestRoutes:
             "\n"
         )
 
+    def test_event_bus(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """An EventBus is found too; each event lists its subscribers in order."""
+        assert main(["routes", "tests.inspect_containers:EventContainer"]) == 0
+        module = "tests.inspect_containers"
+        assert capsys.readouterr().out == (
+            "event_bus (EventBus, 1 routes)\n"
+            f"  {module}.OrderPlaced\n"
+            f"    subscribers: {module}.EmailCustomer, {module}.UpdateStock\n"
+            "    behaviours: none\n"
+            "\n"
+        )
+
     def test_unbuildable_bus_is_shown(self, capsys: pytest.CaptureFixture[str]) -> None:
         """A bus that refuses its configuration is printed with the reason."""
         assert main(["routes", "tests.inspect_containers:WrongOrderContainer"]) == 0

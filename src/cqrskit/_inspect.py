@@ -118,8 +118,14 @@ def _handler_name(value: object) -> str:
         provides = getattr(value, "provides", None)
         target = _qualified(provides) if provides is not None else repr(value)
         return f"{target} (new per dispatch)"
+    if isinstance(value, Mapping):  # an EventBus route: subscribers by name
+        shown = []
+        for name, item in value.items():
+            target = _handler_name(item)
+            shown.append(target if name == target else f"{name} ({target})")
+        return ", ".join(shown) or "none"
     if isinstance(value, Sequence) and not isinstance(value, str):
-        return ", ".join(_handler_name(item) for item in value)
+        return ", ".join(_handler_name(item) for item in value) or "none"
     return _qualified(value)
 
 
@@ -166,7 +172,9 @@ def print_routes(reports: Iterable[BusReport], out: TextIO) -> None:
         out.write(f"{report.name} ({type(bus).__name__}, {len(routes)} routes)\n")
         for message_type in sorted(routes, key=_qualified):
             out.write(f"  {_qualified(message_type)}\n")
-            out.write(f"    handler: {_handler_name(routes[message_type])}\n")
+            route = routes[message_type]
+            label = "subscribers" if isinstance(route, Mapping | Sequence) else "handler"
+            out.write(f"    {label}: {_handler_name(route)}\n")
             chain = _chain(bus, message_type)
             if not chain:
                 out.write("    behaviours: none\n")
