@@ -53,6 +53,21 @@ def bench(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def demo(session: nox.Session) -> None:
-    """Run the demo application on the embedded defaults and print what happens."""
-    session.install("-e", ALL_EXTRAS)
-    session.run("python", "-m", "examples.demo")
+    """Start the example user service on a free port, drive a scripted HTTP tour, print it, stop it."""
+    session.install("-e", ALL_EXTRAS, *group("examples"))
+    session.run("python", "-m", "examples.users.tour")
+
+
+@nox.session(python=PYTHON)
+def serve(session: nox.Session) -> None:
+    """Serve the example user service until interrupted (pass --port N, --workers N after --)."""
+    session.install("-e", ALL_EXTRAS, *group("examples"))
+    session.run("python", "-m", "examples.users", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def docs(session: nox.Session) -> None:
+    """Build the documentation site into docs/_build/html, with every warning an error."""
+    session.install("-e", ALL_EXTRAS, *group("docs"))
+    build = ["sphinx-build", "-E", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html"]
+    session.run(*build, *session.posargs)

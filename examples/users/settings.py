@@ -1,0 +1,79 @@
+"""The service's settings, read from the environment once, at start-up."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from uuid import UUID
+
+import attrs
+
+from examples.users.passwords import ScryptCost
+
+
+@attrs.frozen
+class DemoAccount:
+    """Who a demo bearer token stands for."""
+
+    user_id: UUID
+    username: str
+    is_admin: bool = False
+
+
+ADMIN_ID = UUID("00000000-0000-4000-8000-000000000001")
+ALICE_ID = UUID("00000000-0000-4000-8000-00000000a11c")
+BOB_ID = UUID("00000000-0000-4000-8000-000000000b0b")
+
+DEMO_TOKENS: Mapping[str, DemoAccount] = {
+    "admin-token": DemoAccount(ADMIN_ID, "admin", is_admin=True),
+    "alice-token": DemoAccount(ALICE_ID, "alice"),
+    "bob-token": DemoAccount(BOB_ID, "bob"),
+}
+"""For the demo only: fixed bearer tokens, not an identity provider. Never deploy these."""
+
+
+@attrs.frozen
+class Settings:
+    """Everything the container needs to build the service.
+
+    With no environment at all the service runs on a SQLite file and an in-memory cache; set
+    ``USERS_DATABASE_URL`` (``postgresql+asyncpg://...``) and ``USERS_REDIS_URL`` (``redis://...``) to
+    run it on PostgreSQL and Redis, shared by several workers. ``USERS_DATABASE_SCHEMA`` puts its table
+    in a PostgreSQL schema of its own (the schema must exist).
+    """
+
+    def engine_options(self) -> dict[str, object]:
+        """Return the SQLAlchemy engine options these settings ask for (a search path on PostgreSQL)."""
+        if self.database_schema and self.database_url.startswith("postgresql"):
+            return {"connect_args": {"server_settings": {"search_path": self.database_schema}}}
+        return {}
+
+    database_url: str = "sqlite+aiosqlite:///users.db"
+    database_schema: str | None = None
+    redis_url: str | None = None
+    cache_namespace: str = "users"
+    scrypt_cost: ScryptCost = attrs.field(factory=ScryptCost)
+    tokens: Mapping[str, DemoAccount] = DEMO_TOKENS
+    seed_demo_users: bool = True
+    configure_logging: bool = True
+    log_json: bool = False
+    log_level: str = "info"
+    command_timeout: float = 10.0
+    query_timeout: float = 5.0
+    max_body_bytes: int = 2 * 1024 * 1024
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read the settings from ``USERS_*`` environment variables, defaults for the rest."""
+        env = os.environ if environ is None else environ
+        defaults = cls()
+        return cls(
+            database_url=env.get("USERS_DATABASE_URL") or defaults.database_url,
+            database_schema=env.get("USERS_DATABASE_SCHEMA") or None,
+            redis_url=env.get("USERS_REDIS_URL") or None,
+            cache_namespace=env.get("USERS_CACHE_NAMESPACE") or defaults.cache_namespace,
+            scrypt_cost=ScryptCost(n=int(env.get("USERS_SCRYPT_N") or defaults.scrypt_cost.n)),
+            seed_demo_users=(env.get("USERS_SEED_DEMO_USERS") or "1") != "0",
+            log_json=(env.get("USERS_LOG_JSON") or "0") == "1",
+            log_level=env.get("USERS_LOG_LEVEL") or defaults.log_level,
+        )

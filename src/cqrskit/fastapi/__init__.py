@@ -1,0 +1,63 @@
+"""FastAPI integration: HTTP statuses, problem+json answers, strict payloads, the request `Context`.
+
+Install it with the ``fastapi`` extra (``pip install 'cqrskit[fastapi]'``). A typical app::
+
+    app = install(FastAPI(lifespan=lifespan))
+    Commands = Annotated[CommandBus, Depends(from_container("command_bus"))]
+    RequestContext = Annotated[Context, Depends(context_dependency(current_principal))]
+
+    @app.post("/users", status_code=201)
+    async def create_user(
+        command: Annotated[CreateUser, Depends(payload(CreateUser))], bus: Commands, context: RequestContext
+    ) -> JSONResponse:
+        return result_response(await bus.execute(command, context), created=True)
+"""
+
+try:
+    import fastapi as _fastapi  # noqa: F401 - only checks that the extra is installed
+except ImportError as exc:  # pragma: no cover - exercised without the extra
+    raise ImportError(
+        "cqrskit.fastapi needs FastAPI, which is not installed: pip install 'cqrskit[fastapi]'"
+    ) from exc
+
+from cqrskit.fastapi._app import CorrelationIdMiddleware, install
+from cqrskit.fastapi._payload import DEFAULT_MAX_BODY_BYTES, parse_json, strict_converter, structure
+from cqrskit.fastapi._requests import (
+    CORRELATION_ID_HEADER,
+    IDEMPOTENCY_KEY_HEADER,
+    context_dependency,
+    correlation_id,
+    from_container,
+    payload,
+    read_body,
+)
+from cqrskit.fastapi._responses import (
+    PROBLEM_MEDIA_TYPE,
+    http_status,
+    problem_body,
+    problem_response,
+    result_response,
+    to_json,
+)
+
+__all__ = [
+    "CORRELATION_ID_HEADER",
+    "DEFAULT_MAX_BODY_BYTES",
+    "IDEMPOTENCY_KEY_HEADER",
+    "PROBLEM_MEDIA_TYPE",
+    "CorrelationIdMiddleware",
+    "context_dependency",
+    "correlation_id",
+    "from_container",
+    "http_status",
+    "install",
+    "parse_json",
+    "payload",
+    "problem_body",
+    "problem_response",
+    "read_body",
+    "result_response",
+    "strict_converter",
+    "structure",
+    "to_json",
+]

@@ -1,0 +1,225 @@
+"""What `install` adds to an app: the correlation id middleware and the problem+json error handlers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from cqrskit import _operation_ids
+from cqrskit._outcome import INTERNAL_ERROR
+from cqrskit.errors import DETAIL, PayloadError, PayloadTooLargeError, ResultError
+from cqrskit.fastapi._requests import CORRELATION_ID_HEADER, correlation_id, safe_id
+from cqrskit.fastapi._responses import (
+    OPERATION_ID_HEADER,
+    PROBLEM_MEDIA_TYPE,
+    current_request,
+    problem_body,
+    problem_response,
+)
+from cqrskit.results import OperationStatus
+
+__all__ = ["CorrelationIdMiddleware", "install"]
+
+_logger = structlog.get_logger("cqrskit.fastapi")
+
+
+class CorrelationIdMiddleware:
+    """ASGI middleware: decides each request's correlation id and echoes it on the response.
+
+    It takes the caller's ``X-Correlation-ID`` when it is safe (see `correlation_id`) or makes a new
+    one, stores it on ``request.state.correlation_id`` and sets the header on every response, error
+    responses included. `install` adds it as the outermost middleware.
+    """
+
+    def __init__(self, app: ASGIApp, header: str = CORRELATION_ID_HEADER) -> None:
+        self.app = app
+        self.header = header
+        self._raw_header = header.lower().encode("latin-1")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = None
+        for name, value in scope["headers"]:
+            if name == self._raw_header:
+                given = value.decode("latin-1")
+                break
+        decided = safe_id(given) or _operation_ids.new_operation_id()
+        scope.setdefault("state", {})["correlation_id"] = decided
+        echoed = (self._raw_header, decided.encode("latin-1"))
+
+        async def send_with_header(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [h for h in message.get("headers", []) if h[0] != self._raw_header]
+                headers.append(echoed)
+                message["headers"] = headers
+            await send(message)
+
+        token = current_request.set((decided, scope.get("path", "")))
+        try:
+            await self.app(scope, receive, send_with_header)
+        finally:
+            current_request.reset(token)
+
+    def __repr__(self) -> str:
+        return f"CorrelationIdMiddleware(header={self.header!r})"
+
+
+def _problem(body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(body, status_code=body["status"], media_type=PROBLEM_MEDIA_TYPE, headers=headers)
+
+
+def _field_path(location: Sequence[object]) -> str:
+    # FastAPI locations start with where the value came from ("query", "path", "body", "header").
+    parts = list(location[1:]) if len(location) > 1 else list(location)
+    path = ""
+    for part in parts:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path = f"{path}.{part}" if path else str(part)
+    return path or "body"
+
+
+async def _on_payload_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, PayloadError)  # noqa: S101 - registered for this type only
+    body = problem_body(
+        OperationStatus.VALIDATION_ERROR,
+        exc.errors,
+        correlation_id=correlation_id(request),
+        instance=request.url.path,
+    )
+    return _problem(body)
+
+
+async def _on_payload_too_large(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, PayloadTooLargeError)  # noqa: S101 - registered for this type only
+    body = problem_body(
+        OperationStatus.VALIDATION_ERROR,
+        {DETAIL: str(exc)},
+        correlation_id=correlation_id(request),
+        instance=request.url.path,
+        http_code=413,
+    )
+    return _problem(body)
+
+
+async def _on_request_validation(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)  # noqa: S101 - registered for this type only
+    errors: dict[str, str] = {}
+    for error in exc.errors():
+        errors.setdefault(_field_path(error.get("loc", ())), str(error.get("msg", "invalid value")))
+    body = problem_body(
+        OperationStatus.VALIDATION_ERROR,
+        errors,
+        correlation_id=correlation_id(request),
+        instance=request.url.path,
+    )
+    return _problem(body)
+
+
+async def _on_result_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ResultError)  # noqa: S101 - registered for this type only
+    return problem_response(exc.result, instance=request.url.path, correlation_id=correlation_id(request))
+
+
+_HTTP_STATUSES = {
+    401: OperationStatus.UNAUTHENTICATED,
+    403: OperationStatus.UNAUTHORIZED,
+    404: OperationStatus.NOT_FOUND,
+    409: OperationStatus.CONFLICT,
+    422: OperationStatus.VALIDATION_ERROR,
+    504: OperationStatus.TIMEOUT,
+}
+
+
+async def _on_http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)  # noqa: S101 - registered for this type only
+    status = _HTTP_STATUSES.get(exc.status_code, OperationStatus.FAILED)
+    body = problem_body(
+        status,
+        {DETAIL: exc.detail} if exc.detail else {},
+        correlation_id=correlation_id(request),
+        instance=request.url.path,
+        http_code=exc.status_code,
+    )
+    return _problem(body, headers=dict(exc.headers or {}))
+
+
+class _UnexpectedErrorMiddleware:
+    """Answers an exception that escaped an endpoint with a 500 problem, logged once with an id.
+
+    Exceptions inside a bus never get here (the bus turns them into a FAILED Result); this catches
+    what an endpoint or a dependency raised. The response names an operation id, never the error.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def track(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, track)
+        except Exception as exc:
+            if started:
+                raise
+            operation_id = _operation_ids.new_operation_id()
+            correlation = scope.get("state", {}).get("correlation_id")
+            _logger.exception(
+                "request_failed",
+                path=scope.get("path"),
+                operation_id=operation_id,
+                correlation_id=correlation,
+                error_type=type(exc).__qualname__,
+                exc_info=exc,
+            )
+            body = problem_body(
+                OperationStatus.FAILED,
+                {DETAIL: INTERNAL_ERROR},
+                operation_id=operation_id,
+                correlation_id=correlation,
+                instance=scope.get("path"),
+            )
+            response = JSONResponse(
+                body,
+                status_code=500,
+                media_type=PROBLEM_MEDIA_TYPE,
+                headers={OPERATION_ID_HEADER: operation_id},
+            )
+            await response(scope, receive, send)
+
+
+def install(app: FastAPI, *, correlation_header: str = CORRELATION_ID_HEADER) -> FastAPI:
+    """Give `app` cqrskit's request handling; call it once, where you create the app.
+
+    It adds `CorrelationIdMiddleware` and answers, as ``application/problem+json``: `PayloadError` and
+    FastAPI's own request validation errors with 422 and every field path, `PayloadTooLargeError` with
+    413, `ResultError` (from ``result.unwrap()``) with the result's problem, HTTP exceptions with their
+    status, and any other exception an endpoint raises with 500, an operation id and no internal text.
+    """
+    app.add_exception_handler(PayloadError, _on_payload_error)
+    app.add_exception_handler(PayloadTooLargeError, _on_payload_too_large)
+    app.add_exception_handler(RequestValidationError, _on_request_validation)
+    app.add_exception_handler(ResultError, _on_result_error)
+    app.add_exception_handler(HTTPException, _on_http_exception)
+    app.add_middleware(_UnexpectedErrorMiddleware)
+    app.add_middleware(CorrelationIdMiddleware, header=correlation_header)
+    return app

@@ -1,0 +1,182 @@
+"""From a `Result` to an HTTP response: status codes, RFC 9457 problem details, JSON bodies."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import enum
+import uuid
+from collections.abc import Mapping
+from contextvars import ContextVar
+from http import HTTPStatus
+from typing import Any
+
+import cattrs
+from starlette.responses import JSONResponse
+
+from cqrskit.errors import DETAIL
+from cqrskit.results import OperationStatus, Page, Result
+
+__all__ = [
+    "PROBLEM_MEDIA_TYPE",
+    "http_status",
+    "problem_body",
+    "problem_response",
+    "result_response",
+    "to_json",
+]
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+"""The media type of RFC 9457 problem details."""
+
+OPERATION_ID_HEADER = "X-Operation-ID"
+CACHE_HEADER = "X-Cache"
+
+current_request: ContextVar[tuple[str, str] | None] = ContextVar("cqrskit_http_request", default=None)
+"""The correlation id and path of the request being served, set by `CorrelationIdMiddleware`."""
+
+_STATUS_CODES: Mapping[OperationStatus, int] = {
+    OperationStatus.SUCCESS: 200,
+    OperationStatus.VALIDATION_ERROR: 422,
+    OperationStatus.UNAUTHENTICATED: 401,
+    OperationStatus.UNAUTHORIZED: 403,
+    OperationStatus.NOT_FOUND: 404,
+    OperationStatus.CONFLICT: 409,
+    OperationStatus.TIMEOUT: 504,
+    OperationStatus.FAILED: 500,
+}
+
+
+def http_status(status: OperationStatus, *, created: bool = False) -> int:
+    """Return the HTTP status code for an operation status.
+
+    SUCCESS is 200, or 201 when `created`; VALIDATION_ERROR 422, UNAUTHENTICATED 401,
+    UNAUTHORIZED 403, NOT_FOUND 404, CONFLICT 409, TIMEOUT 504, FAILED 500.
+    """
+    if created and status is OperationStatus.SUCCESS:
+        return 201
+    return _STATUS_CODES[status]
+
+
+def _unstructure_converter() -> cattrs.Converter:
+    converter = cattrs.Converter()
+    converter.register_unstructure_hook(uuid.UUID, str)
+    converter.register_unstructure_hook(dt.datetime, dt.datetime.isoformat)
+    converter.register_unstructure_hook(dt.date, dt.date.isoformat)
+    converter.register_unstructure_hook(decimal.Decimal, str)
+    converter.register_unstructure_hook(enum.Enum, lambda member: member.value)
+    converter.register_unstructure_hook(frozenset, sorted)
+    converter.register_unstructure_hook(set, sorted)
+    return converter
+
+
+_JSON = _unstructure_converter()
+
+
+def to_json(value: object) -> Any:
+    """Return `value` as JSON-ready data: attrs classes become objects, UUIDs and dates strings.
+
+    A `Page` becomes ``{"items": [...], "pagination": {...}}``.
+    """
+    if isinstance(value, Page):
+        return {"items": _JSON.unstructure(value.items), "pagination": _JSON.unstructure(value.pagination)}
+    return _JSON.unstructure(value)
+
+
+def problem_body(
+    status: OperationStatus,
+    errors: Mapping[str, str],
+    *,
+    operation_id: str | None = None,
+    correlation_id: str | None = None,
+    instance: str | None = None,
+    http_code: int | None = None,
+) -> dict[str, Any]:
+    """Return an RFC 9457 problem details object for a failed operation.
+
+    ``type`` names the operation status (``urn:cqrskit:problem:not_found``), ``title`` is the HTTP
+    reason phrase, ``detail`` the error that belongs to no field; the extension members
+    ``operation_id``, ``correlation_id`` and, when fields are wrong, ``errors`` (field path to message)
+    let a caller and an operator find the dispatch in the logs.
+    """
+    code = http_code if http_code is not None else http_status(status)
+    field_errors = {field: text for field, text in errors.items() if field != DETAIL}
+    detail = errors.get(DETAIL)
+    if detail is None:
+        detail = "some fields are invalid" if field_errors else HTTPStatus(code).phrase.lower()
+    body: dict[str, Any] = {
+        "type": f"urn:cqrskit:problem:{status.value}",
+        "title": HTTPStatus(code).phrase,
+        "status": code,
+        "detail": detail,
+    }
+    if instance is not None:
+        body["instance"] = instance
+    if operation_id is not None:
+        body["operation_id"] = operation_id
+    if correlation_id is not None:
+        body["correlation_id"] = correlation_id
+    if field_errors:
+        body["errors"] = field_errors
+    return body
+
+
+def problem_response(
+    result: Result[Any],
+    *,
+    instance: str | None = None,
+    correlation_id: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    """Return the ``application/problem+json`` response for a failed `result`.
+
+    The body carries the operation id and, for VALIDATION_ERROR, every field error by field path; the
+    status code comes from `http_status`. A FAILED result says only that an internal error happened:
+    the bus never puts exception text into a Result. Inside a request served through `install`, the
+    correlation id and the request path are filled in for you when you do not give them.
+    """
+    if result.is_success:
+        raise ValueError("problem_response needs a failed Result; this one succeeded")
+    current = current_request.get()
+    if current is not None:
+        correlation_id = correlation_id if correlation_id is not None else current[0]
+        instance = instance if instance is not None else current[1]
+    body = problem_body(
+        result.status,
+        result.errors,
+        operation_id=result.operation_id,
+        correlation_id=correlation_id,
+        instance=instance,
+    )
+    response_headers = dict(headers or {})
+    if result.operation_id is not None:
+        response_headers[OPERATION_ID_HEADER] = result.operation_id
+    return JSONResponse(
+        body, status_code=body["status"], media_type=PROBLEM_MEDIA_TYPE, headers=response_headers
+    )
+
+
+def result_response(
+    result: Result[Any],
+    *,
+    created: bool = False,
+    body: Any = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    """Return the JSON response for `result`: its data on success, a problem on failure.
+
+    On success the body is `body` when you give one, else `to_json(result.data)`; the status is 200, or
+    201 when `created`. Every response carries ``X-Operation-ID``, and a query answered through
+    `QueryCache` carries ``X-Cache: hit`` or ``miss``.
+    """
+    if result.is_failure:
+        return problem_response(result, headers=headers)
+    response_headers = dict(headers or {})
+    if result.operation_id is not None:
+        response_headers[OPERATION_ID_HEADER] = result.operation_id
+    if result.cache_info is not None:
+        response_headers[CACHE_HEADER] = "hit" if result.cache_info.hit else "miss"
+    content = to_json(result.data) if body is None else body
+    return JSONResponse(
+        content, status_code=http_status(result.status, created=created), headers=response_headers
+    )

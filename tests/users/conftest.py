@@ -1,0 +1,129 @@
+"""The user service under test: a real app on SQLite + memory cache, and on PostgreSQL + Redis."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+from dependency_injector import providers
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from tests import services
+
+if TYPE_CHECKING:
+    from examples.users.container import Container
+
+ADMIN = {"Authorization": "Bearer admin-token"}
+ALICE = {"Authorization": "Bearer alice-token"}
+BOB = {"Authorization": "Bearer bob-token"}
+ALICE_ID = "00000000-0000-4000-8000-00000000a11c"
+BOB_ID = "00000000-0000-4000-8000-000000000b0b"
+CHEAP_SCRYPT_N = 16  # tests hash hundreds of passwords; production uses the default cost
+
+
+def new_user(name: str = "carol", **changes: Any) -> dict[str, Any]:
+    """A valid CreateUser body."""
+    body: dict[str, Any] = {
+        "email": f"{name}@example.com",
+        "username": name,
+        "password": "correct horse battery",
+        "full_name": name.title(),
+    }
+    body.update(changes)
+    return body
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=[pytest.mark.postgres, pytest.mark.redis])])
+async def container(
+    request: pytest.FixtureRequest, tmp_path: Any, unique_name: str
+) -> AsyncIterator[Container]:
+    """A service container on SQLite + memory cache, or on its own PostgreSQL schema + Redis prefix."""
+    from examples.users.container import Container
+    from examples.users.passwords import ScryptCost
+    from examples.users.settings import Settings
+
+    cheap = ScryptCost(n=CHEAP_SCRYPT_N)
+    container = Container()
+    if request.param == "sqlite":
+        container.settings.override(
+            providers.Object(
+                Settings(
+                    database_url=f"sqlite+aiosqlite:///{tmp_path / 'users.db'}",
+                    scrypt_cost=cheap,
+                    configure_logging=False,
+                )
+            )
+        )
+        yield container
+        return
+    postgres_url = services.require("PostgreSQL", services.POSTGRES_URL)
+    redis_url = services.require("Redis", services.REDIS_URL)
+    admin = create_async_engine(postgres_url)
+    async with admin.begin() as connection:
+        await connection.execute(text(f'CREATE SCHEMA "{unique_name}"'))
+    container.settings.override(
+        providers.Object(
+            Settings(
+                database_url=postgres_url,
+                database_schema=unique_name,
+                redis_url=redis_url,
+                cache_namespace=unique_name,
+                scrypt_cost=cheap,
+                configure_logging=False,
+            )
+        )
+    )
+    try:
+        yield container
+    finally:
+        async with admin.begin() as connection:
+            await connection.execute(text(f'DROP SCHEMA "{unique_name}" CASCADE'))
+        await admin.dispose()
+        await _drop_redis_keys(redis_url, unique_name)
+
+
+async def _drop_redis_keys(redis_url: str, prefix: str) -> None:
+    import redis.asyncio as redis
+
+    client = redis.from_url(redis_url)
+    try:
+        keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+async def client(container: Container) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client driving the real app (lifespan included) in process."""
+    from examples.users.app import create_app
+
+    app = create_app(container)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://users.test") as client,
+    ):
+        yield client
+
+
+async def create(client: httpx.AsyncClient, name: str = "carol", **changes: Any) -> str:
+    """Create a user as the admin and return its id."""
+    response = await client.post("/users", json=new_user(name, **changes), headers=ADMIN)
+    assert response.status_code == 201, response.text
+    user_id: str = response.json()["id"]
+    return user_id
+
+
+def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
+    """Check that `response` is an RFC 9457 problem with `status` and an id to quote; return its body."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    assert body.get("operation_id") or body.get("correlation_id")
+    return body

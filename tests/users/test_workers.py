@@ -1,0 +1,68 @@
+"""Several uvicorn workers sharing one PostgreSQL database and one Redis cache."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+# The example is built on the caching behaviours; until they are merged these tests cannot run.
+pytest.importorskip("cqrskit.caching", reason="examples/users needs cqrskit.caching, not merged yet")
+
+from examples.users import tour
+
+from tests.users.conftest import ADMIN, _drop_redis_keys, new_user
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+
+
+@pytest.fixture
+async def schema(postgres_url: str, redis_url: str, unique_name: str) -> AsyncIterator[str]:
+    """A PostgreSQL schema and a Redis key prefix of this test's own, removed afterwards."""
+    admin = create_async_engine(postgres_url)
+    async with admin.begin() as connection:
+        await connection.execute(text(f'CREATE SCHEMA "{unique_name}"'))
+    try:
+        yield unique_name
+    finally:
+        async with admin.begin() as connection:
+            await connection.execute(text(f'DROP SCHEMA "{unique_name}" CASCADE'))
+        await admin.dispose()
+        await _drop_redis_keys(redis_url, unique_name)
+
+
+class TestWorkers:
+    """Two workers: one database, one cache, invalidations seen by both."""
+
+    async def test_update_seen_by_every_worker(self, schema: str, postgres_url: str, redis_url: str) -> None:
+        """After an update, every read, whichever worker answers it, returns the new value."""
+        environ = {
+            "USERS_DATABASE_URL": postgres_url,
+            "USERS_DATABASE_SCHEMA": schema,
+            "USERS_REDIS_URL": redis_url,
+            "USERS_CACHE_NAMESPACE": schema,
+        }
+        with tour.running_service(environ, workers=2) as base_url:
+            # A fresh connection per request, so the kernel spreads them over both workers.
+            async with httpx.AsyncClient(
+                base_url=base_url, timeout=10.0, limits=httpx.Limits(max_keepalive_connections=0)
+            ) as client:
+                created = await client.post("/users", json=new_user("shared"), headers=ADMIN)
+                assert created.status_code == 201, created.text
+                user_id = created.json()["id"]
+                first = [await client.get(f"/users/{user_id}", headers=ADMIN) for _ in range(10)]
+                assert {response.json()["full_name"] for response in first} == {"Shared"}
+                assert "hit" in {response.headers["X-Cache"] for response in first}
+
+                updated = await client.patch(
+                    f"/users/{user_id}", json={"full_name": "Changed"}, headers=ADMIN
+                )
+                assert updated.status_code == 200
+                after = [await client.get(f"/users/{user_id}", headers=ADMIN) for _ in range(10)]
+                assert {response.json()["full_name"] for response in after} == {"Changed"}
+
+                stats = await client.get("/users/stats", headers=ADMIN)
+                assert stats.json()["total"] == 4  # three demo accounts, seeded once, and this user
