@@ -57,11 +57,13 @@ class CreateUserHandler:
         self.hasher = hasher
 
     async def handle(self, command: CreateUser, context: Context) -> Result[UUID]:
-        """Check for duplicates, hash the password off the loop, insert the row."""
+        """Hash the password off the loop, check for duplicates, insert the row."""
+        # Hash before the first statement: the transaction begins (on SQLite, takes the write lock)
+        # at the first statement, so the slow hash never runs while other writers wait.
+        row = await _new_row(command, self.hasher, datetime.now(UTC))
         taken = await self.users.taken(command.email.lower(), command.username)
         if taken:
             raise ConflictError(f"{' and '.join(taken)} already in use")
-        row = await _new_row(command, self.hasher, datetime.now(UTC))
         await self.users.add_all([row])
         return Result.success(row.id, affected_entities=[AffectedEntity(USER, str(row.id), "created")])
 
