@@ -1,3 +1,5 @@
+"""Every public name is importable, documented (class, function and method docstrings) and in the docs."""
+
 from __future__ import annotations
 
 import inspect
@@ -9,6 +11,7 @@ import attrs
 import pytest
 
 import cqrskit
+import cqrskit.behaviours
 import cqrskit.scope
 import cqrskit.testing
 from cqrskit import (
@@ -23,7 +26,7 @@ from cqrskit import (
 )
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
-CORE_MODULES = [cqrskit, cqrskit.testing, cqrskit.scope]
+CORE_MODULES = [cqrskit, cqrskit.testing, cqrskit.scope, cqrskit.behaviours]
 
 
 def public_names(module: ModuleType) -> list[str]:
@@ -44,6 +47,24 @@ class TestPublicNames:
             value = getattr(module, name)
             if inspect.isclass(value) or inspect.isfunction(value):
                 assert inspect.getdoc(value), name
+
+    @pytest.mark.parametrize("module", CORE_MODULES, ids=lambda m: m.__name__)
+    def test_every_public_method_has_a_docstring(self, module: ModuleType) -> None:
+        """Every public method and property a public class defines has a docstring."""
+        undocumented = []
+        for name in public_names(module):
+            value = getattr(module, name)
+            if not inspect.isclass(value):
+                continue
+            for attribute, member in vars(value).items():
+                if attribute.startswith("_") and attribute != "__call__":
+                    continue
+                target = member.fget if isinstance(member, property) else member
+                if isinstance(target, classmethod | staticmethod):
+                    target = target.__func__
+                if inspect.isfunction(target) and not inspect.getdoc(target):
+                    undocumented.append(f"{name}.{attribute}")
+        assert undocumented == []
 
     @pytest.mark.parametrize("module", CORE_MODULES, ids=lambda m: m.__name__)
     def test_every_name_appears_in_the_docs(self, module: ModuleType) -> None:
