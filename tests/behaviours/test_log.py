@@ -194,6 +194,34 @@ class TestLoggingDirect:
             await behaviour(FindUser("x"), CONTEXT, missing)
         assert [e["status"] for e in capture.entries] == ["validation_error"]
 
+    async def test_the_default_logger_follows_a_later_change_of_level(self) -> None:
+        """Logging() keeps structlog's lazy logger and honours a level configured after it was built."""
+        behaviour = Logging()
+        saved = structlog.get_config()
+        made: list[object] = []
+
+        def counting_factory(*_args: object) -> Any:
+            made.append(None)
+            return structlog.PrintLogger(io.StringIO())
+
+        try:
+            structlog.configure(
+                wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+                logger_factory=counting_factory,
+            )
+            with capture_logs() as quiet:
+                for _ in range(3):
+                    await behaviour(FindUser("x"), CONTEXT, succeed)
+            # Successes with info off resolve the lazy logger once, not once per dispatch.
+            assert len(made) == 1
+            structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
+            with capture_logs() as loud:
+                await behaviour(FindUser("x"), CONTEXT, succeed)
+        finally:
+            structlog.configure(**saved)
+        assert quiet == []
+        assert [(e["event"], e["log_level"]) for e in loud] == [("dispatch_completed", "info")]
+
     def test_describe_names_the_redacted_fields(self) -> None:
         """describe() shows, per message type, which fields never reach the logs."""
         behaviour = Logging(log_fields=True)

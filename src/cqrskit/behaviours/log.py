@@ -28,6 +28,9 @@ _METHODS = {_INFO: "info", _WARNING: "warning", _ERROR: "error"}
 # structlog's lazy proxy (what get_logger returns) is not exported; only its type is needed, to know
 # which loggers must be resolved per dispatch.
 _LazyProxy: type = getattr(structlog._config, "BoundLoggerLazyProxy", type(None))
+# structlog's live configuration, read (never written) to tell when a resolved lazy logger is stale;
+# None when a structlog release moves it, and then the logger is resolved on every dispatch.
+_STRUCTLOG_CONFIG: Any = getattr(structlog._config, "_CONFIG", None)
 
 
 class Logging:
@@ -59,7 +62,7 @@ class Logging:
 
     logs_errors: ClassVar[bool] = True
 
-    __slots__ = ("_ids", "_is_enabled_for", "_lazy", "_log_fields", "_logger")
+    __slots__ = ("_ids", "_is_enabled_for", "_lazy", "_levels", "_levels_key", "_log_fields", "_logger")
 
     def __init__(self, logger: Any = None, *, log_fields: bool = True) -> None:
         self._logger: Any = structlog.get_logger("cqrskit") if logger is None else logger
@@ -67,6 +70,8 @@ class Logging:
         # (and structlog.testing.capture_logs) applies to it.
         self._lazy = isinstance(self._logger, _LazyProxy)
         self._is_enabled_for = None if self._lazy else getattr(self._logger, "is_enabled_for", None)
+        self._levels: Any = None
+        self._levels_key: tuple[object, object] | None = None
         self._log_fields = log_fields
         self._ids = DispatchIds()
 
@@ -117,6 +122,8 @@ class Logging:
             status = result.status
             if status is _SUCCESS:
                 is_enabled_for = self._is_enabled_for
+                if self._lazy:
+                    is_enabled_for = getattr(self._levels_logger(), "is_enabled_for", None)
                 if is_enabled_for is None or is_enabled_for(_INFO):
                     self._emit(_INFO, message, context, status, started)
             else:
@@ -124,6 +131,27 @@ class Logging:
             return result
         finally:
             ids.reset(tokens)
+
+    def _levels_logger(self) -> Any:
+        """Return the lazy logger resolved, to ask it which levels are on (the success path's check).
+
+        Resolving a lazy proxy builds a new logger (and, by default, a new PrintLogger): microseconds
+        a successful dispatch need not pay when the answer is "info is off". Which levels are on
+        depends on the wrapper class and the logger factory, so the resolved logger is kept until
+        structlog is configured with another of either. Events are still built from a fresh
+        resolution, so processors configured later (``capture_logs`` too) apply to them.
+        """
+        config = _STRUCTLOG_CONFIG
+        if config is None:
+            return self._logger.bind()
+        key = (
+            getattr(self._logger, "_wrapper_class", None) or config.default_wrapper_class,
+            getattr(self._logger, "_logger", None) or config.logger_factory,
+        )
+        if key != self._levels_key:
+            self._levels = self._logger.bind()
+            self._levels_key = key
+        return self._levels
 
     def _emit(
         self,
