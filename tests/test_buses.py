@@ -574,6 +574,23 @@ class TestExceptionsBecomeResults:
         assert created.status is deleted.status is OperationStatus.FAILED
         assert [entry["operation_id"] for entry in logs] == [deleted.operation_id]
 
+    async def test_an_error_raised_outside_a_self_logging_behaviour_is_logged(self) -> None:
+        """The bus still logs an exception that never passed through the self-logging behaviour."""
+
+        class SelfLogging(Outer):
+            logs_errors = True
+
+        async def broken(message: Any, context: Context, call_next: CallNext) -> Result[Any]:
+            raise RuntimeError("outside")
+
+        bus = CommandBus({CreateUser: CreateUserHandler()}, [broken, SelfLogging()])
+        with structlog.testing.capture_logs() as logs:
+            result = await bus.execute(CreateUser("x"))
+        assert result.status is OperationStatus.FAILED
+        assert [(entry["event"], entry["operation_id"]) for entry in logs] == [
+            ("dispatch_failed", result.operation_id)
+        ]
+
     async def test_a_behaviour_that_raises(self) -> None:
         """An exception raised by a behaviour becomes a Result too."""
 

@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 import structlog
 
+from cqrskit._outcome import mark_logged
 from cqrskit._redaction import redacted_fields, sensitive_fields
 from cqrskit.behaviours._classify import CANCELLED, EXPECTED_FAILURES, exception_status, type_name
 from cqrskit.behaviours._log_context import DispatchIds
@@ -48,7 +49,8 @@ class Logging:
       timeout) and on cancellation (status ``"cancelled"``);
     - at error on FAILED, with the traceback (``exc_info``) when an exception caused it. The exception
       then goes on up to the bus, which turns it into the Result; since this behaviour logged the
-      traceback (`logs_errors` is True), the bus does not log it again.
+      traceback (`logs_errors` is True), the bus does not log it again. An exception raised outside
+      it (by a behaviour listed before it) never passed through it, and the bus logs that one.
 
     Place: outermost but for `Tracing` (canonical order: Tracing, Logging, Metrics, Audit, Timeout,
     Authorization, Validation, QueryCache or CacheInvalidation, Retry, Transaction, Idempotency, handler),
@@ -61,6 +63,8 @@ class Logging:
     """
 
     logs_errors: ClassVar[bool] = True
+    # It marks what it logged itself (cqrskit._outcome.mark_logged): the bus adds no marking step.
+    marks_logged_errors: ClassVar[bool] = True
 
     __slots__ = ("_ids", "_is_enabled_for", "_lazy", "_levels", "_levels_key", "_log_fields", "_logger")
 
@@ -115,6 +119,8 @@ class Logging:
                     error_type=type_name(type(exc)),
                     exc_info=exc if unexpected else None,
                 )
+                if unexpected:
+                    mark_logged(exc, context.operation_id)
                 raise
             except asyncio.CancelledError:
                 self._emit(_WARNING, message, context, CANCELLED, started)
