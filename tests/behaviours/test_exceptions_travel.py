@@ -28,7 +28,7 @@ class TestExceptionsTravelUp:
     async def test_an_unexpected_error_becomes_one_failed_result_and_one_traceback(
         self, container_type: type
     ) -> None:
-        """Tracing, Metrics and Audit record the type; the traceback is logged once, by Logging or the bus."""
+        """Tracing, Metrics and Audit record the type; one traceback; one operation id everywhere."""
         container = container_type()
         with capture_logs() as logs:
             result = await container.command_bus().execute(Register("boom@example.com", "pw"), Context())
@@ -43,10 +43,12 @@ class TestExceptionsTravelUp:
         (span,) = container.span_exporter().get_finished_spans()
         assert span.attributes is not None
         assert span.attributes["error.type"] == "RuntimeError"
+        assert span.attributes["cqrskit.operation_id"] == result.operation_id
         labels = {"message_type": "Register", "status": "failed", "error_type": "RuntimeError"}
         assert container.registry().get_sample_value("cqrskit_dispatches_total", labels) == 1
         (record,) = container.audit_sink().records
         assert (record.status, record.error_type) == (OperationStatus.FAILED, "RuntimeError")
+        assert record.operation_id == result.operation_id
 
     async def test_an_expected_error_is_logged_without_a_traceback(self) -> None:
         """A ConflictError raised by the handler becomes CONFLICT; nobody logs a traceback for it."""
