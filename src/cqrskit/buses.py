@@ -47,7 +47,7 @@ class _Bus:
 
     def __init__(
         self,
-        handlers: Mapping[type, object],
+        handlers: Mapping[type[Any], object],
         behaviours: Iterable[object] = (),
         *,
         logger: Any = None,

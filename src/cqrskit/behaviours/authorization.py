@@ -70,7 +70,7 @@ class Authorization:
 
     def __init__(
         self,
-        rules: Mapping[type, AuthorizationRule],
+        rules: Mapping[type[Any], AuthorizationRule],
         default: AuthorizationRule = DENY,
         *,
         logger: Any = None,
