@@ -321,6 +321,11 @@ class TestWiringChecks:
         with pytest.raises(ConfigurationError, match="not a behaviour"):
             CommandBus({CreateUser: CreateUserHandler()}, [behaviour])
 
+    def test_a_behaviour_class_instead_of_an_instance(self) -> None:
+        """Listing a behaviour class where an instance belongs says to instantiate it."""
+        with pytest.raises(ConfigurationError, match=r"is a class; list an instance of it: Outer\(\.\.\.\)"):
+            CommandBus({CreateUser: CreateUserHandler()}, [Outer])
+
     def test_a_sync_function_behaviour(self) -> None:
         """A plain (non-async) function as a behaviour is refused."""
         with pytest.raises(ConfigurationError, match="async def"):

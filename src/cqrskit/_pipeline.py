@@ -160,6 +160,10 @@ def check_behaviours(behaviours: Sequence[object], kind: type) -> None:
 
 
 def _check_callable(behaviour: Any) -> None:  # Any: mypy would not narrow a callable to a function
+    if isinstance(behaviour, type):
+        raise ConfigurationError(
+            f"{_name(behaviour)} is a class; list an instance of it: {behaviour.__qualname__}(...)"
+        )
     if not callable(behaviour):
         raise ConfigurationError(
             f"{behaviour!r} is not a behaviour: give an object with "
