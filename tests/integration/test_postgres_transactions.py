@@ -8,6 +8,7 @@ from typing import Any
 
 import attrs
 import pytest
+import structlog
 from sqlalchemy import Boolean, Column, Integer, MetaData, String, Table, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -313,7 +314,7 @@ class TestFailures:
         async with database.read_session() as session:
             assert (await session.execute(select(accounts.c.name))).scalars().all() == ["ann"]
 
-    async def test_a_connection_killed_at_commit_is_not_retried(
+    async def test_a_connection_killed_just_before_commit_is_not_retried(
         self, database: Database, server: Server
     ) -> None:
         """The handler has its backend terminated just before COMMIT: FAILED, one attempt, no retry."""
@@ -413,6 +414,45 @@ class TestCommitOutcome:
         )
         assert after_commit == ["deadline"]
         assert database.engine.pool.checkedout() == 0
+
+    async def test_a_connection_killed_during_commit_is_not_retried(
+        self, database: Database, server: Server, slow_commit: float, unique_name: str
+    ) -> None:
+        """pg_terminate_backend while COMMIT runs: FAILED after one attempt, no after-commit work."""
+        after_commit: list[str] = []
+        attempts: list[str] = []
+
+        async def mark(command: Probe, context: Context) -> str:
+            attempts.append(command.label)
+            await database.session.execute(insert(marks).values(label=command.label, pending=False))
+
+            async def note() -> None:
+                after_commit.append(command.label)
+
+            defer_until_commit(note)
+            return command.label
+
+        bus = probe_bus(database, mark, Retry(RetryPolicy(max_attempts=3, delay=0)))
+        committing = (
+            "SELECT pid FROM pg_stat_activity WHERE application_name = :name "
+            "AND state = 'active' AND query ILIKE 'COMMIT%'"
+        )
+        with structlog.testing.capture_logs() as logs:
+            dispatch = asyncio.create_task(bus.execute(Probe("killed")))
+            pid = await server.poll(committing, until=lambda found: found is not None, name=unique_name)
+            assert pid is not None
+            assert await server.scalar("SELECT pg_terminate_backend(:pid)", pid=pid)
+            result = await asyncio.wait_for(dispatch, timeout=10)
+        assert result.status is OperationStatus.FAILED
+        assert attempts == ["killed"]
+        assert after_commit == []
+        assert [entry["error_type"] for entry in logs if entry["event"] == "dispatch_failed"] == [
+            "CommitOutcomeUnknownError"
+        ]
+        assert database.engine.pool.checkedout() == 0
+        assert (
+            await server.scalar(f"SELECT count(*) FROM \"{unique_name}\".marks WHERE label = 'killed'") == 0
+        )
 
     async def test_a_cancel_during_commit_propagates_after_the_committed_work(
         self, database: Database, server: Server, slow_commit: float, unique_name: str
