@@ -495,8 +495,8 @@ class TestFailOpen:
                 await query_cache(GetUser("42"), CONTEXT, FakeNext())
         assert [entry["suppressed"] for entry in logs] == [0, 0, 0]
 
-    async def test_a_timeout_fails_open_too(self) -> None:
-        """A cache that times out is treated like one that raises."""
+    async def test_a_timeout_error_fails_open_too(self) -> None:
+        """A TimeoutError (what a bounded backend raises when time runs out) fails open like any error."""
         query_cache = QueryCache(FailingCache(TimeoutError), POLICIES)
         with structlog.testing.capture_logs() as logs:
             result = await query_cache(GetUser("42"), CONTEXT, FakeNext())
