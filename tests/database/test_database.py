@@ -240,6 +240,30 @@ class TestTransactionBlock:
         assert await item_names(database) == ["outer"]
         assert seen == ["outer", "kept"]
 
+    async def test_rollback_only_rolls_back_without_an_exception(self, database: Database) -> None:
+        """A block with rollback_only set rolls back: no row, no deferred work; a savepoint alone."""
+        seen: list[str] = []
+
+        async def note() -> None:
+            seen.append("ran")
+
+        block = database.transaction()
+        async with block as session:
+            await session.execute(insert(items).values(name="discarded"))
+            defer_until_commit(note)
+            block.rollback_only = True
+        assert await item_names(database) == []
+        assert seen == []
+
+        async with database.transaction() as session:
+            await session.execute(insert(items).values(name="outer"))
+            inner = database.transaction()
+            async with inner as same:
+                await same.execute(insert(items).values(name="inner"))
+                inner.rollback_only = True
+        assert await item_names(database) == ["outer"]
+        assert database.engine.pool.checkedout() == 0
+
     async def test_a_unique_violation_becomes_conflict(self, database: Database) -> None:
         """The IntegrityError of a duplicate key reaches the caller as ConflictError, chained to it."""
 
