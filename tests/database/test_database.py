@@ -23,16 +23,6 @@ from cqrskit.sqlalchemy._completion import to_completion
 from tests.database.support import Item, create_tables, item_names, items
 
 
-@pytest.fixture
-async def database(tmp_path: Path) -> AsyncIterator[Database]:
-    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite3'}")
-    await create_tables(database)
-    try:
-        yield database
-    finally:
-        await database.dispose()
-
-
 class TestDatabase:
     """Building a Database and what it sets up."""
 

@@ -58,16 +58,6 @@ async def container(tmp_path: Path) -> AsyncIterator[Container]:
         await database.dispose()
 
 
-@pytest.fixture
-async def database(tmp_path: Path) -> AsyncIterator[Database]:
-    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'direct.db'}")
-    await create_tables(database)
-    try:
-        yield database
-    finally:
-        await database.dispose()
-
-
 def success(data: Any = None) -> Result[Any]:
     return Result.success(data)
 
