@@ -204,6 +204,26 @@ class TestTransactionOnTheBus:
         assert await item_names(database) == ["slow-commit"]
         assert database.engine.pool.checkedout() == 0
 
+    async def test_a_timed_out_command_leaves_no_write_and_frees_the_write_lock(
+        self, database: Database
+    ) -> None:
+        """A handler that writes then outlives its Timeout: TIMEOUT, no row, and the next command commits."""
+
+        class WriteThenWait:
+            async def handle(self, command: AddItem, context: Context) -> str:
+                await database.session.execute(insert(items).values(name=command.name))
+                if command.name == "hung":
+                    await asyncio.Event().wait()  # until the Timeout cancels it
+                return command.name
+
+        bus = CommandBus({AddItem: WriteThenWait()}, [Timeout(default=0.2), Transaction(database)])
+        timed_out = await bus.execute(AddItem("hung"))
+        assert timed_out.status is OperationStatus.TIMEOUT
+        assert await item_names(database) == []
+        assert database.engine.pool.checkedout() == 0
+        assert (await bus.execute(AddItem("next"))).is_success
+        assert await item_names(database) == ["next"]
+
     async def test_sqlite_busy_is_retried(self, tmp_path: Path) -> None:
         """A write lock held elsewhere fails the first attempt ('database is locked'); Retry runs it again."""
         url = f"sqlite+aiosqlite:///{tmp_path / 'busy.db'}"

@@ -237,9 +237,10 @@ class TestFailures:
     async def test_a_timeout_cancels_the_query_on_the_server(
         self, database: Database, server: Server, unique_name: str
     ) -> None:
-        """Timeout around pg_sleep returns TIMEOUT, leaves no query running and the connection usable."""
+        """Timeout around pg_sleep: TIMEOUT, no query left running, no partial write, connection usable."""
 
         async def sleep(command: Probe, context: Context) -> None:
+            await database.session.execute(insert(marks).values(label="before-sleep", pending=False))
             await database.session.execute(text(f"SELECT pg_sleep(30) /* {unique_name} */"))
 
         running = (
@@ -256,6 +257,7 @@ class TestFailures:
         leftover = await server.poll(running, until=lambda count: count == 0, pattern=pattern)
         assert leftover == 0
         assert database.engine.pool.checkedout() == 0
+        assert await server.scalar(f'SELECT count(*) FROM "{unique_name}".marks') == 0
 
         async def still_works(command: Probe, context: Context) -> int:
             return int((await database.session.execute(text("SELECT 1"))).scalar_one())
