@@ -19,8 +19,9 @@ class SingleFlight(Generic[T]):
     """Runs one load per key at a time in this process; callers arriving meanwhile share its outcome.
 
     A caller that finds a load of its key running waits for it and gets its value, or its exception.
-    When the loading caller is cancelled the waiters are not: one of them loads instead. A waiter that
-    is cancelled just stops waiting.
+    When the loading caller is cancelled the waiters are not: each looks again, and the first to find
+    no load running starts one (`QueryCache`'s load reads the cache first, so a waiter that comes
+    after a finished load gets its stored value). A waiter that is cancelled just stops waiting.
     """
 
     __slots__ = ("_flights",)
