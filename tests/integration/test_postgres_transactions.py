@@ -98,23 +98,25 @@ async def server(postgres_url: str) -> AsyncIterator[Server]:
 async def database(postgres_url: str, unique_name: str, server: Server) -> AsyncIterator[Database]:
     """A Database whose connections work in a schema of this test's own, dropped afterwards."""
     await server.scalar(f'CREATE SCHEMA "{unique_name}"')
-    database = Database(
-        postgres_url,
-        engine_options={
-            "connect_args": {
-                "server_settings": {"search_path": unique_name, "application_name": unique_name}
-            },
-            "pool_size": 1,
-            "max_overflow": 9,
-        },
-    )
+    database: Database | None = None
     try:
+        database = Database(
+            postgres_url,
+            engine_options={
+                "connect_args": {
+                    "server_settings": {"search_path": unique_name, "application_name": unique_name}
+                },
+                "pool_size": 1,
+                "max_overflow": 9,
+            },
+        )
         async with database.engine.begin() as connection:
             await connection.run_sync(metadata.create_all)
         yield database
     finally:
-        await database.dispose()
-        await server.scalar(f'DROP SCHEMA "{unique_name}" CASCADE')
+        if database is not None:
+            await database.dispose()
+        await server.scalar(f'DROP SCHEMA IF EXISTS "{unique_name}" CASCADE')
 
 
 def probe_bus(
