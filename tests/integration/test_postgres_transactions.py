@@ -318,6 +318,28 @@ class TestFailures:
         async with database.read_session() as session:
             assert (await session.execute(select(accounts.c.name))).scalars().all() == ["ann"]
 
+    async def test_a_unique_violation_found_at_commit_is_conflict(
+        self, database: Database, server: Server, unique_name: str
+    ) -> None:
+        """A deferred unique constraint fails at COMMIT: CONFLICT (not FAILED), one attempt, no row."""
+        await server.scalar(
+            f'ALTER TABLE "{unique_name}".entries ADD CONSTRAINT entries_seq_unique '
+            "UNIQUE (seq) DEFERRABLE INITIALLY DEFERRED"
+        )
+        attempts: list[int] = []
+
+        async def twice(command: Probe, context: Context) -> None:
+            attempts.append(1)
+            for author in ("a", "b"):
+                await database.session.execute(insert(entries).values(seq=7, author=author))
+
+        bus = probe_bus(database, twice, Retry(RetryPolicy(max_attempts=3, delay=0)))
+        result = await bus.execute(Probe())
+        assert result.status is OperationStatus.CONFLICT
+        assert attempts == [1]
+        assert database.engine.pool.checkedout() == 0
+        assert await server.scalar(f'SELECT count(*) FROM "{unique_name}".entries') == 0
+
     async def test_a_connection_killed_just_before_commit_is_not_retried(
         self, database: Database, server: Server
     ) -> None:
