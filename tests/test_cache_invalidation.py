@@ -173,6 +173,11 @@ class TestInvalidation:
         with pytest.raises(ConfigurationError, match="Command buses only"):
             QueryBus({GetUser: GetUserHandler(UserStore())}, [CacheInvalidation(InMemoryCache())])
 
+    def test_tag_ttl_must_be_positive(self) -> None:
+        """A tag lifetime of zero or less would drop the counters at once: refused when built."""
+        with pytest.raises(ConfigurationError, match="tag_ttl"):
+            CacheInvalidation(InMemoryCache(), tag_ttl=0)
+
     def test_describe_and_repr(self) -> None:
         """The route inspector learns what it does; the repr names the backend."""
         invalidation = CacheInvalidation(InMemoryCache())

@@ -641,3 +641,9 @@ class TestCrossProcessLock:
         """A lock_ttl of zero or less is refused."""
         with pytest.raises(ConfigurationError, match="lock_ttl"):
             QueryCache(InMemoryCache(), POLICIES, lock_ttl=0)
+
+    @pytest.mark.parametrize("setting", ["lock_poll", "tag_ttl"])
+    def test_lock_poll_and_tag_ttl_must_be_positive(self, setting: str) -> None:
+        """A poll interval or a tag lifetime of zero or less is refused when the behaviour is built."""
+        with pytest.raises(ConfigurationError, match=setting):
+            QueryCache(InMemoryCache(), POLICIES, **{setting: 0})

@@ -111,6 +111,10 @@ class QueryCache:
     ) -> None:
         if lock_ttl is not None and lock_ttl <= 0:
             raise ConfigurationError(f"lock_ttl must be positive seconds or None, got {lock_ttl!r}")
+        if lock_poll <= 0:
+            raise ConfigurationError(f"lock_poll must be positive seconds, got {lock_poll!r}")
+        if tag_ttl <= 0:
+            raise ConfigurationError(f"tag_ttl must be positive seconds, got {tag_ttl!r}")
         if not isinstance(policies, Mapping):
             raise ConfigurationError(
                 f"policies must map query types to CachePolicy, got {type(policies).__name__}"
