@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from cqrskit.context import Context
 from cqrskit.errors import ConflictError
 from cqrskit.events._envelope import default_converter
-from cqrskit.events._tables import create_event_tables, event_tables
+from cqrskit.events._tables import create_event_tables, event_tables, insert_for
 from cqrskit.messages import Command
 from cqrskit.protocols import CallNext
 from cqrskit.results import AffectedEntity, OperationStatus, Result
@@ -63,6 +63,7 @@ class Idempotency:
         self._database = database
         self._schema = schema
         self._table = event_tables(schema).idempotency
+        self._insert = insert_for(database.dialect_name)
         self._expires_after = expires_after
         self._converter = converter or default_converter()
         self._return_types: dict[type, Any] = {}
@@ -129,13 +130,8 @@ class Idempotency:
 
     async def _claim(self, session: Any, principal: str, key: str, name: str) -> bool:
         """Insert the key's row, or take over an expired one; False when a live one is there."""
-        insert: Any
-        if self._database.dialect_name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert  # noqa: PLC0415 - per dialect
-        else:
-            from sqlalchemy.dialects.sqlite import insert  # noqa: PLC0415 - per dialect
         now = time.time()
-        statement = insert(self._table).values(
+        statement = self._insert(self._table).values(
             principal=principal, key=key, message_type=name, result=None, expires_at=now + self._expires_after
         )
         statement = statement.on_conflict_do_update(
