@@ -10,19 +10,21 @@ import structlog
 
 from cqrskit import _operation_ids
 from cqrskit._outcome import result_from_exception
-from cqrskit._pipeline import Pipeline, check_behaviours, compose, handler_step, selected_behaviours
+from cqrskit._pipeline import (
+    Pipeline,
+    call_target,
+    check_behaviours,
+    compose,
+    handler_step,
+    selected_behaviours,
+)
+from cqrskit.buses import _type_name
 from cqrskit.context import Context, dispatch_context
 from cqrskit.errors import ConfigurationError, HandlerNotFoundError
 from cqrskit.events._event import Event
 from cqrskit.results import Result
 
 __all__ = ["EventBus"]
-
-
-def _type_name(value: object) -> str:
-    if isinstance(value, type):
-        return f"{value.__module__}.{value.__qualname__}"
-    return repr(value)
 
 
 def _subscriber_name(value: object) -> str:
@@ -58,7 +60,7 @@ class EventBus:
     here, once.
     """
 
-    __slots__ = ("_behaviours", "_chains", "_logger", "_routes", "_subscriptions")
+    __slots__ = ("_behaviours", "_by_name", "_chains", "_logger", "_routes", "_subscriptions")
 
     def __init__(
         self,
@@ -73,6 +75,7 @@ class EventBus:
             )
         behaviour_list = tuple(behaviours)
         check_behaviours(behaviour_list, Event)
+        targets = {id(b): call_target(b) for b in behaviour_list}
         subscriptions: dict[type, tuple[_Subscription, ...]] = {}
         chains: dict[type, tuple[object, ...]] = {}
         routes: dict[type, Mapping[str, object]] = {}
@@ -85,12 +88,13 @@ class EventBus:
             chain = selected_behaviours(behaviour_list, event_type)
             self_logging = any(getattr(b, "logs_errors", False) for b in chain)
             subscriptions[event_type] = tuple(
-                _Subscription(name, compose(handler_step(event_type, value), chain), self_logging)
+                _Subscription(name, compose(handler_step(event_type, value), chain, targets), self_logging)
                 for name, value in named.items()
             )
             chains[event_type] = chain
             routes[event_type] = MappingProxyType(named)
         self._subscriptions = subscriptions
+        self._by_name = {(t, s.name): s for t, subs in subscriptions.items() for s in subs}
         self._chains: Mapping[type, tuple[object, ...]] = MappingProxyType(chains)
         self._routes: Mapping[type, Mapping[str, object]] = MappingProxyType(routes)
         self._behaviours = behaviour_list
@@ -150,10 +154,10 @@ class EventBus:
 
     async def deliver(self, event: Event, subscriber: str, context: Context | None = None) -> Result[Any]:
         """Run one subscriber, by name, and return its Result (the `Consumer` calls this)."""
-        for subscription in self._subscriptions.get(type(event), ()):
-            if subscription.name == subscriber:
-                return await self._run(subscription, event, context)
-        raise HandlerNotFoundError(type(event))
+        subscription = self._by_name.get((type(event), subscriber))
+        if subscription is None:
+            raise HandlerNotFoundError(type(event))
+        return await self._run(subscription, event, context)
 
     async def _run(self, subscription: _Subscription, event: Event, context: Context | None) -> Result[Any]:
         operation_id = _operation_ids.new_operation_id()
