@@ -37,6 +37,15 @@ class Greet(Command[None]):
     name: str
 
 
+@attrs.frozen
+class RegisterPair(Command[str]):
+    """Register `first` and `second` as two nested commands; `then` says how the outer one ends."""
+
+    first: str
+    second: str
+    then: str = "succeed"  # or "raise" (after both nested commands), or "second_fails"
+
+
 NAMES = sa.Table("names", sa.MetaData(), sa.Column("name", sa.String, primary_key=True))
 
 
@@ -48,6 +57,7 @@ class World:
         self.delivered: list[tuple[Registered, Context, bool, bool]] = []
         self.attempts = 0
         self.greeted: list[str] = []
+        self.delivered_while_open: list[int] = []
 
 
 class RegisterHandler:
@@ -64,6 +74,24 @@ class RegisterHandler:
         if command.fail_with_result:
             return Result.failure(OperationStatus.CONFLICT)
         return command.name
+
+
+class RegisterPairHandler:
+    """Dispatches two nested Register commands through the same bus, then ends as told."""
+
+    def __init__(self, world: World, container: Any) -> None:
+        self.world = world
+        self.container = container
+
+    async def handle(self, command: RegisterPair, context: Context) -> str:
+        bus = self.container.command_bus()
+        assert (await bus.execute(Register(command.first), context.child())).is_success
+        second = Register(command.second, fail_with_result=command.then == "second_fails")
+        await bus.execute(second, context.child())
+        self.world.delivered_while_open.append(len(self.world.delivered))
+        if command.then == "raise":
+            raise RuntimeError("the outer command fails after its nested commands succeeded")
+        return command.first
 
 
 class OnRegistered:
@@ -108,6 +136,7 @@ class Container(containers.DeclarativeContainer):
             {
                 Register: providers.Factory(RegisterHandler, world=world, publisher=publisher),
                 Greet: providers.Factory(GreetHandler, world=world),
+                RegisterPair: providers.Factory(RegisterPairHandler, world=world, container=__self__),
             }
         ),
         behaviours=providers.List(
@@ -159,6 +188,31 @@ class TestInProcessPublisher:
         result = await container.command_bus().execute(Register("dee", fail_with_result=True))
         assert result.is_failure
         assert container.world().delivered == []
+
+    async def test_nested_commands_deliver_after_the_outermost_commit(self, container: Container) -> None:
+        """Two nested commands publish; nothing goes out until the outer command commits, then both."""
+        result = await container.command_bus().execute(RegisterPair("n1", "n2"))
+        assert result.unwrap() == "n1"
+        world = container.world()
+        assert world.delivered_while_open == [0]
+        assert [(e.name, committed, in_tx) for e, _, committed, in_tx in world.delivered] == [
+            ("n1", True, False),
+            ("n2", True, False),
+        ]
+
+    async def test_nothing_delivered_when_the_outer_command_fails(self, container: Container) -> None:
+        """Nested commands that succeeded inside an outer command that then fails deliver nothing."""
+        result = await container.command_bus().execute(RegisterPair("o1", "o2", then="raise"))
+        assert result.status is OperationStatus.FAILED
+        assert container.world().delivered == []
+        async with container.database().read_session() as session:
+            assert await session.scalar(sa.select(sa.func.count()).select_from(NAMES)) == 0
+
+    async def test_a_failed_nested_command_drops_only_its_own_events(self, container: Container) -> None:
+        """The second nested command fails (its savepoint rolls back); the first one's event still goes."""
+        result = await container.command_bus().execute(RegisterPair("p1", "p2", then="second_fails"))
+        assert result.is_success
+        assert [e.name for e, *_ in container.world().delivered] == ["p1"]
 
     async def test_without_a_transaction_delivered_after_the_handler(self) -> None:
         """With no Transaction on the bus, events go out once the handler has returned successfully."""
