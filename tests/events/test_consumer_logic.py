@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from cqrskit import Command, CommandBus, ConfigurationError, Context, NotFoundError
-from cqrskit.events import CommandSender, Consumer, Envelope, Event, EventBus, create_event_tables
+from cqrskit.events import CommandSender, Consumer, Envelope, Event, EventBus, _consumer, create_event_tables
 from cqrskit.events._envelope import envelope_for
 from cqrskit.sqlalchemy import Database
 
@@ -126,6 +126,38 @@ class TestConsumerLogic:
             await until(lambda: transport.settled)
         assert transport.settled == [("ack", envelope.message_id)]
         assert counter.calls == 3
+
+    async def test_retries_back_off_exponentially_then_dead_letter(
+        self, database: Database, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Retry n waits a random time up to backoff * 2**(n-1), capped; after N attempts, a dead letter."""
+        bounds: list[tuple[float, float]] = []
+
+        class NoJitter:
+            @staticmethod
+            def uniform(low: float, high: float) -> float:
+                bounds.append((low, high))
+                return 0.0
+
+        monkeypatch.setattr(_consumer, "random", NoJitter)
+        transport, counter = InMemoryTransport(), Counter(fail_times=99)
+        consumer = Consumer(
+            transport,
+            EventBus({Pinged: [counter]}),
+            database,
+            types={"Pinged": Pinged},
+            queue="q",
+            max_attempts=5,
+            backoff=0.01,
+            max_backoff=0.03,
+        )
+        async with consuming(consumer):
+            envelope = envelope_for(Pinged(1), None)
+            await transport.publish([envelope])
+            await until(lambda: transport.settled)
+        assert counter.calls == 5
+        assert bounds == [(0, 0.01), (0, 0.02), (0, 0.03), (0, 0.03)]
+        assert transport.settled == [("dead", envelope.message_id)]
 
     async def test_a_domain_failure_is_dead_lettered_without_retries(self, database: Database) -> None:
         """NOT_FOUND will not heal: dead-lettered after one attempt."""
