@@ -188,6 +188,24 @@ class TestIdempotency:
         assert container.place_order().runs == 2
         assert await container.idempotency().purge_expired() == 1
 
+    async def test_a_key_is_kept_for_expires_after_seconds(self, container: Container) -> None:
+        """With keys kept half a second, a repeat at once gets the stored Result; one after expiry runs."""
+        container.config.expires_after.from_value(0.5)
+        container.idempotency.reset()
+        container.command_bus.reset()
+        bus = container.command_bus()
+        first = await bus.execute(PlaceOrder("tea"), keyed("k-8"))
+        assert await bus.execute(PlaceOrder("tea"), keyed("k-8")) == first
+        assert container.place_order().runs == 1
+        deadline = asyncio.get_running_loop().time() + 30
+        while container.place_order().runs == 1:  # repeat until the key has expired and it runs again
+            assert asyncio.get_running_loop().time() < deadline, "the key never expired"
+            await asyncio.sleep(0.05)
+            later = await bus.execute(PlaceOrder("tea"), keyed("k-8"))
+        assert later.is_success
+        assert later.operation_id != first.operation_id
+        assert await order_count(container) == 2
+
     async def test_direct_call_with_a_fake_next_step(self, container: Container) -> None:
         """Called directly inside a transaction, the second call returns the first Result, not call_next's."""
         database = container.database()
