@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -30,6 +31,7 @@ class Register(Command[str]):
     name: str
     fail_attempts: int = 0
     fail_with_result: bool = False
+    locked_attempts: int = 0
 
 
 @attrs.frozen
@@ -71,6 +73,8 @@ class RegisterHandler:
         await self.publisher.publish(Registered(command.name))
         if self.world.attempts <= command.fail_attempts:
             raise Flaky
+        if self.world.attempts <= command.locked_attempts:  # what SQLAlchemy raises for SQLITE_BUSY
+            raise sa.exc.OperationalError("INSERT", None, sqlite3.OperationalError("database is locked"))
         if command.fail_with_result:
             return Result.failure(OperationStatus.CONFLICT)
         return command.name
@@ -182,6 +186,15 @@ class TestInProcessPublisher:
         assert result.is_success
         assert container.world().attempts == 3
         assert [e.name for e, *_ in container.world().delivered] == ["cy"]
+
+    async def test_a_locked_database_retried_by_the_default_classifier_delivers_once(
+        self, container: Container
+    ) -> None:
+        """Attempt one publishes, then hits SQLITE_BUSY; the default classifier retries: one delivery."""
+        result = await container.command_bus().execute(Register("cal", locked_attempts=1))
+        assert result.is_success
+        assert container.world().attempts == 2
+        assert [(e.name, committed) for e, _, committed, _ in container.world().delivered] == [("cal", True)]
 
     async def test_nothing_delivered_for_a_failure_result(self, container: Container) -> None:
         """A handler that returns a failure Result rolls back and publishes nothing."""
