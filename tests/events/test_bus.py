@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import attrs
 import pytest
 from dependency_injector import containers, providers
+from structlog.testing import capture_logs
 
-from cqrskit import Command, ConfigurationError, Context, NotFoundError, OperationStatus
+from cqrskit import Command, ConfigurationError, Context, HandlerNotFoundError, NotFoundError, OperationStatus
+from cqrskit.behaviours import Idempotency, Logging, Retry, RetryPolicy, Timeout
 from cqrskit.events import Event, EventBus
+from cqrskit.sqlalchemy import Database, Transaction
 from cqrskit.testing import RecordingBehaviour
 
 
@@ -169,3 +173,62 @@ class TestEventBusInAContainer:
         assert all(r.is_success for r in results)
         assert [name for name, _, _ in container.journal().seen] == ["welcome", "count"]
         assert bus.subscribers(UserCreated)[0].endswith("SendWelcome")
+
+
+class FlakyOnce:
+    """Fails with a lost connection (transient) the first time, then succeeds."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def handle(self, event: Event, context: Context) -> None:
+        self.calls += 1
+        if self.calls == 1:
+            raise ConnectionResetError("lost the connection")
+
+
+class Hangs:
+    async def handle(self, event: Event, context: Context) -> None:
+        await asyncio.Event().wait()  # never set: only the Timeout ends it
+
+
+class TestRealBehavioursOnTheEventBus:
+    """Logging, Retry and Timeout work on an EventBus as on the other buses; command-only ones are refused."""
+
+    async def test_retry_re_runs_a_subscriber_that_failed_transiently(self) -> None:
+        """A subscriber that loses its connection once is retried and succeeds; the next runs once."""
+        flaky, journal = FlakyOnce(), Journal()
+        bus = EventBus({UserCreated: [flaky, CountUsers(journal)]}, [Retry(RetryPolicy(delay=0))])
+        results = await bus.publish(UserCreated("1"))
+        assert [r.status for r in results] == [OperationStatus.SUCCESS] * 2
+        assert flaky.calls == 2
+        assert [name for name, _, _ in journal.seen] == ["count"]
+
+    async def test_a_timeout_ends_one_subscriber_and_the_next_still_runs(self) -> None:
+        """A subscriber that hangs gets TIMEOUT from Timeout; the one after it still succeeds."""
+        journal = Journal()
+        bus = EventBus({UserCreated: [Hangs(), CountUsers(journal)]}, [Timeout(default=0.05)])
+        results = await bus.publish(UserCreated("1"))
+        assert [r.status for r in results] == [OperationStatus.TIMEOUT, OperationStatus.SUCCESS]
+
+    async def test_logging_logs_a_failing_subscriber_once(self) -> None:
+        """With Logging on the bus, a subscriber's unexpected error is logged once, with its traceback."""
+        bus = EventBus({UserCreated: [Broken()]}, [Logging()])
+        with capture_logs() as logs:
+            [result] = await bus.publish(UserCreated("1"))
+        assert result.status is OperationStatus.FAILED
+        errors = [entry for entry in logs if entry["log_level"] == "error"]
+        assert len(errors) == 1
+        assert errors[0].get("exc_info") is not None
+
+    async def test_deliver_to_an_unknown_subscriber_raises(self) -> None:
+        """Asking for a subscriber name the bus does not have is a wiring error, not a Result."""
+        with pytest.raises(HandlerNotFoundError):
+            await EventBus({UserCreated: [Broken()]}).deliver(UserCreated("1"), "nobody")
+
+    def test_command_only_behaviours_are_refused(self) -> None:
+        """Transaction and Idempotency act on commands only: an EventBus refuses them when built."""
+        database = Database()
+        for behaviour in (Transaction(database), Idempotency(database)):
+            with pytest.raises(ConfigurationError, match="Command buses only"):
+                EventBus({UserCreated: [Broken()]}, [behaviour])
