@@ -54,12 +54,14 @@ class PlaceOrderHandler:
         self.database = database
         self.orders = orders
         self.runs = 0
+        self.gate: asyncio.Event | None = None  # when set up, the first run holds its key until it opens
 
     async def handle(self, command: PlaceOrder, context: Context) -> Any:
         self.runs += 1
         order_id = uuid.uuid4()
         await self.database.session.execute(sa.insert(self.orders).values(id=order_id, item=command.item))
-        await asyncio.sleep(0.05)  # hold the key so the repeats arrive while it is being handled
+        if self.gate is not None:
+            await asyncio.wait_for(self.gate.wait(), 30)
         if command.fail:
             return Result.failure(OperationStatus.CONFLICT, {"item": "sold out"})
         return Result.success(order_id, affected_entities=[AffectedEntity("order", str(order_id), "created")])
@@ -114,6 +116,32 @@ async def order_count(container: Container) -> int:
         return int(await connection.scalar(sa.select(sa.func.count()).select_from(container.orders())) or 0)
 
 
+async def waiting_on_the_key(database: Database, schema: str, count: int) -> None:
+    """Return once `count` sessions are blocked on a lock while inserting into `schema`'s key table."""
+    query = sa.text(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE :pattern"
+    )
+    deadline = asyncio.get_running_loop().time() + 30
+    while True:
+        async with database.engine.connect() as connection:
+            waiting = await connection.scalar(query, {"pattern": f"%{schema}.cqrskit_idempotency_keys%"})
+        if waiting == count:
+            return
+        assert asyncio.get_running_loop().time() < deadline, f"{waiting} of {count} repeats waiting"
+        await asyncio.sleep(0.02)
+
+
+async def run_held(handler: PlaceOrderHandler, database: Database, schema: str, dispatches: Any) -> list[Any]:
+    """Run `dispatches` at once; the first holds its key until every other one waits on it."""
+    handler.gate = asyncio.Event()
+    tasks = [asyncio.create_task(d) for d in dispatches]
+    try:
+        await waiting_on_the_key(database, schema, len(tasks) - 1)
+    finally:
+        handler.gate.set()
+    return list(await asyncio.gather(*tasks))
+
+
 def keyed(key: str, principal: str = "alice") -> Context:
     return Context(principal=Principal(principal), idempotency_key=key)
 
@@ -124,9 +152,12 @@ class TestIdempotency:
     async def test_ten_concurrent_dispatches_one_effect_ten_identical_results(
         self, container: Container
     ) -> None:
-        """Ten dispatches at once with one key: the handler runs once and all ten Results are equal."""
+        """Ten dispatches at once with one key, nine waiting on the first: one run, ten equal Results."""
         bus = container.command_bus()
-        results = await asyncio.gather(*(bus.execute(PlaceOrder("book"), keyed("k-1")) for _ in range(10)))
+        dispatches = [bus.execute(PlaceOrder("book"), keyed("k-1")) for _ in range(10)]
+        results = await run_held(
+            container.place_order(), container.database(), container.config.schema(), dispatches
+        )
         assert container.place_order().runs == 1
         assert await order_count(container) == 1
         assert all(r == results[0] for r in results)
@@ -237,7 +268,8 @@ class TestIdempotency:
                 Idempotency(database, schema=container.config.schema()),
             ],
         )
-        results = await asyncio.gather(*(bus.execute(PlaceOrder("rr"), keyed("k-rr")) for _ in range(5)))
+        dispatches = [bus.execute(PlaceOrder("rr"), keyed("k-rr")) for _ in range(5)]
+        results = await run_held(handler, database, container.config.schema(), dispatches)
         assert handler.runs == 1
         assert all(r.is_success and r == results[0] for r in results)
 
