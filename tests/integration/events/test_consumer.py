@@ -148,6 +148,49 @@ class TestInbox:
         assert await stage.effect_counts() == {"audit-7": 1, "second": 1}
 
 
+class TestRedelivery:
+    """A message the broker redelivers re-runs only the subscribers whose transaction had not committed."""
+
+    async def test_a_consumer_cut_off_between_two_subscribers(self, stage: Stage) -> None:
+        """The first subscriber committed, the second was cut off: the redelivery runs the second only."""
+
+        class Counted:
+            def __init__(self, inner: Any) -> None:
+                self.inner, self.calls = inner, 0
+
+            async def handle(self, event: Happened, context: Context) -> None:
+                self.calls += 1
+                await self.inner.handle(event, context)
+
+        class Stuck:
+            def __init__(self) -> None:
+                self.started = asyncio.Event()
+
+            async def handle(self, event: Happened, context: Context) -> None:
+                await stage.database.session.execute(sa.insert(stage.effects).values(event_id="second"))
+                self.started.set()
+                await asyncio.Event().wait()  # until the consumer is stopped: rolled back
+
+        class Second:
+            async def handle(self, event: Happened, context: Context) -> None:
+                await stage.database.session.execute(sa.insert(stage.effects).values(event_id="second"))
+
+        queue = stage.queue()
+        first_a, stuck = Counted(Audit(stage)), Stuck()
+        consumer_a = consumer_for(stage, EventBus({Happened: {"first": first_a, "second": stuck}}), queue)
+        async with consuming(consumer_a):
+            await stage.transport.publish([envelope_for(Happened(3), None)])
+            await asyncio.wait_for(stuck.started.wait(), 30)
+            await consumer_a.stop(grace=0)  # the second subscriber's transaction rolls back, no ack
+        assert await stage.effect_counts() == {"audit-3": 1}
+        first_b = Counted(Audit(stage))
+        consumer_b = consumer_for(stage, EventBus({Happened: {"first": first_b, "second": Second()}}), queue)
+        async with consuming(consumer_b):
+            await eventually(lambda: _effect_present(stage, "second"), what="the redelivered message handled")
+        assert (first_a.calls, first_b.calls) == (1, 0)
+        assert await stage.effect_counts() == {"audit-3": 1, "second": 1}
+
+
 class TestDeadLetters:
     """A message that keeps failing goes to the dead-letter queue and the consumer carries on."""
 
