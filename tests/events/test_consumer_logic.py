@@ -86,6 +86,15 @@ async def database() -> AsyncIterator[Database]:
     await database.dispose()
 
 
+def pinged_consumer(
+    transport: InMemoryTransport, database: Database, subscribers: Any, **options: Any
+) -> Consumer:
+    """A Consumer of `Pinged` on queue "q", into an EventBus with `subscribers`."""
+    return Consumer(
+        transport, EventBus({Pinged: subscribers}), database, types={"Pinged": Pinged}, queue="q", **options
+    )
+
+
 @contextlib.asynccontextmanager
 async def consuming(consumer: Consumer) -> AsyncIterator[None]:
     task = asyncio.create_task(consumer.run())
@@ -111,15 +120,7 @@ class TestConsumerLogic:
     async def test_a_transient_failure_is_retried_then_acknowledged(self, database: Database) -> None:
         """Two failures then success with max_attempts=3: one ack, three calls."""
         transport, counter = InMemoryTransport(), Counter(fail_times=2)
-        consumer = Consumer(
-            transport,
-            EventBus({Pinged: [counter]}),
-            database,
-            types={"Pinged": Pinged},
-            queue="q",
-            max_attempts=3,
-            backoff=0.001,
-        )
+        consumer = pinged_consumer(transport, database, [counter], max_attempts=3, backoff=0.001)
         async with consuming(consumer):
             envelope = envelope_for(Pinged(1), None)
             await transport.publish([envelope])
@@ -141,15 +142,8 @@ class TestConsumerLogic:
 
         monkeypatch.setattr(_consumer, "random", NoJitter)
         transport, counter = InMemoryTransport(), Counter(fail_times=99)
-        consumer = Consumer(
-            transport,
-            EventBus({Pinged: [counter]}),
-            database,
-            types={"Pinged": Pinged},
-            queue="q",
-            max_attempts=5,
-            backoff=0.01,
-            max_backoff=0.03,
+        consumer = pinged_consumer(
+            transport, database, [counter], max_attempts=5, backoff=0.01, max_backoff=0.03
         )
         async with consuming(consumer):
             envelope = envelope_for(Pinged(1), None)
@@ -162,9 +156,7 @@ class TestConsumerLogic:
     async def test_a_domain_failure_is_dead_lettered_without_retries(self, database: Database) -> None:
         """NOT_FOUND will not heal: dead-lettered after one attempt."""
         transport, counter = InMemoryTransport(), Counter(fail_times=9, error=NotFoundError("gone"))
-        consumer = Consumer(
-            transport, EventBus({Pinged: [counter]}), database, types={"Pinged": Pinged}, queue="q"
-        )
+        consumer = pinged_consumer(transport, database, [counter])
         async with consuming(consumer):
             envelope = envelope_for(Pinged(1), None)
             await transport.publish([envelope])
@@ -175,9 +167,7 @@ class TestConsumerLogic:
     async def test_a_duplicate_is_acknowledged_without_running(self, database: Database) -> None:
         """The same message id twice: the subscriber runs once, both are acknowledged."""
         transport, counter = InMemoryTransport(), Counter()
-        consumer = Consumer(
-            transport, EventBus({Pinged: [counter]}), database, types={"Pinged": Pinged}, queue="q"
-        )
+        consumer = pinged_consumer(transport, database, [counter])
         async with consuming(consumer):
             envelope = envelope_for(Pinged(1), None)
             await transport.publish([envelope, envelope])
@@ -205,15 +195,7 @@ class TestConsumerLogic:
     async def test_the_inbox_row_rolls_back_with_a_failed_subscriber(self, database: Database) -> None:
         """After a dead letter, the failing subscriber left no inbox row behind."""
         transport, counter = InMemoryTransport(), Counter(fail_times=9)
-        consumer = Consumer(
-            transport,
-            EventBus({Pinged: {"flaky": counter}}),
-            database,
-            types={"Pinged": Pinged},
-            queue="q",
-            max_attempts=2,
-            backoff=0.001,
-        )
+        consumer = pinged_consumer(transport, database, {"flaky": counter}, max_attempts=2, backoff=0.001)
         async with consuming(consumer):
             await transport.publish([envelope_for(Pinged(1), None)])
             await until(lambda: transport.settled)
@@ -235,14 +217,7 @@ class TestConsumerConfiguration:
         with pytest.raises(ConfigurationError, match="not a Command"):
             Consumer(transport, CommandBus({}), database, types={"Pinged": Pinged}, queue="q")
         with pytest.raises(ConfigurationError, match="at least 1"):
-            Consumer(
-                transport,
-                EventBus({Pinged: [Counter()]}),
-                database,
-                types={"Pinged": Pinged},
-                queue="q",
-                max_attempts=0,
-            )
+            pinged_consumer(transport, database, [Counter()], max_attempts=0)
 
 
 class TestHousekeeping:
@@ -253,9 +228,7 @@ class TestHousekeeping:
         from cqrskit.events import OutboxPublisher, OutboxRelay
 
         transport = InMemoryTransport()
-        consumer = Consumer(
-            transport, EventBus({Pinged: [Counter()]}), database, types={"Pinged": Pinged}, queue="q"
-        )
+        consumer = pinged_consumer(transport, database, [Counter()])
         async with consuming(consumer):
             await transport.publish([envelope_for(Pinged(1), None)])
             await until(lambda: transport.settled)
@@ -276,9 +249,7 @@ class TestUnreadableMessages:
     async def test_unknown_name_or_missing_id(self, database: Database) -> None:
         """A name outside `types` and a message without an id both go to the dead letters."""
         transport, counter = InMemoryTransport(), Counter()
-        consumer = Consumer(
-            transport, EventBus({Pinged: [counter]}), database, types={"Pinged": Pinged}, queue="q"
-        )
+        consumer = pinged_consumer(transport, database, [counter])
         good = envelope_for(Pinged(1), None)
         async with consuming(consumer):
             await transport.publish([attrs.evolve(good, name="Other"), attrs.evolve(good, message_id="")])
