@@ -273,7 +273,7 @@ class TestInProcessPublisher:
 
 
 class TestPublishersCalledDirectly:
-    """Both publishers work as behaviours when called with a fake next step."""
+    """InProcessPublisher works as a behaviour called with a fake next step, and beside an outbox."""
 
     async def test_in_process_publisher_delivers_after_a_successful_next_step(self) -> None:
         """Events published inside call_next go out after it returns, with the child context."""
@@ -311,36 +311,6 @@ class TestPublishersCalledDirectly:
 
         assert (await publisher(Register("i"), Context(operation_id="op"), call_next)).is_failure
         assert seen == []
-
-    async def test_outbox_publisher_stamps_rows_with_the_dispatch(self) -> None:
-        """As a behaviour, OutboxPublisher gives rows written inside call_next the command's ids."""
-        import json
-
-        from cqrskit.events import OutboxPublisher, create_event_tables
-        from cqrskit.events._tables import event_tables
-
-        database = Database()
-        try:
-            await create_event_tables(database)
-            publisher = OutboxPublisher(database)
-
-            async def call_next(message: Any, context: Context) -> Result[Any]:
-                await publisher.publish(Registered("j"))
-                return Result.success(None)
-
-            context = Context(principal=None, correlation_id="corr", operation_id="op-1")
-            async with database.transaction():
-                await publisher(Register("j"), context, call_next)
-            async with database.engine.connect() as connection:
-                row = (await connection.execute(sa.select(event_tables(None).outbox))).one()
-            headers = json.loads(row.headers)
-            assert (row.name, headers["correlation_id"], headers["causation_id"]) == (
-                "Registered",
-                "corr",
-                "op-1",
-            )
-        finally:
-            await database.dispose()
 
     async def test_two_publisher_behaviours_on_one_bus_keep_their_events_apart(self) -> None:
         """An InProcessPublisher outside an OutboxPublisher still delivers what is published to it."""
