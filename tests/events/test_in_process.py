@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,7 +13,7 @@ import sqlalchemy as sa
 from dependency_injector import containers, providers
 
 from cqrskit import Command, CommandBus, ConfigurationError, Context, OperationStatus, Result
-from cqrskit.behaviours import Retry, RetryPolicy
+from cqrskit.behaviours import Retry, RetryPolicy, Timeout
 from cqrskit.events import Event, EventBus, InProcessPublisher
 from cqrskit.sqlalchemy import Database, Transaction
 
@@ -251,6 +252,35 @@ class TestInProcessPublisher:
         order.clear()
         assert (await bus.execute(Register("f", fail_attempts=1))).is_failure
         assert order == ["handler done"]
+
+    async def test_a_deadline_during_delivery_keeps_the_commits_outcome(self) -> None:
+        """The command's Timeout expires while a subscriber runs: it finishes, and execute reports SUCCESS."""
+        caller = asyncio.current_task()
+        assert caller is not None
+        finished: list[str] = []
+
+        class OutlivesTheDeadline:
+            async def handle(self, event: Registered, context: Context) -> None:
+                async with asyncio.timeout(10):
+                    while caller.cancelling() == 0:  # noqa: ASYNC110 - no Event signals a cancel request
+                        await asyncio.sleep(0.005)
+                finished.append(event.name)
+
+        database = Database()
+        try:
+            async with database.engine.begin() as connection:
+                await connection.run_sync(NAMES.metadata.create_all)
+            publisher = InProcessPublisher(EventBus({Registered: [OutlivesTheDeadline()]}))
+            world = World(database)
+            bus = CommandBus(
+                {Register: RegisterHandler(world, publisher)},
+                [Timeout(default=0.05), Transaction(database), publisher],
+            )
+            result = await bus.execute(Register("late"))
+            assert result.unwrap() == "late"
+            assert finished == ["late"]
+        finally:
+            await database.dispose()
 
     async def test_publish_outside_a_dispatch_delivers_at_once(self) -> None:
         """Called directly with no transaction open, publish delivers straight away with a child context."""
