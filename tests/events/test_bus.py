@@ -8,10 +8,14 @@ from typing import Any
 import attrs
 import pytest
 from dependency_injector import containers, providers
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
 from cqrskit import Command, ConfigurationError, Context, HandlerNotFoundError, NotFoundError, OperationStatus
-from cqrskit.behaviours import Idempotency, Logging, Retry, RetryPolicy, Timeout
+from cqrskit.behaviours import Idempotency, Logging, Metrics, Retry, RetryPolicy, Timeout, Tracing
 from cqrskit.events import Event, EventBus
 from cqrskit.sqlalchemy import Database, Transaction
 from cqrskit.testing import RecordingBehaviour
@@ -193,7 +197,7 @@ class Hangs:
 
 
 class TestRealBehavioursOnTheEventBus:
-    """Logging, Retry and Timeout work on an EventBus as on the other buses; command-only ones are refused."""
+    """Logging, Tracing, Metrics, Retry and Timeout work on an EventBus; command-only ones are refused."""
 
     async def test_retry_re_runs_a_subscriber_that_failed_transiently(self) -> None:
         """A subscriber that loses its connection once is retried and succeeds; the next runs once."""
@@ -220,6 +224,27 @@ class TestRealBehavioursOnTheEventBus:
         errors = [entry for entry in logs if entry["log_level"] == "error"]
         assert len(errors) == 1
         assert errors[0].get("exc_info") is not None
+
+    async def test_tracing_and_metrics_see_each_subscriber(self) -> None:
+        """Tracing makes one span per subscriber and Metrics counts each one's outcome."""
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        registry = CollectorRegistry()
+        journal = Journal()
+        bus = EventBus(
+            {UserCreated: [Broken(), CountUsers(journal)]},
+            [Tracing(provider.get_tracer("tests")), Metrics(registry)],
+        )
+        await bus.publish(UserCreated("1"))
+        spans = exporter.get_finished_spans()
+        assert [dict(span.attributes or {})["cqrskit.status"] for span in spans] == ["failed", "success"]
+
+        def count(status: str, error_type: str) -> float | None:
+            labels = {"message_type": "UserCreated", "status": status, "error_type": error_type}
+            return registry.get_sample_value("cqrskit_dispatches_total", labels)
+
+        assert (count("failed", "RuntimeError"), count("success", "")) == (1.0, 1.0)
 
     async def test_deliver_to_an_unknown_subscriber_raises(self) -> None:
         """Asking for a subscriber name the bus does not have is a wiring error, not a Result."""
