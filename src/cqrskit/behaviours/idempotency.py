@@ -67,6 +67,7 @@ class Idempotency:
         self._expires_after = expires_after
         self._converter = converter or default_converter()
         self._return_types: dict[type, Any] = {}
+        self._names: dict[type, str] = {}
 
     @property
     def inside_of(self) -> tuple[type, ...]:
@@ -77,8 +78,9 @@ class Idempotency:
             return ()
 
     def applies_to(self, message_type: type) -> bool:
-        """Take part in every command's pipeline; learn its return type now, once."""
+        """Take part in every command's pipeline; learn its return type and stored name now, once."""
         self._return_types[message_type] = _return_type(message_type)
+        self._names[message_type] = f"{message_type.__module__}.{message_type.__qualname__}"
         return True
 
     def describe(self, message_type: type) -> dict[str, object]:  # noqa: ARG002 - same for every type
@@ -105,7 +107,7 @@ class Idempotency:
         session = self._database.session
         principal = context.principal.id if context.principal is not None else ""
         message_type = type(message)
-        name = f"{message_type.__module__}.{message_type.__qualname__}"
+        name = self._names.get(message_type) or f"{message_type.__module__}.{message_type.__qualname__}"
         table = self._table
         if await self._claim(session, principal, key, name):
             result = await call_next(message, context)
