@@ -91,6 +91,48 @@ class TestPublicNames:
         assert missing == []
 
 
+def event_modules() -> list[ModuleType]:
+    import cqrskit.behaviours.idempotency
+    import cqrskit.events
+
+    return [cqrskit.events, cqrskit.behaviours.idempotency]
+
+
+class TestEventsPublicNames:
+    """cqrskit.events and Idempotency: every public name importable, documented in code and in docs."""
+
+    @pytest.mark.parametrize("module", event_modules(), ids=lambda m: m.__name__)
+    def test_every_name_is_importable(self, module: ModuleType) -> None:
+        """Every name listed in __all__ exists, the lazily imported ones included."""
+        for name in public_names(module):
+            assert getattr(module, name) is not None, name
+
+    @pytest.mark.parametrize("module", event_modules(), ids=lambda m: m.__name__)
+    def test_every_class_function_and_method_has_its_own_docstring(self, module: ModuleType) -> None:
+        """Public classes, functions, methods and properties carry a docstring of their own."""
+        missing = []
+        for name in public_names(module):
+            value = getattr(module, name)
+            if not (inspect.isclass(value) or inspect.isfunction(value)):
+                continue
+            if not value.__doc__:
+                missing.append(name)
+            if inspect.isclass(value):
+                for attribute, member in vars(value).items():
+                    function = member.fget if isinstance(member, property) else member
+                    function = getattr(function, "__func__", function)
+                    if not attribute.startswith("_") and callable(function) and not function.__doc__:
+                        missing.append(f"{name}.{attribute}")
+        assert missing == []
+
+    @pytest.mark.parametrize("module", event_modules(), ids=lambda m: m.__name__)
+    def test_every_name_appears_in_the_docs(self, module: ModuleType) -> None:
+        """Every public name is mentioned in the docs."""
+        text = "\n".join(page.read_text(encoding="utf-8") for page in DOCS.rglob("*.md"))
+        missing = [name for name in public_names(module) if f"`{name}" not in text and f"{name}(" not in text]
+        assert missing == []
+
+
 @attrs.frozen
 class Ping(Command[str]):
     pass

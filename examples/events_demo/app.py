@@ -32,7 +32,7 @@ from cqrskit import (
     Result,
 )
 from cqrskit.behaviours import CacheInvalidation, CachePolicy, QueryCache
-from cqrskit.caching import memory_cache
+from cqrskit.caching import cache_from_url
 from cqrskit.events import (
     Consumer,
     Event,
@@ -249,8 +249,9 @@ class Container(containers.DeclarativeContainer):
     config = providers.Configuration()
     database = providers.Singleton(Database, url=config.database_url)
     tables = providers.Singleton(Tables.in_schema, schema=config.schema)
-    # In-process here; redis_cache(...) from cqrskit.caching when the sides run in separate processes.
-    cache = providers.Singleton(memory_cache)
+    # Redis when the API and the worker run in separate processes (they must share it); in memory
+    # when the demo runs every side in one process (no cache_url).
+    cache = providers.Singleton(cache_from_url, config.cache_url, namespace=config.schema)
     transport = providers.Singleton(RabbitMQTransport, url=config.rabbitmq_url, exchange=config.exchange)
     outbox = providers.Singleton(OutboxPublisher, database=database, schema=config.schema)
 

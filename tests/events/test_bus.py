@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import attrs
 import pytest
 from dependency_injector import containers, providers
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client import CollectorRegistry
+from structlog.testing import capture_logs
 
-from cqrskit import Command, ConfigurationError, Context, NotFoundError, OperationStatus
+from cqrskit import Command, ConfigurationError, Context, HandlerNotFoundError, NotFoundError, OperationStatus
+from cqrskit.behaviours import Idempotency, Logging, Metrics, Retry, RetryPolicy, Timeout, Tracing
 from cqrskit.events import Event, EventBus
+from cqrskit.sqlalchemy import Database, Transaction
 from cqrskit.testing import RecordingBehaviour
 
 
@@ -169,3 +177,97 @@ class TestEventBusInAContainer:
         assert all(r.is_success for r in results)
         assert [name for name, _, _ in container.journal().seen] == ["welcome", "count"]
         assert bus.subscribers(UserCreated)[0].endswith("SendWelcome")
+
+
+class FlakyOnce:
+    """Fails with a lost connection (transient) the first time, then succeeds."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def handle(self, event: Event, context: Context) -> None:
+        self.calls += 1
+        if self.calls == 1:
+            raise ConnectionResetError("lost the connection")
+
+
+class Hangs:
+    async def handle(self, event: Event, context: Context) -> None:
+        await asyncio.Event().wait()  # never set: only the Timeout ends it
+
+
+class TestRealBehavioursOnTheEventBus:
+    """Logging, Tracing, Metrics, Retry and Timeout work on an EventBus; command-only ones are refused."""
+
+    async def test_retry_re_runs_a_subscriber_that_failed_transiently(self) -> None:
+        """A subscriber that loses its connection once is retried and succeeds; the next runs once."""
+        flaky, journal = FlakyOnce(), Journal()
+        bus = EventBus({UserCreated: [flaky, CountUsers(journal)]}, [Retry(RetryPolicy(delay=0))])
+        results = await bus.publish(UserCreated("1"))
+        assert [r.status for r in results] == [OperationStatus.SUCCESS] * 2
+        assert flaky.calls == 2
+        assert [name for name, _, _ in journal.seen] == ["count"]
+
+    async def test_a_timeout_ends_one_subscriber_and_the_next_still_runs(self) -> None:
+        """A subscriber that hangs gets TIMEOUT from Timeout; the one after it still succeeds."""
+        journal = Journal()
+        bus = EventBus({UserCreated: [Hangs(), CountUsers(journal)]}, [Timeout(default=0.05)])
+        results = await bus.publish(UserCreated("1"))
+        assert [r.status for r in results] == [OperationStatus.TIMEOUT, OperationStatus.SUCCESS]
+
+    async def test_logging_logs_a_failing_subscriber_once(self) -> None:
+        """With Logging on the bus, a subscriber's unexpected error is logged once, with its traceback."""
+        bus = EventBus({UserCreated: [Broken()]}, [Logging()])
+        with capture_logs() as logs:
+            [result] = await bus.publish(UserCreated("1"))
+        assert result.status is OperationStatus.FAILED
+        errors = [entry for entry in logs if entry["log_level"] == "error"]
+        assert len(errors) == 1
+        assert errors[0].get("exc_info") is not None
+
+    async def test_an_error_raised_outside_logging_is_still_logged_once(self) -> None:
+        """A behaviour listed before Logging raises: Logging never saw it, so the bus logs it, once."""
+
+        async def breaks_first(message: Any, context: Context, call_next: Any) -> Any:
+            raise RuntimeError("outside Logging")
+
+        bus = EventBus({UserCreated: [CountUsers(Journal())]}, [breaks_first, Logging()])
+        with capture_logs() as logs:
+            [result] = await bus.publish(UserCreated("1"))
+        assert result.status is OperationStatus.FAILED
+        errors = [entry for entry in logs if entry["log_level"] == "error"]
+        assert len(errors) == 1
+        assert errors[0].get("exc_info") is not None
+
+    async def test_tracing_and_metrics_see_each_subscriber(self) -> None:
+        """Tracing makes one span per subscriber and Metrics counts each one's outcome."""
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        registry = CollectorRegistry()
+        journal = Journal()
+        bus = EventBus(
+            {UserCreated: [Broken(), CountUsers(journal)]},
+            [Tracing(provider.get_tracer("tests")), Metrics(registry)],
+        )
+        await bus.publish(UserCreated("1"))
+        spans = exporter.get_finished_spans()
+        assert [dict(span.attributes or {})["cqrskit.status"] for span in spans] == ["failed", "success"]
+
+        def count(status: str, error_type: str) -> float | None:
+            labels = {"message_type": "UserCreated", "status": status, "error_type": error_type}
+            return registry.get_sample_value("cqrskit_dispatches_total", labels)
+
+        assert (count("failed", "RuntimeError"), count("success", "")) == (1.0, 1.0)
+
+    async def test_deliver_to_an_unknown_subscriber_raises(self) -> None:
+        """Asking for a subscriber name the bus does not have is a wiring error, not a Result."""
+        with pytest.raises(HandlerNotFoundError):
+            await EventBus({UserCreated: [Broken()]}).deliver(UserCreated("1"), "nobody")
+
+    def test_command_only_behaviours_are_refused(self) -> None:
+        """Transaction and Idempotency act on commands only: an EventBus refuses them when built."""
+        database = Database()
+        for behaviour in (Transaction(database), Idempotency(database)):
+            with pytest.raises(ConfigurationError, match="Command buses only"):
+                EventBus({UserCreated: [Broken()]}, [behaviour])

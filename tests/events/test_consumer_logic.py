@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from cqrskit import Command, CommandBus, ConfigurationError, Context, NotFoundError
-from cqrskit.events import CommandSender, Consumer, Envelope, Event, EventBus, create_event_tables
+from cqrskit.events import CommandSender, Consumer, Envelope, Event, EventBus, _consumer, create_event_tables
 from cqrskit.events._envelope import envelope_for
 from cqrskit.sqlalchemy import Database
 
@@ -86,6 +86,15 @@ async def database() -> AsyncIterator[Database]:
     await database.dispose()
 
 
+def pinged_consumer(
+    transport: InMemoryTransport, database: Database, subscribers: Any, **options: Any
+) -> Consumer:
+    """A Consumer of `Pinged` on queue "q", into an EventBus with `subscribers`."""
+    return Consumer(
+        transport, EventBus({Pinged: subscribers}), database, types={"Pinged": Pinged}, queue="q", **options
+    )
+
+
 @contextlib.asynccontextmanager
 async def consuming(consumer: Consumer) -> AsyncIterator[None]:
     task = asyncio.create_task(consumer.run())
@@ -111,15 +120,7 @@ class TestConsumerLogic:
     async def test_a_transient_failure_is_retried_then_acknowledged(self, database: Database) -> None:
         """Two failures then success with max_attempts=3: one ack, three calls."""
         transport, counter = InMemoryTransport(), Counter(fail_times=2)
-        consumer = Consumer(
-            transport,
-            EventBus({Pinged: [counter]}),
-            database,
-            types={"Pinged": Pinged},
-            queue="q",
-            max_attempts=3,
-            backoff=0.001,
-        )
+        consumer = pinged_consumer(transport, database, [counter], max_attempts=3, backoff=0.001)
         async with consuming(consumer):
             envelope = envelope_for(Pinged(1), None)
             await transport.publish([envelope])
@@ -127,12 +128,35 @@ class TestConsumerLogic:
         assert transport.settled == [("ack", envelope.message_id)]
         assert counter.calls == 3
 
+    async def test_retries_back_off_exponentially_then_dead_letter(
+        self, database: Database, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Retry n waits a random time up to backoff * 2**(n-1), capped; after N attempts, a dead letter."""
+        bounds: list[tuple[float, float]] = []
+
+        class NoJitter:
+            @staticmethod
+            def uniform(low: float, high: float) -> float:
+                bounds.append((low, high))
+                return 0.0
+
+        monkeypatch.setattr(_consumer, "random", NoJitter)
+        transport, counter = InMemoryTransport(), Counter(fail_times=99)
+        consumer = pinged_consumer(
+            transport, database, [counter], max_attempts=5, backoff=0.01, max_backoff=0.03
+        )
+        async with consuming(consumer):
+            envelope = envelope_for(Pinged(1), None)
+            await transport.publish([envelope])
+            await until(lambda: transport.settled)
+        assert counter.calls == 5
+        assert bounds == [(0, 0.01), (0, 0.02), (0, 0.03), (0, 0.03)]
+        assert transport.settled == [("dead", envelope.message_id)]
+
     async def test_a_domain_failure_is_dead_lettered_without_retries(self, database: Database) -> None:
         """NOT_FOUND will not heal: dead-lettered after one attempt."""
         transport, counter = InMemoryTransport(), Counter(fail_times=9, error=NotFoundError("gone"))
-        consumer = Consumer(
-            transport, EventBus({Pinged: [counter]}), database, types={"Pinged": Pinged}, queue="q"
-        )
+        consumer = pinged_consumer(transport, database, [counter])
         async with consuming(consumer):
             envelope = envelope_for(Pinged(1), None)
             await transport.publish([envelope])
@@ -143,9 +167,7 @@ class TestConsumerLogic:
     async def test_a_duplicate_is_acknowledged_without_running(self, database: Database) -> None:
         """The same message id twice: the subscriber runs once, both are acknowledged."""
         transport, counter = InMemoryTransport(), Counter()
-        consumer = Consumer(
-            transport, EventBus({Pinged: [counter]}), database, types={"Pinged": Pinged}, queue="q"
-        )
+        consumer = pinged_consumer(transport, database, [counter])
         async with consuming(consumer):
             envelope = envelope_for(Pinged(1), None)
             await transport.publish([envelope, envelope])
@@ -173,15 +195,7 @@ class TestConsumerLogic:
     async def test_the_inbox_row_rolls_back_with_a_failed_subscriber(self, database: Database) -> None:
         """After a dead letter, the failing subscriber left no inbox row behind."""
         transport, counter = InMemoryTransport(), Counter(fail_times=9)
-        consumer = Consumer(
-            transport,
-            EventBus({Pinged: {"flaky": counter}}),
-            database,
-            types={"Pinged": Pinged},
-            queue="q",
-            max_attempts=2,
-            backoff=0.001,
-        )
+        consumer = pinged_consumer(transport, database, {"flaky": counter}, max_attempts=2, backoff=0.001)
         async with consuming(consumer):
             await transport.publish([envelope_for(Pinged(1), None)])
             await until(lambda: transport.settled)
@@ -203,14 +217,7 @@ class TestConsumerConfiguration:
         with pytest.raises(ConfigurationError, match="not a Command"):
             Consumer(transport, CommandBus({}), database, types={"Pinged": Pinged}, queue="q")
         with pytest.raises(ConfigurationError, match="at least 1"):
-            Consumer(
-                transport,
-                EventBus({Pinged: [Counter()]}),
-                database,
-                types={"Pinged": Pinged},
-                queue="q",
-                max_attempts=0,
-            )
+            pinged_consumer(transport, database, [Counter()], max_attempts=0)
 
 
 class TestHousekeeping:
@@ -221,9 +228,7 @@ class TestHousekeeping:
         from cqrskit.events import OutboxPublisher, OutboxRelay
 
         transport = InMemoryTransport()
-        consumer = Consumer(
-            transport, EventBus({Pinged: [Counter()]}), database, types={"Pinged": Pinged}, queue="q"
-        )
+        consumer = pinged_consumer(transport, database, [Counter()])
         async with consuming(consumer):
             await transport.publish([envelope_for(Pinged(1), None)])
             await until(lambda: transport.settled)
@@ -244,9 +249,7 @@ class TestUnreadableMessages:
     async def test_unknown_name_or_missing_id(self, database: Database) -> None:
         """A name outside `types` and a message without an id both go to the dead letters."""
         transport, counter = InMemoryTransport(), Counter()
-        consumer = Consumer(
-            transport, EventBus({Pinged: [counter]}), database, types={"Pinged": Pinged}, queue="q"
-        )
+        consumer = pinged_consumer(transport, database, [counter])
         good = envelope_for(Pinged(1), None)
         async with consuming(consumer):
             await transport.publish([attrs.evolve(good, name="Other"), attrs.evolve(good, message_id="")])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -11,7 +13,7 @@ import sqlalchemy as sa
 from dependency_injector import containers, providers
 
 from cqrskit import Command, CommandBus, ConfigurationError, Context, OperationStatus, Result
-from cqrskit.behaviours import Retry, RetryPolicy
+from cqrskit.behaviours import Retry, RetryPolicy, Timeout
 from cqrskit.events import Event, EventBus, InProcessPublisher
 from cqrskit.sqlalchemy import Database, Transaction
 
@@ -30,11 +32,21 @@ class Register(Command[str]):
     name: str
     fail_attempts: int = 0
     fail_with_result: bool = False
+    locked_attempts: int = 0
 
 
 @attrs.frozen
 class Greet(Command[None]):
     name: str
+
+
+@attrs.frozen
+class RegisterPair(Command[str]):
+    """Register `first` and `second` as two nested commands; `then` says how the outer one ends."""
+
+    first: str
+    second: str
+    then: str = "succeed"  # or "raise" (after both nested commands), or "second_fails"
 
 
 NAMES = sa.Table("names", sa.MetaData(), sa.Column("name", sa.String, primary_key=True))
@@ -48,6 +60,7 @@ class World:
         self.delivered: list[tuple[Registered, Context, bool, bool]] = []
         self.attempts = 0
         self.greeted: list[str] = []
+        self.delivered_while_open: list[int] = []
 
 
 class RegisterHandler:
@@ -61,9 +74,29 @@ class RegisterHandler:
         await self.publisher.publish(Registered(command.name))
         if self.world.attempts <= command.fail_attempts:
             raise Flaky
+        if self.world.attempts <= command.locked_attempts:  # what SQLAlchemy raises for SQLITE_BUSY
+            raise sa.exc.OperationalError("INSERT", None, sqlite3.OperationalError("database is locked"))
         if command.fail_with_result:
             return Result.failure(OperationStatus.CONFLICT)
         return command.name
+
+
+class RegisterPairHandler:
+    """Dispatches two nested Register commands through the same bus, then ends as told."""
+
+    def __init__(self, world: World, container: Any) -> None:
+        self.world = world
+        self.container = container
+
+    async def handle(self, command: RegisterPair, context: Context) -> str:
+        bus = self.container.command_bus()
+        assert (await bus.execute(Register(command.first), context.child())).is_success
+        second = Register(command.second, fail_with_result=command.then == "second_fails")
+        await bus.execute(second, context.child())
+        self.world.delivered_while_open.append(len(self.world.delivered))
+        if command.then == "raise":
+            raise RuntimeError("the outer command fails after its nested commands succeeded")
+        return command.first
 
 
 class OnRegistered:
@@ -108,6 +141,7 @@ class Container(containers.DeclarativeContainer):
             {
                 Register: providers.Factory(RegisterHandler, world=world, publisher=publisher),
                 Greet: providers.Factory(GreetHandler, world=world),
+                RegisterPair: providers.Factory(RegisterPairHandler, world=world, container=__self__),
             }
         ),
         behaviours=providers.List(
@@ -154,11 +188,45 @@ class TestInProcessPublisher:
         assert container.world().attempts == 3
         assert [e.name for e, *_ in container.world().delivered] == ["cy"]
 
+    async def test_a_locked_database_retried_by_the_default_classifier_delivers_once(
+        self, container: Container
+    ) -> None:
+        """Attempt one publishes, then hits SQLITE_BUSY; the default classifier retries: one delivery."""
+        result = await container.command_bus().execute(Register("cal", locked_attempts=1))
+        assert result.is_success
+        assert container.world().attempts == 2
+        assert [(e.name, committed) for e, _, committed, _ in container.world().delivered] == [("cal", True)]
+
     async def test_nothing_delivered_for_a_failure_result(self, container: Container) -> None:
         """A handler that returns a failure Result rolls back and publishes nothing."""
         result = await container.command_bus().execute(Register("dee", fail_with_result=True))
         assert result.is_failure
         assert container.world().delivered == []
+
+    async def test_nested_commands_deliver_after_the_outermost_commit(self, container: Container) -> None:
+        """Two nested commands publish; nothing goes out until the outer command commits, then both."""
+        result = await container.command_bus().execute(RegisterPair("n1", "n2"))
+        assert result.unwrap() == "n1"
+        world = container.world()
+        assert world.delivered_while_open == [0]
+        assert [(e.name, committed, in_tx) for e, _, committed, in_tx in world.delivered] == [
+            ("n1", True, False),
+            ("n2", True, False),
+        ]
+
+    async def test_nothing_delivered_when_the_outer_command_fails(self, container: Container) -> None:
+        """Nested commands that succeeded inside an outer command that then fails deliver nothing."""
+        result = await container.command_bus().execute(RegisterPair("o1", "o2", then="raise"))
+        assert result.status is OperationStatus.FAILED
+        assert container.world().delivered == []
+        async with container.database().read_session() as session:
+            assert await session.scalar(sa.select(sa.func.count()).select_from(NAMES)) == 0
+
+    async def test_a_failed_nested_command_drops_only_its_own_events(self, container: Container) -> None:
+        """The second nested command fails (its savepoint rolls back); the first one's event still goes."""
+        result = await container.command_bus().execute(RegisterPair("p1", "p2", then="second_fails"))
+        assert result.is_success
+        assert [e.name for e, *_ in container.world().delivered] == ["p1"]
 
     async def test_without_a_transaction_delivered_after_the_handler(self) -> None:
         """With no Transaction on the bus, events go out once the handler has returned successfully."""
@@ -185,6 +253,35 @@ class TestInProcessPublisher:
         assert (await bus.execute(Register("f", fail_attempts=1))).is_failure
         assert order == ["handler done"]
 
+    async def test_a_deadline_during_delivery_keeps_the_commits_outcome(self) -> None:
+        """The command's Timeout expires while a subscriber runs: it finishes, and execute reports SUCCESS."""
+        caller = asyncio.current_task()
+        assert caller is not None
+        finished: list[str] = []
+
+        class OutlivesTheDeadline:
+            async def handle(self, event: Registered, context: Context) -> None:
+                async with asyncio.timeout(10):
+                    while caller.cancelling() == 0:  # noqa: ASYNC110 - no Event signals a cancel request
+                        await asyncio.sleep(0.005)
+                finished.append(event.name)
+
+        database = Database()
+        try:
+            async with database.engine.begin() as connection:
+                await connection.run_sync(NAMES.metadata.create_all)
+            publisher = InProcessPublisher(EventBus({Registered: [OutlivesTheDeadline()]}))
+            world = World(database)
+            bus = CommandBus(
+                {Register: RegisterHandler(world, publisher)},
+                [Timeout(default=0.05), Transaction(database), publisher],
+            )
+            result = await bus.execute(Register("late"))
+            assert result.unwrap() == "late"
+            assert finished == ["late"]
+        finally:
+            await database.dispose()
+
     async def test_publish_outside_a_dispatch_delivers_at_once(self) -> None:
         """Called directly with no transaction open, publish delivers straight away with a child context."""
         seen: list[Context] = []
@@ -206,7 +303,7 @@ class TestInProcessPublisher:
 
 
 class TestPublishersCalledDirectly:
-    """Both publishers work as behaviours when called with a fake next step."""
+    """InProcessPublisher works as a behaviour called with a fake next step, and beside an outbox."""
 
     async def test_in_process_publisher_delivers_after_a_successful_next_step(self) -> None:
         """Events published inside call_next go out after it returns, with the child context."""
@@ -244,36 +341,6 @@ class TestPublishersCalledDirectly:
 
         assert (await publisher(Register("i"), Context(operation_id="op"), call_next)).is_failure
         assert seen == []
-
-    async def test_outbox_publisher_stamps_rows_with_the_dispatch(self) -> None:
-        """As a behaviour, OutboxPublisher gives rows written inside call_next the command's ids."""
-        import json
-
-        from cqrskit.events import OutboxPublisher, create_event_tables
-        from cqrskit.events._tables import event_tables
-
-        database = Database()
-        try:
-            await create_event_tables(database)
-            publisher = OutboxPublisher(database)
-
-            async def call_next(message: Any, context: Context) -> Result[Any]:
-                await publisher.publish(Registered("j"))
-                return Result.success(None)
-
-            context = Context(principal=None, correlation_id="corr", operation_id="op-1")
-            async with database.transaction():
-                await publisher(Register("j"), context, call_next)
-            async with database.engine.connect() as connection:
-                row = (await connection.execute(sa.select(event_tables(None).outbox))).one()
-            headers = json.loads(row.headers)
-            assert (row.name, headers["correlation_id"], headers["causation_id"]) == (
-                "Registered",
-                "corr",
-                "op-1",
-            )
-        finally:
-            await database.dispose()
 
     async def test_two_publisher_behaviours_on_one_bus_keep_their_events_apart(self) -> None:
         """An InProcessPublisher outside an OutboxPublisher still delivers what is published to it."""

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from cqrskit.context import Context
 from cqrskit.errors import ConflictError
 from cqrskit.events._envelope import default_converter
-from cqrskit.events._tables import create_event_tables, event_tables
+from cqrskit.events._tables import create_event_tables, event_tables, insert_for
 from cqrskit.messages import Command
 from cqrskit.protocols import CallNext
 from cqrskit.results import AffectedEntity, OperationStatus, Result
@@ -63,9 +63,11 @@ class Idempotency:
         self._database = database
         self._schema = schema
         self._table = event_tables(schema).idempotency
+        self._insert = insert_for(database.dialect_name)
         self._expires_after = expires_after
         self._converter = converter or default_converter()
         self._return_types: dict[type, Any] = {}
+        self._names: dict[type, str] = {}
 
     @property
     def inside_of(self) -> tuple[type, ...]:
@@ -76,8 +78,9 @@ class Idempotency:
             return ()
 
     def applies_to(self, message_type: type) -> bool:
-        """Take part in every command's pipeline; learn its return type now, once."""
+        """Take part in every command's pipeline; learn its return type and stored name now, once."""
         self._return_types[message_type] = _return_type(message_type)
+        self._names[message_type] = f"{message_type.__module__}.{message_type.__qualname__}"
         return True
 
     def describe(self, message_type: type) -> dict[str, object]:  # noqa: ARG002 - same for every type
@@ -104,7 +107,7 @@ class Idempotency:
         session = self._database.session
         principal = context.principal.id if context.principal is not None else ""
         message_type = type(message)
-        name = f"{message_type.__module__}.{message_type.__qualname__}"
+        name = self._names.get(message_type) or f"{message_type.__module__}.{message_type.__qualname__}"
         table = self._table
         if await self._claim(session, principal, key, name):
             result = await call_next(message, context)
@@ -129,13 +132,8 @@ class Idempotency:
 
     async def _claim(self, session: Any, principal: str, key: str, name: str) -> bool:
         """Insert the key's row, or take over an expired one; False when a live one is there."""
-        insert: Any
-        if self._database.dialect_name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert  # noqa: PLC0415 - per dialect
-        else:
-            from sqlalchemy.dialects.sqlite import insert  # noqa: PLC0415 - per dialect
         now = time.time()
-        statement = insert(self._table).values(
+        statement = self._insert(self._table).values(
             principal=principal, key=key, message_type=name, result=None, expires_at=now + self._expires_after
         )
         statement = statement.on_conflict_do_update(

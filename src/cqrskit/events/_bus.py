@@ -9,20 +9,22 @@ from typing import Any
 import structlog
 
 from cqrskit import _operation_ids
-from cqrskit._outcome import result_from_exception
-from cqrskit._pipeline import Pipeline, check_behaviours, compose, handler_step, selected_behaviours
+from cqrskit._outcome import result_from_exception, was_logged
+from cqrskit._pipeline import (
+    Pipeline,
+    call_target,
+    check_behaviours,
+    compose,
+    handler_step,
+    selected_behaviours,
+)
+from cqrskit.buses import _type_name
 from cqrskit.context import Context, dispatch_context
 from cqrskit.errors import ConfigurationError, HandlerNotFoundError
 from cqrskit.events._event import Event
 from cqrskit.results import Result
 
 __all__ = ["EventBus"]
-
-
-def _type_name(value: object) -> str:
-    if isinstance(value, type):
-        return f"{value.__module__}.{value.__qualname__}"
-    return repr(value)
 
 
 def _subscriber_name(value: object) -> str:
@@ -39,12 +41,11 @@ def _subscriber_name(value: object) -> str:
 
 
 class _Subscription:
-    __slots__ = ("name", "pipeline", "self_logging")
+    __slots__ = ("name", "pipeline")
 
-    def __init__(self, name: str, pipeline: Pipeline, self_logging: bool) -> None:
+    def __init__(self, name: str, pipeline: Pipeline) -> None:
         self.name = name
         self.pipeline = pipeline
-        self.self_logging = self_logging
 
 
 class EventBus:
@@ -58,7 +59,7 @@ class EventBus:
     here, once.
     """
 
-    __slots__ = ("_behaviours", "_chains", "_logger", "_routes", "_subscriptions")
+    __slots__ = ("_behaviours", "_by_name", "_chains", "_logger", "_routes", "_subscriptions")
 
     def __init__(
         self,
@@ -73,6 +74,7 @@ class EventBus:
             )
         behaviour_list = tuple(behaviours)
         check_behaviours(behaviour_list, Event)
+        targets = {id(b): call_target(b) for b in behaviour_list}
         subscriptions: dict[type, tuple[_Subscription, ...]] = {}
         chains: dict[type, tuple[object, ...]] = {}
         routes: dict[type, Mapping[str, object]] = {}
@@ -83,14 +85,14 @@ class EventBus:
                 )
             named = self._named(event_type, subscribers)
             chain = selected_behaviours(behaviour_list, event_type)
-            self_logging = any(getattr(b, "logs_errors", False) for b in chain)
             subscriptions[event_type] = tuple(
-                _Subscription(name, compose(handler_step(event_type, value), chain), self_logging)
+                _Subscription(name, compose(handler_step(event_type, value), chain, targets))
                 for name, value in named.items()
             )
             chains[event_type] = chain
             routes[event_type] = MappingProxyType(named)
         self._subscriptions = subscriptions
+        self._by_name = {(t, s.name): s for t, subs in subscriptions.items() for s in subs}
         self._chains: Mapping[type, tuple[object, ...]] = MappingProxyType(chains)
         self._routes: Mapping[type, Mapping[str, object]] = MappingProxyType(routes)
         self._behaviours = behaviour_list
@@ -150,10 +152,10 @@ class EventBus:
 
     async def deliver(self, event: Event, subscriber: str, context: Context | None = None) -> Result[Any]:
         """Run one subscriber, by name, and return its Result (the `Consumer` calls this)."""
-        for subscription in self._subscriptions.get(type(event), ()):
-            if subscription.name == subscriber:
-                return await self._run(subscription, event, context)
-        raise HandlerNotFoundError(type(event))
+        subscription = self._by_name.get((type(event), subscriber))
+        if subscription is None:
+            raise HandlerNotFoundError(type(event))
+        return await self._run(subscription, event, context)
 
     async def _run(self, subscription: _Subscription, event: Event, context: Context | None) -> Result[Any]:
         operation_id = _operation_ids.new_operation_id()
@@ -164,7 +166,7 @@ class EventBus:
             raise
         except Exception as exc:  # noqa: BLE001 - one subscriber's failure never stops the others
             return result_from_exception(
-                exc, event, context, log=not subscription.self_logging, logger=self._logger
+                exc, event, context, log=not was_logged(exc, operation_id), logger=self._logger
             )
         if result.is_failure:
             self._logger.warning(

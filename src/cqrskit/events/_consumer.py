@@ -19,7 +19,7 @@ from cqrskit.errors import ConfigurationError
 from cqrskit.events._bus import EventBus
 from cqrskit.events._envelope import open_envelope
 from cqrskit.events._event import Event
-from cqrskit.events._tables import create_event_tables, event_tables
+from cqrskit.events._tables import create_event_tables, event_tables, insert_for
 from cqrskit.events._transport import Delivery
 from cqrskit.messages import Command
 from cqrskit.results import OperationStatus, Result
@@ -81,6 +81,7 @@ class Consumer:
         self._queue = queue
         self._schema = schema
         self._inbox = event_tables(schema).inbox
+        self._insert = insert_for(database.dialect_name)
         self._max_attempts = max_attempts
         self._backoff = backoff
         self._max_backoff = max_backoff
@@ -252,13 +253,8 @@ class Consumer:
 
     async def _claim(self, session: Any, message_id: str, subscriber: str) -> bool:
         """Insert the inbox row; False when it is there already (waits for a concurrent holder)."""
-        insert: Any
-        if self._database.dialect_name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert  # noqa: PLC0415 - per dialect
-        else:
-            from sqlalchemy.dialects.sqlite import insert  # noqa: PLC0415 - per dialect
         statement = (
-            insert(self._inbox)
+            self._insert(self._inbox)
             .values(message_id=message_id, subscriber=subscriber, handled_at=time.time())
             .on_conflict_do_nothing()
             .returning(self._inbox.c.message_id)

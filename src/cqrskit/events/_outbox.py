@@ -50,6 +50,7 @@ class OutboxPublisher:
         self._names = names
         self._converter = converter
         self._notified = f"cqrskit_outbox_notified:{schema or ''}"
+        self._postgres = database.dialect_name == "postgresql"
 
     @property
     def inside_of(self) -> tuple[type, ...]:
@@ -74,7 +75,7 @@ class OutboxPublisher:
             context = _current_context.get()
         envelope = envelope_for(event, context, converter=self._converter, names=self._names)
         session = self._database.session
-        postgres = self._database.dialect_name == "postgresql"
+        postgres = self._postgres
         if envelope.key is not None and postgres:
             await session.execute(
                 sa.select(sa.func.pg_advisory_xact_lock(key_lock_id(self._schema, envelope.key)))

@@ -52,6 +52,7 @@ class OutboxRelay:
         self._transport = transport
         self._schema = schema
         self._tables = event_tables(schema)
+        self._postgres = database.dialect_name == "postgresql"
         self._batch_size = batch_size
         self._poll_interval = poll_interval
         self._error_backoff = error_backoff
@@ -96,7 +97,7 @@ class OutboxRelay:
         """
         self._stopping.clear()
         async with contextlib.AsyncExitStack() as stack:
-            if self._database.dialect_name == "postgresql":
+            if self._postgres:
                 await stack.enter_async_context(self._listening())
             self._started.set()
             stack.callback(self._started.clear)
@@ -153,7 +154,7 @@ class OutboxRelay:
 
     async def _relay_partition(self, partition: int) -> int:
         outbox = self._tables.outbox
-        postgres = self._database.dialect_name == "postgresql"
+        postgres = self._postgres
         async with self._database.transaction() as session:
             if partition != UNORDERED and postgres:
                 locked = await session.scalar(

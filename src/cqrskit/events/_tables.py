@@ -9,8 +9,18 @@ from typing import Any
 
 import attrs
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
-__all__ = ["PARTITIONS", "EventTables", "create_event_tables", "event_tables", "partition_of"]
+from cqrskit.errors import ConfigurationError
+
+__all__ = [
+    "PARTITIONS",
+    "EventTables",
+    "create_event_tables",
+    "event_tables",
+    "insert_for",
+    "partition_of",
+]
 
 PARTITIONS = 32
 """How many ordering partitions the outbox has: a key always falls in the same one; at most this many
@@ -55,6 +65,20 @@ def partition_of(key: str | None) -> int:
     if key is None:
         return UNORDERED
     return zlib.crc32(key.encode()) % PARTITIONS
+
+
+def insert_for(dialect_name: str) -> Any:
+    """Return the dialect's ``insert`` (the one with ``on_conflict_do_*``), chosen once at build time.
+
+    The inbox and the idempotency keys rely on ``INSERT ... ON CONFLICT``: PostgreSQL and SQLite.
+    """
+    if dialect_name == "postgresql":
+        return postgresql.insert
+    if dialect_name == "sqlite":
+        return sqlite.insert
+    raise ConfigurationError(
+        f"cqrskit's inbox and idempotency keys need PostgreSQL or SQLite, not {dialect_name!r}"
+    )
 
 
 @functools.cache

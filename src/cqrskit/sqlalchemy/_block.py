@@ -135,13 +135,14 @@ class TransactionBlock:
                 if conflict is not None:
                     raise conflict from commit_error
                 raise
-            # Committed: the command's outcome is the commit's, and its after-commit work runs. A
-            # Timeout deadline that expired during the COMMIT is answered by the commit's outcome; any
-            # other cancellation goes on once the work is done.
+            # Committed: the command's outcome is the commit's, and its after-commit work runs to its
+            # end. A Timeout deadline that expires during the COMMIT or that work is answered by the
+            # commit's outcome; any other cancellation goes on once the work is done.
+            late = await commit_to_completion(opened.scope.run_after_commit(_logger))
             if interrupted is None or is_deadline(interrupted):
-                await opened.scope.run_after_commit(_logger)
+                interrupted = late
+            if interrupted is None or is_deadline(interrupted):
                 return
-            await to_completion(opened.scope.run_after_commit(_logger))
             raise interrupted
         opened.scope.discard()
         await to_completion(close_session(session))

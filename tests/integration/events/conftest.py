@@ -78,19 +78,26 @@ async def stage(postgres_url: str, rabbitmq_url: str, unique_name: str) -> Async
     )
     transport = RabbitMQTransport(rabbitmq_url, exchange=unique_name)
     stage = Stage(postgres_url, rabbitmq_url, unique_name, database, transport, effects)
-    try:
+
+    async def drop_schema() -> None:
+        async with database.engine.begin() as connection:
+            await connection.execute(sa.text(f'DROP SCHEMA IF EXISTS "{unique_name}" CASCADE'))
+
+    async def close_extras() -> None:
+        for extra in stage.extras:
+            await (extra.close() if isinstance(extra, RabbitMQTransport) else extra.dispose())
+
+    # Run last to first; each step runs even when a step after it (or the test) failed.
+    async with contextlib.AsyncExitStack() as cleanup:
+        cleanup.push_async_callback(database.dispose)
+        cleanup.push_async_callback(drop_schema)
+        cleanup.push_async_callback(transport.close)
+        cleanup.push_async_callback(lambda: transport.delete(*stage.queues, exchanges=True))
+        cleanup.push_async_callback(close_extras)
         await create_event_tables(database, unique_name)
         async with database.engine.begin() as connection:
             await connection.run_sync(effects.metadata.create_all)
         yield stage
-    finally:
-        for extra in stage.extras:
-            await (extra.close() if isinstance(extra, RabbitMQTransport) else extra.dispose())
-        await transport.delete(*stage.queues, exchanges=True)
-        await transport.close()
-        async with database.engine.begin() as connection:
-            await connection.execute(sa.text(f'DROP SCHEMA IF EXISTS "{unique_name}" CASCADE'))
-        await database.dispose()
 
 
 class _CountedDelivery:

@@ -1,4 +1,4 @@
-"""A relay run as a separate process by the crash test.
+"""A relay run as a separate process by the relay tests (several at once, or the crash test).
 
 With ``RELAY_DIE_AFTER_PUBLISH=1`` it kills itself with SIGKILL right after the broker has confirmed
 its first batch and before the rows are marked published: the crash the outbox must survive.
@@ -34,7 +34,8 @@ async def main() -> None:
     database = Database(os.environ["RELAY_DATABASE_URL"])
     transport = RabbitMQTransport(os.environ["RELAY_RABBITMQ_URL"], exchange=os.environ["RELAY_EXCHANGE"])
     chosen: Any = DieAfterPublish(transport) if os.environ.get("RELAY_DIE_AFTER_PUBLISH") else transport
-    relay = OutboxRelay(database, chosen, schema=os.environ["RELAY_SCHEMA"], batch_size=50)
+    batch_size = int(os.environ.get("RELAY_BATCH_SIZE") or 50)
+    relay = OutboxRelay(database, chosen, schema=os.environ["RELAY_SCHEMA"], batch_size=batch_size)
     try:
         await relay.run()
     finally:

@@ -35,9 +35,10 @@ class Recount(Command[None]):
 class Effects:
     """A subscriber that writes one effect row per call; optionally slow, optionally failing."""
 
-    def __init__(self, stage: Stage, *, hold: float = 0.0) -> None:
+    def __init__(self, stage: Stage, *, hold: float = 0.0, gate: asyncio.Event | None = None) -> None:
         self.stage = stage
         self.hold = hold
+        self.gate = gate
         self.calls = 0
         self.poison_calls = 0
 
@@ -48,6 +49,8 @@ class Effects:
             raise RuntimeError("this message can never be handled")
         session = self.stage.database.session
         await session.execute(sa.insert(self.stage.effects).values(event_id=str(event.n)))
+        if self.gate is not None:
+            await asyncio.wait_for(self.gate.wait(), 30)  # keep the transaction (and inbox row) open
         if self.hold:
             await asyncio.sleep(self.hold)  # keep the transaction open so deliveries overlap
 
@@ -103,16 +106,21 @@ class TestInbox:
     """A message delivered several times has its effects once per subscriber."""
 
     async def test_five_concurrent_redeliveries_have_one_effect(self, stage: Stage) -> None:
-        """The same message id published five times, handled five at a time: one effect per subscriber."""
-        effects = Effects(stage, hold=0.2)
+        """One message id five times, all in hand while the first holds its inbox row: one effect."""
+        gate = asyncio.Event()
+        effects = Effects(stage, gate=gate)
         bus = EventBus({Happened: {"effects": effects, "audit": Audit(stage)}})
         counting = CountingTransport(stage.transport)
         consumer = consumer_for(stage, bus, stage.queue(), concurrency=5, transport=counting)
         envelope = envelope_for(Happened(1), None)
         async with consuming(consumer):
             await stage.transport.publish([envelope] * 5)
+            await eventually(lambda: _received(counting, 5), what="all five copies in hand at once")
+            assert counting.acked == []  # the first is still inside its transaction
+            gate.set()
             await eventually(lambda: counting.settled(5), what="all five settled")
         assert counting.acked == [envelope.message_id] * 5
+        assert effects.calls == 1  # the four copies waited on the inbox row, then skipped
         assert await stage.effect_counts() == {"1": 1, "audit-1": 1}
 
     async def test_a_redelivery_reruns_only_the_subscribers_that_failed(self, stage: Stage) -> None:
@@ -140,6 +148,49 @@ class TestInbox:
         assert await stage.effect_counts() == {"audit-7": 1, "second": 1}
 
 
+class TestRedelivery:
+    """A message the broker redelivers re-runs only the subscribers whose transaction had not committed."""
+
+    async def test_a_consumer_cut_off_between_two_subscribers(self, stage: Stage) -> None:
+        """The first subscriber committed, the second was cut off: the redelivery runs the second only."""
+
+        class Counted:
+            def __init__(self, inner: Any) -> None:
+                self.inner, self.calls = inner, 0
+
+            async def handle(self, event: Happened, context: Context) -> None:
+                self.calls += 1
+                await self.inner.handle(event, context)
+
+        class Stuck:
+            def __init__(self) -> None:
+                self.started = asyncio.Event()
+
+            async def handle(self, event: Happened, context: Context) -> None:
+                await stage.database.session.execute(sa.insert(stage.effects).values(event_id="second"))
+                self.started.set()
+                await asyncio.Event().wait()  # until the consumer is stopped: rolled back
+
+        class Second:
+            async def handle(self, event: Happened, context: Context) -> None:
+                await stage.database.session.execute(sa.insert(stage.effects).values(event_id="second"))
+
+        queue = stage.queue()
+        first_a, stuck = Counted(Audit(stage)), Stuck()
+        consumer_a = consumer_for(stage, EventBus({Happened: {"first": first_a, "second": stuck}}), queue)
+        async with consuming(consumer_a):
+            await stage.transport.publish([envelope_for(Happened(3), None)])
+            await asyncio.wait_for(stuck.started.wait(), 30)
+            await consumer_a.stop(grace=0)  # the second subscriber's transaction rolls back, no ack
+        assert await stage.effect_counts() == {"audit-3": 1}
+        first_b = Counted(Audit(stage))
+        consumer_b = consumer_for(stage, EventBus({Happened: {"first": first_b, "second": Second()}}), queue)
+        async with consuming(consumer_b):
+            await eventually(lambda: _effect_present(stage, "second"), what="the redelivered message handled")
+        assert (first_a.calls, first_b.calls) == (1, 0)
+        assert await stage.effect_counts() == {"audit-3": 1, "second": 1}
+
+
 class TestDeadLetters:
     """A message that keeps failing goes to the dead-letter queue and the consumer carries on."""
 
@@ -151,16 +202,15 @@ class TestDeadLetters:
         consumer = consumer_for(
             stage, EventBus({Happened: [effects]}), queue, max_attempts=3, backoff=0.01, transport=counting
         )
+        poison = envelope_for(Happened(0, poison=True), None)
         async with consuming(consumer):
-            await stage.transport.publish(
-                [envelope_for(Happened(0, poison=True), None)]
-                + [envelope_for(Happened(n), None) for n in range(1, 4)]
-            )
+            await stage.transport.publish([poison] + [envelope_for(Happened(n), None) for n in range(1, 4)])
             await eventually(lambda: _effects_for(stage, 3), what="the good messages handled")
             await eventually(lambda: counting.settled(4), what="all four settled")
         assert effects.poison_calls == 3
-        dead = await dead_letters(stage, queue)
-        assert [m.type for m in dead] == ["Happened"]
+        assert counting.dead_lettered == [poison.message_id]
+        dead = await dead_letters(stage, queue)  # read back from the dead-letter queue itself
+        assert [(m.message_id, m.body) for m in dead] == [(poison.message_id, poison.payload)]
         assert await stage.effect_counts() == {"1": 1, "2": 1, "3": 1}
 
     async def test_an_unreadable_message_is_dead_lettered_at_once(self, stage: Stage) -> None:
@@ -237,6 +287,10 @@ class TestCommandsToWorkers:
             )
         assert handler.principals == [Principal("alice")]
         assert await stage.effect_counts() == {"cmd-5": 1}
+
+
+async def _received(counting: CountingTransport, count: int) -> bool:
+    return len(counting.delivered) >= count
 
 
 async def _effects_for(stage: Stage, count: int) -> bool:

@@ -54,12 +54,14 @@ class PlaceOrderHandler:
         self.database = database
         self.orders = orders
         self.runs = 0
+        self.gate: asyncio.Event | None = None  # when set up, the first run holds its key until it opens
 
     async def handle(self, command: PlaceOrder, context: Context) -> Any:
         self.runs += 1
         order_id = uuid.uuid4()
         await self.database.session.execute(sa.insert(self.orders).values(id=order_id, item=command.item))
-        await asyncio.sleep(0.05)  # hold the key so the repeats arrive while it is being handled
+        if self.gate is not None:
+            await asyncio.wait_for(self.gate.wait(), 30)
         if command.fail:
             return Result.failure(OperationStatus.CONFLICT, {"item": "sold out"})
         return Result.success(order_id, affected_entities=[AffectedEntity("order", str(order_id), "created")])
@@ -114,6 +116,32 @@ async def order_count(container: Container) -> int:
         return int(await connection.scalar(sa.select(sa.func.count()).select_from(container.orders())) or 0)
 
 
+async def waiting_on_the_key(database: Database, schema: str, count: int) -> None:
+    """Return once `count` sessions are blocked on a lock while inserting into `schema`'s key table."""
+    query = sa.text(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE :pattern"
+    )
+    deadline = asyncio.get_running_loop().time() + 30
+    while True:
+        async with database.engine.connect() as connection:
+            waiting = await connection.scalar(query, {"pattern": f"%{schema}.cqrskit_idempotency_keys%"})
+        if waiting == count:
+            return
+        assert asyncio.get_running_loop().time() < deadline, f"{waiting} of {count} repeats waiting"
+        await asyncio.sleep(0.02)
+
+
+async def run_held(handler: PlaceOrderHandler, database: Database, schema: str, dispatches: Any) -> list[Any]:
+    """Run `dispatches` at once; the first holds its key until every other one waits on it."""
+    handler.gate = asyncio.Event()
+    tasks = [asyncio.create_task(d) for d in dispatches]
+    try:
+        await waiting_on_the_key(database, schema, len(tasks) - 1)
+    finally:
+        handler.gate.set()
+    return list(await asyncio.gather(*tasks))
+
+
 def keyed(key: str, principal: str = "alice") -> Context:
     return Context(principal=Principal(principal), idempotency_key=key)
 
@@ -124,9 +152,12 @@ class TestIdempotency:
     async def test_ten_concurrent_dispatches_one_effect_ten_identical_results(
         self, container: Container
     ) -> None:
-        """Ten dispatches at once with one key: the handler runs once and all ten Results are equal."""
+        """Ten dispatches at once with one key, nine waiting on the first: one run, ten equal Results."""
         bus = container.command_bus()
-        results = await asyncio.gather(*(bus.execute(PlaceOrder("book"), keyed("k-1")) for _ in range(10)))
+        dispatches = [bus.execute(PlaceOrder("book"), keyed("k-1")) for _ in range(10)]
+        results = await run_held(
+            container.place_order(), container.database(), container.config.schema(), dispatches
+        )
         assert container.place_order().runs == 1
         assert await order_count(container) == 1
         assert all(r == results[0] for r in results)
@@ -188,6 +219,24 @@ class TestIdempotency:
         assert container.place_order().runs == 2
         assert await container.idempotency().purge_expired() == 1
 
+    async def test_a_key_is_kept_for_expires_after_seconds(self, container: Container) -> None:
+        """With keys kept half a second, a repeat at once gets the stored Result; one after expiry runs."""
+        container.config.expires_after.from_value(0.5)
+        container.idempotency.reset()
+        container.command_bus.reset()
+        bus = container.command_bus()
+        first = await bus.execute(PlaceOrder("tea"), keyed("k-8"))
+        assert await bus.execute(PlaceOrder("tea"), keyed("k-8")) == first
+        assert container.place_order().runs == 1
+        deadline = asyncio.get_running_loop().time() + 30
+        while container.place_order().runs == 1:  # repeat until the key has expired and it runs again
+            assert asyncio.get_running_loop().time() < deadline, "the key never expired"
+            await asyncio.sleep(0.05)
+            later = await bus.execute(PlaceOrder("tea"), keyed("k-8"))
+        assert later.is_success
+        assert later.operation_id != first.operation_id
+        assert await order_count(container) == 2
+
     async def test_direct_call_with_a_fake_next_step(self, container: Container) -> None:
         """Called directly inside a transaction, the second call returns the first Result, not call_next's."""
         database = container.database()
@@ -219,7 +268,8 @@ class TestIdempotency:
                 Idempotency(database, schema=container.config.schema()),
             ],
         )
-        results = await asyncio.gather(*(bus.execute(PlaceOrder("rr"), keyed("k-rr")) for _ in range(5)))
+        dispatches = [bus.execute(PlaceOrder("rr"), keyed("k-rr")) for _ in range(5)]
+        results = await run_held(handler, database, container.config.schema(), dispatches)
         assert handler.runs == 1
         assert all(r.is_success and r == results[0] for r in results)
 

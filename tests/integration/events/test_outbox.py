@@ -122,11 +122,9 @@ async def running(*coroutines: Any) -> AsyncIterator[list[asyncio.Task[Any]]]:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def finish(stage: Stage, collector: Collector, relays: Sequence[OutboxRelay]) -> None:
-    """Wait until every row is marked, stop the relays, and read the queue up to a sentinel."""
+async def finish(stage: Stage, collector: Collector) -> None:
+    """Wait until every row is marked, then read the queue up to a sentinel published after them."""
     await eventually(lambda: _none_pending(stage), what="every outbox row marked published")
-    for relay in relays:
-        relay.stop()
     await stage.transport.publish([envelope_for(Sentinel(), None)])
     await asyncio.wait_for(collector.sentinel.wait(), 30)
 
@@ -182,18 +180,14 @@ class TestRelays:
     """Several relays publish every row, none twice; a crash between publish and mark republishes."""
 
     async def test_three_relays_publish_a_thousand_events_once_each(self, stage: Stage) -> None:
-        """1,000 events, keyed and unkeyed, three relays with their own connections: each exactly once."""
+        """1,000 events, keyed and unkeyed, three relay processes at once: the queue gets each once."""
         events = [Numbered(n, f"k{n % 40}" if n % 2 else None) for n in range(1000)]
         await write_events(stage, events, per_transaction=100)
         collector = Collector(stage, stage.queue(), ["Numbered", "Sentinel"])
-        relays = [
-            OutboxRelay(stage.database_copy(), stage.transport_copy(), schema=stage.name, batch_size=100)
-            for _ in range(3)
-        ]
         async with running(collector.run()):
             await asyncio.wait_for(collector.ready.wait(), 30)
-            async with running(*(relay.run() for relay in relays)):
-                await finish(stage, collector, relays)
+            async with relay_processes(stage, 3, batch_size=100):
+                await finish(stage, collector)
         numbers = [json.loads(e.payload)["n"] for e in collector.received]
         assert sorted(numbers) == list(range(1000))
 
@@ -215,18 +209,7 @@ class TestRelays:
         )
         async with running(consumer.run()):
             await asyncio.wait_for(consumer.started(), 30)
-            env = {
-                **os.environ,
-                "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
-                "RELAY_DATABASE_URL": stage.url,
-                "RELAY_RABBITMQ_URL": stage.rabbitmq_url,
-                "RELAY_EXCHANGE": stage.name,
-                "RELAY_SCHEMA": stage.name,
-                "RELAY_DIE_AFTER_PUBLISH": "1",
-            }
-            process = await asyncio.create_subprocess_exec(
-                sys.executable, str(Path(__file__).with_name("relay_process.py")), env=env
-            )
+            process = await start_relay_process(stage, die_after_publish=True)
             try:
                 assert await asyncio.wait_for(process.wait(), 60) == -signal.SIGKILL
             finally:
@@ -241,6 +224,45 @@ class TestRelays:
         assert len(deliveries) > 300  # the dead relay's batch went out twice
         counts = await stage.effect_counts()
         assert counts == {str(n): 1 for n in range(300)}
+
+
+async def start_relay_process(
+    stage: Stage, *, die_after_publish: bool = False, batch_size: int = 50
+) -> asyncio.subprocess.Process:
+    """Start tests/integration/events/relay_process.py: an OutboxRelay in a process of its own."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
+        "RELAY_DATABASE_URL": stage.url,
+        "RELAY_RABBITMQ_URL": stage.rabbitmq_url,
+        "RELAY_EXCHANGE": stage.name,
+        "RELAY_SCHEMA": stage.name,
+        "RELAY_BATCH_SIZE": str(batch_size),
+        "RELAY_DIE_AFTER_PUBLISH": "1" if die_after_publish else "",
+    }
+    return await asyncio.create_subprocess_exec(
+        sys.executable, str(Path(__file__).with_name("relay_process.py")), env=env
+    )
+
+
+@contextlib.asynccontextmanager
+async def relay_processes(stage: Stage, count: int, *, batch_size: int) -> AsyncIterator[None]:
+    """Run `count` relay processes for the length of the block, then terminate them (killed if need be)."""
+    processes: list[asyncio.subprocess.Process] = []
+    try:
+        for _ in range(count):
+            processes.append(await start_relay_process(stage, batch_size=batch_size))  # noqa: PERF401 - one by one: those started are stopped even if a later start fails
+        yield
+    finally:
+        for process in processes:
+            if process.returncode is None:
+                process.terminate()
+        for process in processes:
+            try:
+                await asyncio.wait_for(process.wait(), 30)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
 
 
 async def _at_least(items: list[Any], count: int) -> bool:
