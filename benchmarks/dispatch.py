@@ -2,7 +2,9 @@
 
 Run it with ``PYTHONPATH=src:. python -m benchmarks.dispatch`` (or ``nox -s bench``). Every case
 dispatches one trivial command whose handler returns a constant, in a timed loop inside one running
-event loop, after a warm-up; the table gives the median of the runs.
+event loop, after a warm-up; the table gives the median of the runs. Cases (f) to (h) time the full
+in-memory pipeline of `benchmarks._full_pipeline` (Logging filtered at warning, Timeout,
+Authorization, Validation, Retry) against a direct call of its own handler.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 import attrs
 from dependency_injector import containers, providers
 
+from benchmarks._full_pipeline import CONTEXT, MESSAGE, CreateUserHandler, full_pipeline
 from cqrskit import CallNext, Command, CommandBus, Context, Result
 
 RUNS = 9
@@ -92,6 +95,13 @@ async def measure() -> dict[str, float]:
     cases: dict[str, Callable[[], Awaitable[Any]]] = {"a": lambda: handler.handle(command, context)}
     for name, bus in buses.items():
         cases[name] = lambda bus=bus: bus.execute(command)  # type: ignore[misc]
+    full_handler = CreateUserHandler()
+    cases["f"] = lambda: full_handler.handle(MESSAGE, CONTEXT)
+    for name, behaviours in (("g", full_pipeline()), ("h", full_pipeline(timeout=False))):
+        full_bus = CommandBus({type(MESSAGE): full_handler}, behaviours)
+        if not (await full_bus.execute(MESSAGE, CONTEXT)).is_success:
+            raise RuntimeError("the full pipeline must take its success path")
+        cases[name] = lambda bus=full_bus: bus.execute(MESSAGE, CONTEXT)  # type: ignore[misc]
     for dispatch in cases.values():
         await time_loop(dispatch, DISPATCHES // 4)  # warm-up
     samples: dict[str, list[float]] = {name: [] for name in cases}
@@ -145,6 +155,9 @@ CASES = [
     ("c10", "(c) bus, 10 pass-through behaviours"),
     ("d", "(d) bus, handler from a Factory per dispatch (.provider)"),
     ("e", "(e) bus, 0 behaviours, 1,000 routes registered"),
+    ("f", "(f) direct await of the full pipeline's handler"),
+    ("g", "(g) full pipeline: Logging at warning, Timeout, Authorization, Validation, Retry"),
+    ("h", "(h) full pipeline without Timeout"),
 ]
 
 
@@ -168,6 +181,8 @@ def main() -> None:
         )
     print(f"| (e) against (b) | {(timings['e'] / bare - 1) * 100:+.1f}% | within 5% |")
     print(f"| build {ROUTES:,} routes x 10 behaviours | {build * 1e3:.1f} ms | < 50 ms |")
+    for key, label in (("g", "full pipeline"), ("h", "full pipeline without Timeout")):
+        print(f"| {label} against its direct call (f) | {timings[key] / timings['f']:.1f}x | <= 80x |")
     costs = asyncio.run(breakdown())
     print()
     print("| where (b)'s overhead goes: step | ns |")

@@ -4,46 +4,25 @@ Run: ``PYTHONPATH=src:. python -m benchmarks.policy_behaviours``. Each row is th
 repeated runs, of the mean time per dispatch of a loop of dispatches awaited one after another; the
 ratio is to a direct ``await handler.handle(message, context)``. Nothing touches a database.
 ``asyncio.timeout`` is measured through a stand-in behaviour built on it, for comparison with
-`Timeout`'s shared deadline queue. Logging is added when ``cqrskit.behaviours.Logging`` exists,
-with its logger filtered at warning (so its info event is dropped, as in production).
+`Timeout`'s shared deadline queue. The last two rows put Logging in front, its logger filtered at
+warning (so its info event is dropped, as in production): the full pipeline of
+`benchmarks._full_pipeline`, which `benchmarks.dispatch` times too.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import statistics
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-import attrs
-import structlog
-
-from cqrskit import Command, CommandBus, Context, OperationStatus, Principal, Result, behaviours
+from benchmarks._full_pipeline import CONTEXT, MESSAGE, CreateUser, CreateUserHandler, full_pipeline
+from cqrskit import CommandBus, Context, OperationStatus, Result
 from cqrskit.behaviours import Authorization, RequirePermissions, Retry, Timeout, Validation
 
 DISPATCHES = 20_000
 REPEATS = 7
-
-
-@attrs.frozen
-class CreateUser(Command[str]):
-    email: str
-    name: str
-
-    def validate(self) -> Mapping[str, str]:
-        errors = {}
-        if "@" not in self.email:
-            errors["email"] = "must contain @"
-        if not self.name:
-            errors["name"] = "is required"
-        return errors
-
-
-class CreateUserHandler:
-    async def handle(self, command: CreateUser, context: Context) -> str:
-        return command.name
 
 
 class AsyncioTimeout:
@@ -79,21 +58,8 @@ async def medians(runs: list[tuple[str, Callable[[], Awaitable[object]]]]) -> li
     return [(name, statistics.median(samples[name])) for name, _ in runs]
 
 
-def logging_behaviour() -> object | None:
-    """The Logging behaviour filtered at warning, when the package has one."""
-    logging_class = getattr(behaviours, "Logging", None)
-    if logging_class is None:
-        return None
-    logger = structlog.wrap_logger(
-        structlog.PrintLogger(), wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING)
-    )
-    return logging_class(logger=logger)
-
-
 async def measure() -> list[tuple[str, float]]:
-    handler = CreateUserHandler()
-    message = CreateUser("ada@example.org", "Ada")
-    context = Context(principal=Principal("1", {"user:create"}))
+    handler, message, context = CreateUserHandler(), MESSAGE, CONTEXT
     rules = {CreateUser: RequirePermissions("user:create")}
     timeout, authorization, validation, retry = Timeout(30), Authorization(rules), Validation(), Retry()
     policy = [timeout, authorization, validation, retry]
@@ -107,13 +73,9 @@ async def measure() -> list[tuple[str, float]]:
         ("Authorization, Validation, Retry", [authorization, validation, retry]),
         ("Timeout, Authorization, Validation, Retry", policy),
         ("same with asyncio.timeout", [AsyncioTimeout(30), authorization, validation, retry]),
+        ("Logging + the four (full pipeline)", full_pipeline()),
+        ("Logging + the four, without Timeout", full_pipeline(timeout=False)),
     ]
-    logging_step = logging_behaviour()
-    if logging_step is not None:
-        stacks.append(("Logging + the four", [logging_step, *policy]))
-        stacks.append(
-            ("Logging + the four, without Timeout", [logging_step, authorization, validation, retry])
-        )
     runs: list[tuple[str, Callable[[], Awaitable[object]]]] = [
         ("direct handler call", lambda: handler.handle(message, context))
     ]

@@ -1,31 +1,24 @@
 """A tiny in-memory app on cqrskit: run it with ``python -m examples.demo`` from the repository root.
 
-One command and one query, their handlers declared in a dependency-injector container, and two small
-behaviours: one that times each dispatch and one that checks ``message.validate()``.
+One command and one query, their handlers declared in a dependency-injector container, and three of
+cqrskit's behaviours around them: `Logging` (one line per dispatch), `Authorization` (who may do what)
+and `Validation` (``message.validate()`` before the handler runs).
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
+import logging
+from collections.abc import Mapping
 from typing import Any
 from uuid import UUID, uuid4
 
 import attrs
+import structlog
 from dependency_injector import containers, providers
 
-from cqrskit import (
-    CallNext,
-    Command,
-    CommandBus,
-    Context,
-    NotFoundError,
-    OperationStatus,
-    Principal,
-    Query,
-    QueryBus,
-    Result,
-)
+from cqrskit import Command, CommandBus, Context, NotFoundError, Principal, Query, QueryBus
+from cqrskit.behaviours import Authenticated, Authorization, Logging, RequirePermissions, Validation
 
 # Messages --------------------------------------------------------------------------------------
 
@@ -34,7 +27,7 @@ from cqrskit import (
 class CreateThing(Command[UUID]):
     name: str
 
-    def validate(self) -> dict[str, str]:
+    def validate(self) -> Mapping[str, str]:
         return {} if self.name.strip() else {"name": "must not be blank"}
 
 
@@ -84,29 +77,15 @@ class GetThingHandler:
         return ThingDto(query.thing_id, name)
 
 
-# Behaviours: plain async functions ----------------------------------------------------------------
+# Logging's output: one short line per dispatch -----------------------------------------------------
 
 
-async def timing(message: Any, context: Context, call_next: CallNext) -> Result[Any]:
-    """Outermost: print how each dispatch ended and how long it took."""
-    name, started = type(message).__name__, time.perf_counter()
-    try:
-        result = await call_next(message, context)
-    except Exception as exc:
-        # Exceptions travel up through the behaviours; the bus turns them into a Result after this.
-        print(f"  [{name}] raised {type(exc).__name__}, operation {context.operation_id}")
-        raise
-    elapsed_us = (time.perf_counter() - started) * 1e6
-    print(f"  [{name}] {result.status} in {elapsed_us:.0f} us, operation {context.operation_id}")
-    return result
-
-
-async def validation(message: Any, context: Context, call_next: CallNext) -> Result[Any]:
-    """Refuse a message whose ``validate()`` names bad fields, before its handler runs."""
-    errors = message.validate()
-    if errors:
-        return Result.failure(OperationStatus.VALIDATION_ERROR, errors)
-    return await call_next(message, context)
+def one_line(_logger: Any, level: str, event: dict[str, Any]) -> str:
+    """Render a `Logging` event as one line (an app configures its own logging; cqrskit never does)."""
+    return (
+        f"  [{level}] {event['message_type']} -> {event['status']} in {event['duration_ms']} ms, "
+        f"operation {event['operation_id']}"
+    )
 
 
 # The composition root --------------------------------------------------------------------------
@@ -114,22 +93,34 @@ async def validation(message: Any, context: Context, call_next: CallNext) -> Res
 
 class Container(containers.DeclarativeContainer):
     things = providers.Singleton(InMemoryThings)
+    logger = providers.Singleton(
+        structlog.wrap_logger,
+        providers.Factory(structlog.PrintLogger),
+        processors=[one_line],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+    )
+    log = providers.Singleton(Logging, logger=logger, log_fields=False)
+    authorization = providers.Singleton(
+        Authorization,
+        rules={CreateThing: RequirePermissions("thing:create"), GetThing: Authenticated()},
+        logger=logger,
+    )
     command_bus = providers.Singleton(
         CommandBus,
         handlers=providers.Dict({CreateThing: providers.Factory(CreateThingHandler, things=things).provider}),
-        behaviours=providers.List(providers.Object(timing), providers.Object(validation)),
+        behaviours=providers.List(log, authorization, providers.Singleton(Validation)),
     )
     query_bus = providers.Singleton(
         QueryBus,
         handlers=providers.Dict({GetThing: providers.Factory(GetThingHandler, things=things).provider}),
-        behaviours=providers.List(providers.Object(timing)),
+        behaviours=providers.List(log, authorization),
     )
 
 
 async def main() -> None:
     container = Container()
     commands, queries = container.command_bus(), container.query_bus()
-    context = Context(principal=Principal("demo-user"), correlation_id="demo-request-1")
+    context = Context(principal=Principal("demo-user", {"thing:create"}), correlation_id="demo-request-1")
 
     print("1. Create a thing")
     created = await commands.execute(CreateThing("teapot"), context)
@@ -146,6 +137,10 @@ async def main() -> None:
     print("4. Fetch a thing that does not exist")
     missing = await queries.execute(GetThing(UUID(int=0)), context)
     print(f"   -> {missing.status}, errors {dict(missing.errors)}")
+
+    print("5. Create a thing without logging in")
+    anonymous = await commands.execute(CreateThing("kettle"))
+    print(f"   -> {anonymous.status}, errors {dict(anonymous.errors)}")
 
 
 if __name__ == "__main__":

@@ -5,8 +5,14 @@ from __future__ import annotations
 import secrets
 
 import pytest
+from hypothesis import settings
 
 from tests import services
+
+# Tests assert no timings, and Hypothesis's per-example deadline (200 ms) is one: on the shared machine
+# a busy moment made a test fail now and then. Examples may take as long as they take.
+settings.register_profile("cqrskit", deadline=None)
+settings.load_profile("cqrskit")
 
 
 @pytest.fixture

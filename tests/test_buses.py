@@ -321,6 +321,11 @@ class TestWiringChecks:
         with pytest.raises(ConfigurationError, match="not a behaviour"):
             CommandBus({CreateUser: CreateUserHandler()}, [behaviour])
 
+    def test_a_behaviour_class_instead_of_an_instance(self) -> None:
+        """Listing a behaviour class where an instance belongs says to instantiate it."""
+        with pytest.raises(ConfigurationError, match=r"is a class; list an instance of it: Outer\(\.\.\.\)"):
+            CommandBus({CreateUser: CreateUserHandler()}, [Outer])
+
     def test_a_sync_function_behaviour(self) -> None:
         """A plain (non-async) function as a behaviour is refused."""
         with pytest.raises(ConfigurationError, match="async def"):
@@ -573,6 +578,23 @@ class TestExceptionsBecomeResults:
             deleted = await bus.execute(DeleteUser(NEW_ID))
         assert created.status is deleted.status is OperationStatus.FAILED
         assert [entry["operation_id"] for entry in logs] == [deleted.operation_id]
+
+    async def test_an_error_raised_outside_a_self_logging_behaviour_is_logged(self) -> None:
+        """The bus still logs an exception that never passed through the self-logging behaviour."""
+
+        class SelfLogging(Outer):
+            logs_errors = True
+
+        async def broken(message: Any, context: Context, call_next: CallNext) -> Result[Any]:
+            raise RuntimeError("outside")
+
+        bus = CommandBus({CreateUser: CreateUserHandler()}, [broken, SelfLogging()])
+        with structlog.testing.capture_logs() as logs:
+            result = await bus.execute(CreateUser("x"))
+        assert result.status is OperationStatus.FAILED
+        assert [(entry["event"], entry["operation_id"]) for entry in logs] == [
+            ("dispatch_failed", result.operation_id)
+        ]
 
     async def test_a_behaviour_that_raises(self) -> None:
         """An exception raised by a behaviour becomes a Result too."""

@@ -1,3 +1,5 @@
+"""Every public name is importable, documented (class, function and method docstrings) and in the docs."""
+
 from __future__ import annotations
 
 import inspect
@@ -9,7 +11,10 @@ import attrs
 import pytest
 
 import cqrskit
+import cqrskit.behaviours
+import cqrskit.caching
 import cqrskit.scope
+import cqrskit.sqlalchemy
 import cqrskit.testing
 from cqrskit import (
     Behaviour,
@@ -23,7 +28,14 @@ from cqrskit import (
 )
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
-CORE_MODULES = [cqrskit, cqrskit.testing, cqrskit.scope]
+PUBLIC_MODULES = [
+    cqrskit,
+    cqrskit.testing,
+    cqrskit.scope,
+    cqrskit.behaviours,
+    cqrskit.sqlalchemy,
+    cqrskit.caching,
+]
 
 
 def public_names(module: ModuleType) -> list[str]:
@@ -31,25 +43,47 @@ def public_names(module: ModuleType) -> list[str]:
 
 
 class TestPublicNames:
-    @pytest.mark.parametrize("module", CORE_MODULES, ids=lambda m: m.__name__)
+    @pytest.mark.parametrize("module", PUBLIC_MODULES, ids=lambda m: m.__name__)
     def test_every_name_is_importable(self, module: ModuleType) -> None:
-        """Every name a core module lists in __all__ exists on it."""
+        """Every name a public module lists in __all__ exists on it."""
         for name in public_names(module):
             assert hasattr(module, name), name
 
-    @pytest.mark.parametrize("module", CORE_MODULES, ids=lambda m: m.__name__)
+    @pytest.mark.parametrize("module", PUBLIC_MODULES, ids=lambda m: m.__name__)
     def test_every_class_and_function_has_a_docstring(self, module: ModuleType) -> None:
-        """Every public class and function of a core module has a docstring."""
+        """Every public class and function of a public module has a docstring."""
         for name in public_names(module):
             value = getattr(module, name)
             if inspect.isclass(value) or inspect.isfunction(value):
                 assert inspect.getdoc(value), name
 
-    @pytest.mark.parametrize("module", CORE_MODULES, ids=lambda m: m.__name__)
+    @pytest.mark.parametrize("module", PUBLIC_MODULES, ids=lambda m: m.__name__)
+    def test_every_public_method_has_a_docstring(self, module: ModuleType) -> None:
+        """Every public method and property a public class defines has a docstring."""
+        undocumented = []
+        for name in public_names(module):
+            value = getattr(module, name)
+            if not inspect.isclass(value):
+                continue
+            for attribute, member in vars(value).items():
+                if attribute.startswith("_") and attribute != "__call__":
+                    continue
+                target = member.fget if isinstance(member, property) else member
+                if isinstance(target, classmethod | staticmethod):
+                    target = target.__func__
+                if inspect.isfunction(target) and not inspect.getdoc(target):
+                    undocumented.append(f"{name}.{attribute}")
+        assert undocumented == []
+
+    @pytest.mark.parametrize("module", PUBLIC_MODULES, ids=lambda m: m.__name__)
     def test_every_name_appears_in_the_docs(self, module: ModuleType) -> None:
-        """Every public name of a core module is mentioned in the docs."""
+        """Every public name of a public module is mentioned in the docs."""
         text = "\n".join(page.read_text(encoding="utf-8") for page in DOCS.rglob("*.md"))
-        missing = [name for name in public_names(module) if f"`{name}" not in text and f"{name}(" not in text]
+        # Written `Name`, `Name(...)` or with its module, `cqrskit.sqlalchemy.Name`.
+        forms = ("`{}", "{}(", ".{}`")
+        missing = [
+            name for name in public_names(module) if not any(form.format(name) in text for form in forms)
+        ]
         assert missing == []
 
 

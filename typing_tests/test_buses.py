@@ -20,7 +20,18 @@ from cqrskit import (
     Query,
     QueryBus,
     Result,
+    merge_routes,
 )
+from cqrskit.behaviours import (
+    Authenticated,
+    Authorization,
+    AuthorizationRule,
+    RequirePermissions,
+    Retry,
+    RetryPolicy,
+    Timeout,
+)
+from cqrskit.sqlalchemy import Database, Transaction
 
 
 @attrs.frozen
@@ -98,3 +109,28 @@ def values_take_any_iterable() -> None:
     assert_type(Page(items=["a", "b"], total_count=2, page=1, page_size=2), Page[str])
     assert_type(AffectedEntity("user", "42", "updated", ["email"]).fields, tuple[str, ...])
     assert_type(Principal("u1", permissions={"user:create"}).permissions, frozenset[str])
+
+
+def maps_kept_in_variables() -> None:
+    """A dict literal in a variable is dict[type[CreateUser], ...]: accepted without a cast."""
+    command_routes = {CreateUser: CreateUserHandler()}
+    query_routes = {GetUser: GetUserHandler()}
+    command_rules = {CreateUser: RequirePermissions("user:create")}
+    # Rules of several classes have no common class but object to mypy: name the protocol once.
+    rules: dict[type, AuthorizationRule] = {
+        CreateUser: RequirePermissions("user:create"),
+        GetUser: Authenticated(),
+    }
+    deadlines = {CreateUser: 5.0}
+    policies = {CreateUser: RetryPolicy(max_attempts=5)}
+    levels = {CreateUser: "SERIALIZABLE"}
+
+    assert_type(
+        CommandBus(
+            merge_routes(command_routes),
+            [Authorization(command_rules), Timeout(per_message=deadlines), Retry(per_message=policies)],
+        ),
+        CommandBus,
+    )
+    assert_type(QueryBus(query_routes, [Authorization(rules)]), QueryBus)
+    assert_type(Transaction(Database("sqlite+aiosqlite://"), isolation=levels), Transaction)

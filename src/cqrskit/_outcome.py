@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from types import MappingProxyType
 from typing import Any
 
@@ -9,16 +10,38 @@ from cqrskit.context import Context
 from cqrskit.errors import DETAIL, DomainError, ResultError
 from cqrskit.results import _NO_ERRORS, OperationStatus, Result
 
-__all__ = ["INTERNAL_ERROR", "result_from_exception"]
+__all__ = ["INTERNAL_ERROR", "mark_logged", "result_from_exception", "was_logged"]
 
 INTERNAL_ERROR = "an internal error occurred; quote the operation id when reporting it"
 _INTERNAL_ERRORS = MappingProxyType({DETAIL: INTERNAL_ERROR})
+_LOGGED = "_cqrskit_traceback_logged"
+
+
+def mark_logged(exc: BaseException, operation_id: str | None) -> None:
+    """Note on `exc` that a behaviour logged it, in dispatch `operation_id`, with its traceback.
+
+    The mark travels with the exception itself: an exception raised outside every logging behaviour
+    (by a behaviour listed before `Logging`, say) carries none, and the bus logs it. It names the
+    dispatch, so an exception object raised again by a later dispatch is judged afresh.
+    """
+    # An exception class that takes no attributes stays unmarked: the bus logs it again, which beats
+    # never.
+    with contextlib.suppress(AttributeError, TypeError):
+        setattr(exc, _LOGGED, operation_id)
+
+
+def was_logged(exc: BaseException, operation_id: str | None) -> bool:
+    """Return whether a behaviour marked `exc` with `mark_logged` in dispatch `operation_id`."""
+    return operation_id is not None and getattr(exc, _LOGGED, None) == operation_id
 
 
 def result_from_exception(
     exc: Exception, message: Any, context: Context, *, log: bool, logger: Any
 ) -> Result[Any]:
     """Return the failed Result for `exc`; log an unexpected one, with its traceback, when `log`.
+
+    Pass ``log=not was_logged(exc, operation_id)``: an exception a logging behaviour already logged
+    is not logged twice.
 
     Domain errors keep their status and their caller-facing errors. Anything else is FAILED with a
     fixed text: no exception text, stack or SQL leaves the process through a Result.

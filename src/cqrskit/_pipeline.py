@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import FunctionType
 from typing import Any, TypeAlias
 
+from cqrskit._outcome import mark_logged
 from cqrskit.context import Context
 from cqrskit.errors import ConfigurationError
 from cqrskit.results import _NO_ERRORS, WRAPPED_TYPES, OperationStatus, Page, Result
@@ -128,6 +129,17 @@ def _link(call: Callable[..., Awaitable[Result[Any]]], call_next: Pipeline) -> P
     return step
 
 
+def _marking(call_next: Pipeline) -> Pipeline:
+    async def mark_errors(message: Any, context: Context) -> Result[Any]:
+        try:
+            return await call_next(message, context)
+        except Exception as exc:
+            mark_logged(exc, context._operation_id)
+            raise
+
+    return mark_errors
+
+
 def check_behaviours(behaviours: Sequence[object], kind: type) -> None:
     """Refuse behaviours that cannot work: not callable, on the wrong bus, or in the wrong order."""
     for behaviour in behaviours:
@@ -148,6 +160,10 @@ def check_behaviours(behaviours: Sequence[object], kind: type) -> None:
 
 
 def _check_callable(behaviour: Any) -> None:  # Any: mypy would not narrow a callable to a function
+    if isinstance(behaviour, type):
+        raise ConfigurationError(
+            f"{_name(behaviour)} is a class; list an instance of it: {behaviour.__qualname__}(...)"
+        )
     if not callable(behaviour):
         raise ConfigurationError(
             f"{behaviour!r} is not a behaviour: give an object with "
@@ -188,9 +204,14 @@ def compose(
     """Fold `behaviours` (outermost first) around `terminal`, innermost first.
 
     `targets` maps ``id(behaviour)`` to its `call_target`, when the caller has worked them out already.
+    Inside a behaviour that says `logs_errors` a step marks the exceptions that pass up through it,
+    so the bus logs only those it did not see; one that marks them itself (`Logging`, with
+    ``marks_logged_errors``) needs no such step.
     """
     pipeline = terminal
     for behaviour in reversed(behaviours):
         call = targets[id(behaviour)] if targets is not None else call_target(behaviour)
+        if getattr(behaviour, "logs_errors", False) and not getattr(behaviour, "marks_logged_errors", False):
+            pipeline = _marking(pipeline)
         pipeline = _link(call, pipeline)
     return pipeline

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 import structlog
 
 from cqrskit._operation_ids import state as _ids
-from cqrskit._outcome import result_from_exception
+from cqrskit._outcome import result_from_exception, was_logged
 from cqrskit._pipeline import (
     Pipeline,
     as_result,
@@ -43,11 +43,11 @@ class _Bus:
     """What both buses share: validated routes, one pipeline per message type, one dispatch path."""
 
     _kind: ClassVar[type[Message[Any]]]
-    __slots__ = ("_behaviours", "_chains", "_logger", "_pipelines", "_routes", "_self_logging")
+    __slots__ = ("_behaviours", "_chains", "_logger", "_pipelines", "_routes")
 
     def __init__(
         self,
-        handlers: Mapping[type, object],
+        handlers: Mapping[type[Any], object],
         behaviours: Iterable[object] = (),
         *,
         logger: Any = None,
@@ -60,9 +60,7 @@ class _Bus:
         check_behaviours(behaviour_list, self._kind)
         pipelines: dict[type, tuple[Pipeline, Callable[[Any, Context], Awaitable[Any]] | None]] = {}
         chains: dict[type, tuple[object, ...]] = {}
-        self_logging: set[type] = set()
         targets = {id(b): call_target(b) for b in behaviour_list}
-        logging_behaviours = {id(b) for b in behaviour_list if getattr(b, "logs_errors", False)}
         for message_type, value in handlers.items():
             self._check_key(message_type)
             chain = selected_behaviours(behaviour_list, message_type)
@@ -70,13 +68,10 @@ class _Bus:
             # With no behaviour in the way the bus calls the handler object itself: one coroutine less.
             pipelines[message_type] = (pipeline, None if chain else direct_handle(value))
             chains[message_type] = chain
-            if logging_behaviours and any(id(b) in logging_behaviours for b in chain):
-                self_logging.add(message_type)
         self._routes: Mapping[type, object] = MappingProxyType(dict(handlers))
         self._pipelines = pipelines
         self._chains: Mapping[type, tuple[object, ...]] = MappingProxyType(chains)
         self._behaviours = behaviour_list
-        self._self_logging = frozenset(self_logging)
         self._logger = logger if logger is not None else structlog.get_logger("cqrskit")
 
     def _check_key(self, message_type: object) -> None:
@@ -142,7 +137,7 @@ class _Bus:
                 exc,
                 message,
                 context,
-                log=type(message) not in self._self_logging,
+                log=not was_logged(exc, operation_id),
                 logger=self._logger,
             )
         if result._operation_id is None:  # a behaviour's own Result: the bus fills the id in

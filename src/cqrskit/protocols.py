@@ -53,7 +53,8 @@ class Behaviour(Protocol):
       bus of another kind it is a `ConfigurationError`.
     - ``inside_of: tuple[type, ...]``: behaviour types that, when present, must sit outside it.
     - ``logs_errors: bool``: True when it logs unexpected exceptions with their traceback itself, so
-      the bus does not log them a second time.
+      the bus does not log a second time those that passed up through it (it still logs one raised
+      outside it, by a behaviour listed before it).
 
     A plain ``async def behaviour(message, context, call_next)`` function works too.
     """

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
+from typing import Any
 
 from cqrskit.errors import ConfigurationError
 
 __all__ = ["merge_routes"]
 
 
-def merge_routes(*mappings: Mapping[type, object]) -> Mapping[type, object]:
+def merge_routes(*mappings: Mapping[type[Any], object]) -> Mapping[type, object]:
     """Return one read-only handler map holding every route of `mappings`.
 
     A message type mapped by two of them is a `ConfigurationError`: a route is declared once. In a

@@ -12,7 +12,15 @@ from hypothesis import strategies as st
 from structlog.contextvars import bind_contextvars, clear_contextvars, get_contextvars, merge_contextvars
 from structlog.testing import LogCapture, capture_logs
 
-from cqrskit import Context, NotFoundError, OperationStatus, Principal, Result, ValidationFailedError
+from cqrskit import (
+    Context,
+    NotFoundError,
+    OperationStatus,
+    Principal,
+    QueryBus,
+    Result,
+    ValidationFailedError,
+)
 from cqrskit.behaviours import Logging
 from cqrskit.behaviours._log_context import DispatchIds
 from tests.behaviours.observed_app import (
@@ -194,6 +202,34 @@ class TestLoggingDirect:
             await behaviour(FindUser("x"), CONTEXT, missing)
         assert [e["status"] for e in capture.entries] == ["validation_error"]
 
+    async def test_the_default_logger_follows_a_later_change_of_level(self) -> None:
+        """Logging() keeps structlog's lazy logger and honours a level configured after it was built."""
+        behaviour = Logging()
+        saved = structlog.get_config()
+        made: list[object] = []
+
+        def counting_factory(*_args: object) -> Any:
+            made.append(None)
+            return structlog.PrintLogger(io.StringIO())
+
+        try:
+            structlog.configure(
+                wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+                logger_factory=counting_factory,
+            )
+            with capture_logs() as quiet:
+                for _ in range(3):
+                    await behaviour(FindUser("x"), CONTEXT, succeed)
+            # Successes with info off resolve the lazy logger once, not once per dispatch.
+            assert len(made) == 1
+            structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
+            with capture_logs() as loud:
+                await behaviour(FindUser("x"), CONTEXT, succeed)
+        finally:
+            structlog.configure(**saved)
+        assert quiet == []
+        assert [(e["event"], e["log_level"]) for e in loud] == [("dispatch_completed", "info")]
+
     def test_describe_names_the_redacted_fields(self) -> None:
         """describe() shows, per message type, which fields never reach the logs."""
         behaviour = Logging(log_fields=True)
@@ -225,6 +261,33 @@ class TestLoggingThroughTheBus:
             assert event["correlation_id"] == "req-7"
             assert event["principal_id"] == "alice"
             assert event["message_type"] == "Register"
+        assert get_contextvars() == {}
+
+    async def test_a_thousand_concurrent_dispatches_keep_their_own_ids(self) -> None:
+        """1,000 interleaved dispatches: every line the handler logs carries its own dispatch's ids."""
+
+        class Chatty:
+            async def handle(self, query: FindUser, context: Context) -> str:
+                structlog.get_logger("test").info("looking", email=query.email)
+                await asyncio.sleep(0)
+                structlog.get_logger("test").info("found", email=query.email)
+                return query.email
+
+        bus = QueryBus({FindUser: Chatty()}, [Logging()])
+        count = 1_000
+        with capture_logs(processors=[merge_contextvars]) as logs:
+            results = await asyncio.gather(
+                *(bus.execute(FindUser(f"{n}"), Context(correlation_id=f"req-{n}")) for n in range(count))
+            )
+        operation_ids = {result.data: result.operation_id for result in results}
+        assert len(set(operation_ids.values())) == count
+        handler_lines = [e for e in logs if e["event"] in {"looking", "found"}]
+        assert len(handler_lines) == 2 * count
+        assert [e["event"] for e in handler_lines[:2]] == ["looking", "looking"]  # they interleaved
+        for entry in handler_lines:
+            assert entry["operation_id"] == operation_ids[entry["email"]]
+            assert entry["correlation_id"] == f"req-{entry['email']}"
+        assert len(events_named(logs, "dispatch_completed")) == count
         assert get_contextvars() == {}
 
     async def test_a_query_is_logged_with_its_status(self) -> None:

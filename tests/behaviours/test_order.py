@@ -119,7 +119,8 @@ class TestInsideOf:
 
     def test_transaction_without_retry_is_accepted(self) -> None:
         """inside_of only constrains behaviours that are present."""
-        CommandBus({Register: RegisterHandler()}, [FakeTransaction()])
+        bus = CommandBus({Register: RegisterHandler()}, [FakeTransaction()])
+        assert [type(b) for b in bus.behaviours_for(Register)] == [FakeTransaction]
 
     def test_refused_when_built_from_a_container(self) -> None:
         """A container listing them the wrong way round fails when it builds the bus."""

@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 import structlog
 
+from cqrskit._outcome import mark_logged
 from cqrskit._redaction import redacted_fields, sensitive_fields
 from cqrskit.behaviours._classify import CANCELLED, EXPECTED_FAILURES, exception_status, type_name
 from cqrskit.behaviours._log_context import DispatchIds
@@ -28,6 +29,9 @@ _METHODS = {_INFO: "info", _WARNING: "warning", _ERROR: "error"}
 # structlog's lazy proxy (what get_logger returns) is not exported; only its type is needed, to know
 # which loggers must be resolved per dispatch.
 _LazyProxy: type = getattr(structlog._config, "BoundLoggerLazyProxy", type(None))
+# structlog's live configuration, read (never written) to tell when a resolved lazy logger is stale;
+# None when a structlog release moves it, and then the logger is resolved on every dispatch.
+_STRUCTLOG_CONFIG: Any = getattr(structlog._config, "_CONFIG", None)
 
 
 class Logging:
@@ -45,7 +49,8 @@ class Logging:
       timeout) and on cancellation (status ``"cancelled"``);
     - at error on FAILED, with the traceback (``exc_info``) when an exception caused it. The exception
       then goes on up to the bus, which turns it into the Result; since this behaviour logged the
-      traceback (`logs_errors` is True), the bus does not log it again.
+      traceback (`logs_errors` is True), the bus does not log it again. An exception raised outside
+      it (by a behaviour listed before it) never passed through it, and the bus logs that one.
 
     Place: outermost but for `Tracing` (canonical order: Tracing, Logging, Metrics, Audit, Timeout,
     Authorization, Validation, QueryCache or CacheInvalidation, Retry, Transaction, Idempotency, handler),
@@ -58,8 +63,10 @@ class Logging:
     """
 
     logs_errors: ClassVar[bool] = True
+    # It marks what it logged itself (cqrskit._outcome.mark_logged): the bus adds no marking step.
+    marks_logged_errors: ClassVar[bool] = True
 
-    __slots__ = ("_ids", "_is_enabled_for", "_lazy", "_log_fields", "_logger")
+    __slots__ = ("_ids", "_is_enabled_for", "_lazy", "_levels", "_levels_key", "_log_fields", "_logger")
 
     def __init__(self, logger: Any = None, *, log_fields: bool = True) -> None:
         self._logger: Any = structlog.get_logger("cqrskit") if logger is None else logger
@@ -67,6 +74,8 @@ class Logging:
         # (and structlog.testing.capture_logs) applies to it.
         self._lazy = isinstance(self._logger, _LazyProxy)
         self._is_enabled_for = None if self._lazy else getattr(self._logger, "is_enabled_for", None)
+        self._levels: Any = None
+        self._levels_key: tuple[object, object] | None = None
         self._log_fields = log_fields
         self._ids = DispatchIds()
 
@@ -110,6 +119,8 @@ class Logging:
                     error_type=type_name(type(exc)),
                     exc_info=exc if unexpected else None,
                 )
+                if unexpected:
+                    mark_logged(exc, context.operation_id)
                 raise
             except asyncio.CancelledError:
                 self._emit(_WARNING, message, context, CANCELLED, started)
@@ -117,6 +128,8 @@ class Logging:
             status = result.status
             if status is _SUCCESS:
                 is_enabled_for = self._is_enabled_for
+                if self._lazy:
+                    is_enabled_for = getattr(self._levels_logger(), "is_enabled_for", None)
                 if is_enabled_for is None or is_enabled_for(_INFO):
                     self._emit(_INFO, message, context, status, started)
             else:
@@ -124,6 +137,27 @@ class Logging:
             return result
         finally:
             ids.reset(tokens)
+
+    def _levels_logger(self) -> Any:
+        """Return the lazy logger resolved, to ask it which levels are on (the success path's check).
+
+        Resolving a lazy proxy builds a new logger (and, by default, a new PrintLogger): microseconds
+        a successful dispatch need not pay when the answer is "info is off". Which levels are on
+        depends on the wrapper class and the logger factory, so the resolved logger is kept until
+        structlog is configured with another of either. Events are still built from a fresh
+        resolution, so processors configured later (``capture_logs`` too) apply to them.
+        """
+        config = _STRUCTLOG_CONFIG
+        if config is None:
+            return self._logger.bind()
+        key = (
+            getattr(self._logger, "_wrapper_class", None) or config.default_wrapper_class,
+            getattr(self._logger, "_logger", None) or config.logger_factory,
+        )
+        if key != self._levels_key:
+            self._levels = self._logger.bind()
+            self._levels_key = key
+        return self._levels
 
     def _emit(
         self,

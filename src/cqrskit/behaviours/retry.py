@@ -142,7 +142,7 @@ class Retry:
     def __init__(
         self,
         default: RetryPolicy = _DEFAULT_POLICY,
-        per_message: Mapping[type, RetryPolicy] = _NO_OVERRIDES,
+        per_message: Mapping[type[Any], RetryPolicy] = _NO_OVERRIDES,
         classifier: Classifier | None = None,
         *,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,

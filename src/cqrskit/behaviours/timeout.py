@@ -52,7 +52,7 @@ class Timeout:
     """
 
     def __init__(
-        self, default: float | None = None, per_message: Mapping[type, float | None] = _NO_OVERRIDES
+        self, default: float | None = None, per_message: Mapping[type[Any], float | None] = _NO_OVERRIDES
     ) -> None:
         self._default = _seconds(default, "default")
         overrides: dict[type, float | None] = {}

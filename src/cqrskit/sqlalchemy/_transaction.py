@@ -47,7 +47,7 @@ class Transaction:
     def __init__(
         self,
         database: Database,
-        isolation: Mapping[type, str] | None = None,
+        isolation: Mapping[type[Any], str] | None = None,
         default_isolation: str | None = None,
     ) -> None:
         if not isinstance(database, Database):
