@@ -164,7 +164,7 @@ class UserReadRepository:
         """Read the ``user_stats`` read model: the counters the projection keeps, not a count of users."""
         async with self.database.read_session() as session:
             rows = await session.execute(select(UserStatsRow.counter, UserStatsRow.value))
-            counters: dict[str, int] = {counter: value for counter, value in rows}
+            counters: dict[str, int] = {row.counter: row.value for row in rows}
         active, inactive = counters.pop("active", 0), counters.pop("inactive", 0)
         by_role = {
             name.removeprefix("role:"): value

@@ -105,7 +105,7 @@ class TestCreateUserHandler:
         assert [(e.kind, e.change) for e in result.affected_entities] == [("user", "created")]
 
     async def test_duplicate(self, container: Container) -> None:
-        """A taken username is a CONFLICT and nothing is hashed."""
+        """A taken username is a CONFLICT and adds no row (the hash comes first, outside the lock)."""
         hasher, users = FakeHasher(), FakeUserRepository()
         with (
             container.hasher.override(providers.Object(hasher)),
@@ -117,7 +117,7 @@ class TestCreateUserHandler:
             again = await bus.execute(CreateUser("b@example.com", "ada", "correct horse", "Ada"), ADMIN)
         container.command_bus.reset()
         assert again.status is OperationStatus.CONFLICT
-        assert hasher.hashed == ["correct horse"]
+        assert len(users.rows) == 1
 
     async def test_password_never_logged(self, container: Container) -> None:
         """Logging and audit redact the password."""
