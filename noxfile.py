@@ -71,3 +71,13 @@ def docs(session: nox.Session) -> None:
     session.install("-e", ALL_EXTRAS, *group("docs"))
     build = ["sphinx-build", "-E", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html"]
     session.run(*build, *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def check(session: nox.Session) -> None:
+    """Check the example service's wiring with the route inspector (exits non-zero on a problem)."""
+    session.install("-e", ALL_EXTRAS)
+    session.run(
+        "python", "-m", "cqrskit", "check", "examples.users.container:Container",
+        "--modules", "examples.users.messages",
+    )  # fmt: skip

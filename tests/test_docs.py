@@ -142,33 +142,8 @@ class TestBlocks:
         assert [block.line for block in blocks(text)] == [2, 12, 15]
 
 
-# Pages whose code does not run yet, each with the reason. The mark is strict: once a page runs, its
-# test fails until it is taken off this list, so the list can only shrink.
-NOT_YET_RUNNABLE = {
-    "behaviours/audit.md": "its TableAuditSink uses a Database the page neither imports nor builds",
-    "behaviours/authorization.md": "wires CreateUser and other messages it does not define",
-    "behaviours/functions.md": "wires Logging without importing it",
-    "behaviours/logging.md": "uses a SqlUserRepository the page does not define",
-    "behaviours/order.md": "lists Tracing and the other behaviours without importing them",
-    "behaviours/timeout.md": "passes a set where Timeout expects a dict",
-    "behaviours/validation.md": "uses Validation without importing it",
-    "buses.md": "wires a UserRepository the page does not define",
-    "caching.md": "has a block that is not valid Python (a placeholder in a dict)",
-    "concepts.md": "uses RenameUser before or without defining it",
-    "events.md": "wires a Mailer and other names the page does not define",
-    "testing.md": "uses a Container the page does not define",
-    "transactions.md": "wires SqlUserRepository, CreateUser, TransferMoney before or without defining them",
-}
-
-
 def _params() -> list[Any]:
-    params = []
-    for path in pages():
-        name = path.relative_to(DOCS).as_posix()
-        reason = NOT_YET_RUNNABLE.get(name)
-        marks = [pytest.mark.xfail(reason=reason, strict=True)] if reason else []
-        params.append(pytest.param(path, id=name, marks=marks))
-    return params
+    return [pytest.param(path, id=path.relative_to(DOCS).as_posix()) for path in pages()]
 
 
 @pytest.mark.parametrize("page", _params())

@@ -105,7 +105,7 @@ class TestCreateUserHandler:
         assert [(e.kind, e.change) for e in result.affected_entities] == [("user", "created")]
 
     async def test_duplicate(self, container: Container) -> None:
-        """A taken username is a CONFLICT and adds no row (the hash comes first, outside the lock)."""
+        """A taken username is a CONFLICT and nothing is stored (the hash comes first, off the write lock)."""
         hasher, users = FakeHasher(), FakeUserRepository()
         with (
             container.hasher.override(providers.Object(hasher)),
@@ -117,7 +117,8 @@ class TestCreateUserHandler:
             again = await bus.execute(CreateUser("b@example.com", "ada", "correct horse", "Ada"), ADMIN)
         container.command_bus.reset()
         assert again.status is OperationStatus.CONFLICT
-        assert len(users.rows) == 1
+        assert [row.email for row in users.rows.values()] == ["a@example.com"]
+        assert hasher.hashed == ["correct horse", "correct horse"]
 
     async def test_password_never_logged(self, container: Container) -> None:
         """Logging and audit redact the password."""
