@@ -21,7 +21,7 @@ pytest.importorskip("cqrskit.caching", reason="examples/users needs cqrskit.cach
 from examples.users.container import Container
 from examples.users.events import UserCreated, UserDeleted, UserUpdated
 from examples.users.messages import ApplyUserStatsChange, GetUserStats, UserRole
-from examples.users.models import UserRow, create_tables
+from examples.users.models import Base, UserRow, create_tables
 from examples.users.passwords import ScryptCost
 from examples.users.projection import PROJECTION, UserStatsProjection, stats_change
 from examples.users.settings import Settings
@@ -257,7 +257,7 @@ class TestCreateTables:
         engine = create_async_engine(url)
         now = datetime.now(UTC)
         async with engine.begin() as connection:
-            await connection.run_sync(UserRow.__table__.create)
+            await connection.run_sync(Base.metadata.tables["users"].create)
             for name, role, active in (("old1", "member", True), ("old2", "guest", False)):
                 await connection.execute(
                     insert(UserRow).values(
