@@ -16,6 +16,7 @@ from cqrskit import (
     Result,
 )
 from cqrskit.behaviours import CacheInvalidation, QueryCache
+from cqrskit.caching import TwoLevelCache
 from cqrskit.protocols import CallNext
 from cqrskit.scope import TransactionScope, current_transaction
 from cqrskit.testing import FailingCache, InMemoryCache
@@ -134,6 +135,19 @@ class TestInvalidation:
             assert not await app.hit(query)
         assert (await app.queries.execute(GetUser("42"))).data.name == "Ada!"
 
+    async def test_an_in_process_level_sees_its_own_invalidation_at_once(self) -> None:
+        """Over a TwoLevelCache with a long local_ttl, a rename here is a miss here at once."""
+        app = App(TwoLevelCache(InMemoryCache(), local_ttl=600))
+        await app.queries.execute(GetUser("42"))
+        await app.queries.execute(ListUsers())
+        assert await app.hit(GetUser("42"))
+        await app.commands.execute(RenameUser("42", "Augusta"))
+        after = await app.queries.execute(GetUser("42"))
+        assert after.cache_info is not None
+        assert not after.cache_info.hit
+        assert after.data.name == "Augusta"
+        assert not await app.hit(ListUsers())
+
     async def test_commands_without_affected_entities_touch_no_cache(self) -> None:
         """A successful command that reports no entities makes no cache call."""
         cache = InMemoryCache()
@@ -158,6 +172,11 @@ class TestInvalidation:
         """CacheInvalidation works on command buses only."""
         with pytest.raises(ConfigurationError, match="Command buses only"):
             QueryBus({GetUser: GetUserHandler(UserStore())}, [CacheInvalidation(InMemoryCache())])
+
+    def test_tag_ttl_must_be_positive(self) -> None:
+        """A tag lifetime of zero or less would drop the counters at once: refused when built."""
+        with pytest.raises(ConfigurationError, match="tag_ttl"):
+            CacheInvalidation(InMemoryCache(), tag_ttl=0)
 
     def test_describe_and_repr(self) -> None:
         """The route inspector learns what it does; the repr names the backend."""

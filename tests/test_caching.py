@@ -29,6 +29,7 @@ from cqrskit.caching import (
 )
 from cqrskit.testing import InMemoryCache
 from tests.caching_app import (
+    POLICIES,
     SEARCH,
     Container,
     GetUser,
@@ -376,3 +377,37 @@ class TestUnreachableRedis:
         assert query.data == UserDto("42", "Ada", "ada@example.com")
         assert command.is_success
         assert {entry["event"] for entry in logs} == {"cache_unavailable", "cache_invalidation_failed"}
+
+    async def test_a_redis_that_never_answers_times_out_and_fails_open(self) -> None:
+        """A server that accepts connections but never replies: each call gives up after `timeout`."""
+        connections: list[asyncio.StreamWriter] = []
+
+        async def silent(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            connections.append(writer)  # read nothing, answer nothing: a hung Redis
+
+        server = await asyncio.start_server(silent, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        cache = redis_cache(f"redis://127.0.0.1:{port}/0", timeout=0.2)
+        store = UserStore()
+        queries = QueryBus({GetUser: GetUserHandler(store)}, [QueryCache(cache, POLICIES)])
+        commands = CommandBus({RenameUser: RenameUserHandler(store)}, [CacheInvalidation(cache)])
+        try:
+            with structlog.testing.capture_logs() as logs:
+                query = await asyncio.wait_for(queries.execute(GetUser("42")), timeout=10)
+                command = await asyncio.wait_for(commands.execute(RenameUser("42", "Augusta")), timeout=10)
+        finally:
+            await cache.close()
+            for writer in connections:
+                writer.close()
+            server.close()
+            await server.wait_closed()
+        assert connections  # the cache did reach the silent server
+        assert query.is_success
+        assert query.data == UserDto("42", "Ada", "ada@example.com")
+        assert query.cache_info is not None
+        assert not query.cache_info.hit
+        assert command.is_success
+        failures = [entry for entry in logs if entry["event"] == "cache_unavailable"]
+        assert failures
+        assert all("Timeout" in entry["error_type"] for entry in failures)
+        assert "cache_invalidation_failed" in {entry["event"] for entry in logs}

@@ -26,8 +26,12 @@ from cqrskit import (
     HandlerFactory,
     Result,
 )
+from cqrskit.behaviours import CacheInvalidation, CachePolicy, QueryCache
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
+# Modules whose classes' public methods and properties must also be named in the docs.
+METHOD_MODULES = [cqrskit.sqlalchemy, cqrskit.caching]
+CACHING_BEHAVIOURS = [CacheInvalidation, CachePolicy, QueryCache]
 PUBLIC_MODULES = [
     cqrskit,
     cqrskit.testing,
@@ -118,3 +122,47 @@ class TestProtocols:
 
         behaviour: Behaviour = Upper()
         assert (await CommandBus({Ping: PingHandler()}, [behaviour]).execute(Ping())).data == "PONG"
+
+
+def public_members(cls: type) -> list[tuple[str, Any]]:
+    """The methods and properties `cls` itself defines whose names do not start with an underscore."""
+    members = []
+    for name, value in vars(cls).items():
+        if name.startswith("_"):
+            continue
+        if isinstance(value, property):
+            members.append((name, value.fget))
+        elif inspect.isfunction(value) or isinstance(value, (classmethod, staticmethod)):
+            members.append((name, value))
+    return members
+
+
+def classes_to_check() -> list[type]:
+    found = [
+        value
+        for module in METHOD_MODULES
+        for value in (getattr(module, name) for name in public_names(module))
+        if inspect.isclass(value) and not issubclass(value, BaseException)
+    ]
+    return [*found, *CACHING_BEHAVIOURS]
+
+
+class TestPublicMembers:
+    """The classes of cqrskit.sqlalchemy and cqrskit.caching, and the caching behaviours."""
+
+    @pytest.mark.parametrize("cls", classes_to_check(), ids=lambda c: c.__qualname__)
+    def test_every_method_and_property_has_a_docstring(self, cls: type) -> None:
+        """Each public method and property says what it does."""
+        undocumented = [name for name, member in public_members(cls) if not inspect.getdoc(member)]
+        assert undocumented == []
+
+    @pytest.mark.parametrize("cls", classes_to_check(), ids=lambda c: c.__qualname__)
+    def test_every_method_and_property_appears_in_the_docs(self, cls: type) -> None:
+        """Each public method and property is named in the docs."""
+        text = "\n".join(page.read_text(encoding="utf-8") for page in DOCS.rglob("*.md"))
+        missing = [
+            name
+            for name, _ in public_members(cls)
+            if not any(form in text for form in (f"`{name}", f".{name}", f"{name}("))
+        ]
+        assert missing == []

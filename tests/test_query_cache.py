@@ -341,6 +341,24 @@ class TestPages:
         assert hit.pagination == page.pagination
 
 
+class Gate:
+    """A call_next that waits for `release`, then returns or raises; `started` is set once it runs."""
+
+    def __init__(self, error: BaseException | None = None) -> None:
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
+        self.error = error
+        self.calls = 0
+
+    async def __call__(self, message: Any, context: Context) -> Result[Any]:
+        self.calls += 1
+        self.started.set()
+        await self.release.wait()
+        if self.error is not None:
+            raise self.error
+        return Result.success(ADA)
+
+
 class TestSingleFlight:
     """Concurrent misses for one key in one process run the handler once."""
 
@@ -400,47 +418,30 @@ class TestSingleFlight:
 
     async def test_cancelling_the_loader_does_not_break_the_waiters(self) -> None:
         """When the query that runs the handler is cancelled, a waiting one loads instead and answers."""
-        started = asyncio.Event()
-        release = asyncio.Event()
-        calls = 0
-
-        async def slow_next(message: Any, context: Context) -> Result[Any]:
-            nonlocal calls
-            calls += 1
-            started.set()
-            await release.wait()
-            return Result.success(ADA)
-
+        gate = Gate()
         query_cache = get_user_cache(InMemoryCache())
-        loader = asyncio.create_task(query_cache(GetUser("42"), CONTEXT, slow_next))
-        await started.wait()
-        waiters = [asyncio.create_task(query_cache(GetUser("42"), CONTEXT, slow_next)) for _ in range(5)]
+        loader = asyncio.create_task(query_cache(GetUser("42"), CONTEXT, gate))
+        await gate.started.wait()
+        waiters = [asyncio.create_task(query_cache(GetUser("42"), CONTEXT, gate)) for _ in range(5)]
         await asyncio.sleep(0)
         loader.cancel()
-        release.set()
+        gate.release.set()
         results = await asyncio.gather(*waiters)
         assert loader.cancelled()
         assert all(result.data == ADA for result in results)
-        assert calls == 2
+        assert gate.calls == 2
 
     async def test_cancelling_a_waiter_leaves_the_loader_alone(self) -> None:
         """A cancelled waiter stops waiting; the loader and the other waiters finish normally."""
-        started = asyncio.Event()
-        release = asyncio.Event()
-
-        async def slow_next(message: Any, context: Context) -> Result[Any]:
-            started.set()
-            await release.wait()
-            return Result.success(ADA)
-
+        gate = Gate()
         query_cache = get_user_cache(InMemoryCache())
-        loader = asyncio.create_task(query_cache(GetUser("42"), CONTEXT, slow_next))
-        await started.wait()
-        quitter = asyncio.create_task(query_cache(GetUser("42"), CONTEXT, slow_next))
-        stayer = asyncio.create_task(query_cache(GetUser("42"), CONTEXT, slow_next))
+        loader = asyncio.create_task(query_cache(GetUser("42"), CONTEXT, gate))
+        await gate.started.wait()
+        quitter = asyncio.create_task(query_cache(GetUser("42"), CONTEXT, gate))
+        stayer = asyncio.create_task(query_cache(GetUser("42"), CONTEXT, gate))
         await asyncio.sleep(0)
         quitter.cancel()
-        release.set()
+        gate.release.set()
         assert (await loader).data == ADA
         assert (await stayer).data == ADA
         with pytest.raises(asyncio.CancelledError):
@@ -448,23 +449,13 @@ class TestSingleFlight:
 
     async def test_waiters_share_the_loaders_exception(self) -> None:
         """When the handler raises, every waiting query gets that error, and the handler ran once."""
-        started = asyncio.Event()
-        release = asyncio.Event()
-        calls = 0
-
-        async def failing_next(message: Any, context: Context) -> Result[Any]:
-            nonlocal calls
-            calls += 1
-            started.set()
-            await release.wait()
-            raise NotFoundError("no user")
-
+        gate = Gate(error=NotFoundError("no user"))
         query_cache = get_user_cache(InMemoryCache())
-        tasks = [asyncio.create_task(query_cache(GetUser("42"), CONTEXT, failing_next)) for _ in range(3)]
-        await started.wait()
-        release.set()
+        tasks = [asyncio.create_task(query_cache(GetUser("42"), CONTEXT, gate)) for _ in range(3)]
+        await gate.started.wait()
+        gate.release.set()
         outcomes = await asyncio.gather(*tasks, return_exceptions=True)
-        assert calls == 1
+        assert gate.calls == 1
         assert all(isinstance(outcome, NotFoundError) for outcome in outcomes)
 
 
@@ -495,8 +486,8 @@ class TestFailOpen:
                 await query_cache(GetUser("42"), CONTEXT, FakeNext())
         assert [entry["suppressed"] for entry in logs] == [0, 0, 0]
 
-    async def test_a_timeout_fails_open_too(self) -> None:
-        """A cache that times out is treated like one that raises."""
+    async def test_a_timeout_error_fails_open_too(self) -> None:
+        """A TimeoutError (what a bounded backend raises when time runs out) fails open like any error."""
         query_cache = QueryCache(FailingCache(TimeoutError), POLICIES)
         with structlog.testing.capture_logs() as logs:
             result = await query_cache(GetUser("42"), CONTEXT, FakeNext())
@@ -560,24 +551,6 @@ class TestThroughTheContainer:
         for _ in range(2):
             assert (await bus.execute(FindUserByEmail("nobody@example.com"))).data is None
         assert container.store().reads["FindUserByEmail"] == 1
-
-
-class Gate:
-    """A call_next that waits for `release`, then returns or raises; `started` is set once it runs."""
-
-    def __init__(self, error: BaseException | None = None) -> None:
-        self.started = asyncio.Event()
-        self.release = asyncio.Event()
-        self.error = error
-        self.calls = 0
-
-    async def __call__(self, message: Any, context: Context) -> Result[Any]:
-        self.calls += 1
-        self.started.set()
-        await self.release.wait()
-        if self.error is not None:
-            raise self.error
-        return Result.success(ADA)
 
 
 class LockWatch(InMemoryCache):
@@ -668,3 +641,9 @@ class TestCrossProcessLock:
         """A lock_ttl of zero or less is refused."""
         with pytest.raises(ConfigurationError, match="lock_ttl"):
             QueryCache(InMemoryCache(), POLICIES, lock_ttl=0)
+
+    @pytest.mark.parametrize("setting", ["lock_poll", "tag_ttl"])
+    def test_lock_poll_and_tag_ttl_must_be_positive(self, setting: str) -> None:
+        """A poll interval or a tag lifetime of zero or less is refused when the behaviour is built."""
+        with pytest.raises(ConfigurationError, match=setting):
+            QueryCache(InMemoryCache(), POLICIES, **{setting: 0})

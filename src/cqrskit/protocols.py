@@ -93,7 +93,9 @@ class CacheBackend(Protocol):
 
     Values are JSON-compatible data (what cattrs unstructures to); a backend shared by several
     processes stores them as JSON. A missing key reads as None. Pass an aiocache cache instead and it
-    is wrapped in `cqrskit.caching.AiocacheBackend` for you.
+    is wrapped in `cqrskit.caching.AiocacheBackend` for you. A backend over a network bounds each
+    call with a timeout of its own and raises when it runs out: the behaviours fail open on an
+    exception, but wait as long as a call takes.
     """
 
     async def get(self, key: str, /) -> Any:

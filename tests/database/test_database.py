@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import os
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,20 +19,12 @@ from sqlalchemy.util import await_
 
 from cqrskit import ConfigurationError, ConflictError, NoActiveSessionError
 from cqrskit.scope import current_transaction, defer_until_commit
-from cqrskit.sqlalchemy import Database
+from cqrskit.sqlalchemy import Database, Transaction
 from cqrskit.sqlalchemy._classify import is_connection_lost, is_unique_violation, sqlstate
 from cqrskit.sqlalchemy._completion import to_completion
 from tests.database.support import Item, create_tables, item_names, items
 
-
-@pytest.fixture
-async def database(tmp_path: Path) -> AsyncIterator[Database]:
-    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite3'}")
-    await create_tables(database)
-    try:
-        yield database
-    finally:
-        await database.dispose()
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class TestDatabase:
@@ -146,6 +140,35 @@ class TestDatabase:
         with pytest.raises(ImportError, match=r"cqrskit\[sqlalchemy\]"):
             importlib.import_module("cqrskit.sqlalchemy")
 
+    def test_the_behaviours_import_without_the_optional_extras(self) -> None:
+        """Without SQLAlchemy or aiocache, cqrskit.behaviours imports; Transaction says what to install."""
+        script = (
+            "import sys\n"
+            "for name in ('sqlalchemy', 'aiocache', 'redis', 'asyncpg', 'aiosqlite'):\n"
+            "    sys.modules[name] = None\n"
+            "import cqrskit.behaviours, cqrskit.caching, cqrskit.testing\n"
+            "from cqrskit.behaviours import CacheInvalidation, CachePolicy, QueryCache\n"
+            "try:\n"
+            "    cqrskit.behaviours.Transaction\n"
+            "except ImportError as exc:\n"
+            "    print(exc)\n"
+        )
+        done = subprocess.run(  # noqa: S603 - this interpreter, a fixed script
+            [sys.executable, "-c", script],
+            env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert "cqrskit[sqlalchemy]" in done.stdout
+
+    def test_transaction_is_exported_lazily_from_the_behaviours(self) -> None:
+        """cqrskit.behaviours.Transaction is the cqrskit.sqlalchemy class, imported on first use."""
+        behaviours = importlib.import_module("cqrskit.behaviours")
+        assert behaviours.Transaction is Transaction
+
 
 class TestSession:
     """database.session: context-local, and a clear error outside a transaction."""
@@ -239,6 +262,30 @@ class TestTransactionBlock:
                 assert seen == []
         assert await item_names(database) == ["outer"]
         assert seen == ["outer", "kept"]
+
+    async def test_rollback_only_rolls_back_without_an_exception(self, database: Database) -> None:
+        """A block with rollback_only set rolls back: no row, no deferred work; a savepoint alone."""
+        seen: list[str] = []
+
+        async def note() -> None:
+            seen.append("ran")
+
+        block = database.transaction()
+        async with block as session:
+            await session.execute(insert(items).values(name="discarded"))
+            defer_until_commit(note)
+            block.rollback_only = True
+        assert await item_names(database) == []
+        assert seen == []
+
+        async with database.transaction() as session:
+            await session.execute(insert(items).values(name="outer"))
+            inner = database.transaction()
+            async with inner as same:
+                await same.execute(insert(items).values(name="inner"))
+                inner.rollback_only = True
+        assert await item_names(database) == ["outer"]
+        assert database.engine.pool.checkedout() == 0
 
     async def test_a_unique_violation_becomes_conflict(self, database: Database) -> None:
         """The IntegrityError of a duplicate key reaches the caller as ConflictError, chained to it."""

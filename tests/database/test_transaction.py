@@ -58,16 +58,6 @@ async def container(tmp_path: Path) -> AsyncIterator[Container]:
         await database.dispose()
 
 
-@pytest.fixture
-async def database(tmp_path: Path) -> AsyncIterator[Database]:
-    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'direct.db'}")
-    await create_tables(database)
-    try:
-        yield database
-    finally:
-        await database.dispose()
-
-
 def success(data: Any = None) -> Result[Any]:
     return Result.success(data)
 
@@ -213,6 +203,26 @@ class TestTransactionOnTheBus:
         assert result.status is OperationStatus.SUCCESS
         assert await item_names(database) == ["slow-commit"]
         assert database.engine.pool.checkedout() == 0
+
+    async def test_a_timed_out_command_leaves_no_write_and_frees_the_write_lock(
+        self, database: Database
+    ) -> None:
+        """A handler that writes then outlives its Timeout: TIMEOUT, no row, and the next command commits."""
+
+        class WriteThenWait:
+            async def handle(self, command: AddItem, context: Context) -> str:
+                await database.session.execute(insert(items).values(name=command.name))
+                if command.name == "hung":
+                    await asyncio.Event().wait()  # until the Timeout cancels it
+                return command.name
+
+        bus = CommandBus({AddItem: WriteThenWait()}, [Timeout(default=0.2), Transaction(database)])
+        timed_out = await bus.execute(AddItem("hung"))
+        assert timed_out.status is OperationStatus.TIMEOUT
+        assert await item_names(database) == []
+        assert database.engine.pool.checkedout() == 0
+        assert (await bus.execute(AddItem("next"))).is_success
+        assert await item_names(database) == ["next"]
 
     async def test_sqlite_busy_is_retried(self, tmp_path: Path) -> None:
         """A write lock held elsewhere fails the first attempt ('database is locked'); Retry runs it again."""

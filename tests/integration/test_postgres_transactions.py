@@ -8,6 +8,7 @@ from typing import Any
 
 import attrs
 import pytest
+import structlog
 from sqlalchemy import Boolean, Column, Integer, MetaData, String, Table, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -97,23 +98,25 @@ async def server(postgres_url: str) -> AsyncIterator[Server]:
 async def database(postgres_url: str, unique_name: str, server: Server) -> AsyncIterator[Database]:
     """A Database whose connections work in a schema of this test's own, dropped afterwards."""
     await server.scalar(f'CREATE SCHEMA "{unique_name}"')
-    database = Database(
-        postgres_url,
-        engine_options={
-            "connect_args": {
-                "server_settings": {"search_path": unique_name, "application_name": unique_name}
-            },
-            "pool_size": 1,
-            "max_overflow": 9,
-        },
-    )
+    database: Database | None = None
     try:
+        database = Database(
+            postgres_url,
+            engine_options={
+                "connect_args": {
+                    "server_settings": {"search_path": unique_name, "application_name": unique_name}
+                },
+                "pool_size": 1,
+                "max_overflow": 9,
+            },
+        )
         async with database.engine.begin() as connection:
             await connection.run_sync(metadata.create_all)
         yield database
     finally:
-        await database.dispose()
-        await server.scalar(f'DROP SCHEMA "{unique_name}" CASCADE')
+        if database is not None:
+            await database.dispose()
+        await server.scalar(f'DROP SCHEMA IF EXISTS "{unique_name}" CASCADE')
 
 
 def probe_bus(
@@ -236,9 +239,10 @@ class TestFailures:
     async def test_a_timeout_cancels_the_query_on_the_server(
         self, database: Database, server: Server, unique_name: str
     ) -> None:
-        """Timeout around pg_sleep returns TIMEOUT, leaves no query running and the connection usable."""
+        """Timeout around pg_sleep: TIMEOUT, no query left running, no partial write, connection usable."""
 
         async def sleep(command: Probe, context: Context) -> None:
+            await database.session.execute(insert(marks).values(label="before-sleep", pending=False))
             await database.session.execute(text(f"SELECT pg_sleep(30) /* {unique_name} */"))
 
         running = (
@@ -255,6 +259,7 @@ class TestFailures:
         leftover = await server.poll(running, until=lambda count: count == 0, pattern=pattern)
         assert leftover == 0
         assert database.engine.pool.checkedout() == 0
+        assert await server.scalar(f'SELECT count(*) FROM "{unique_name}".marks') == 0
 
         async def still_works(command: Probe, context: Context) -> int:
             return int((await database.session.execute(text("SELECT 1"))).scalar_one())
@@ -313,7 +318,29 @@ class TestFailures:
         async with database.read_session() as session:
             assert (await session.execute(select(accounts.c.name))).scalars().all() == ["ann"]
 
-    async def test_a_connection_killed_at_commit_is_not_retried(
+    async def test_a_unique_violation_found_at_commit_is_conflict(
+        self, database: Database, server: Server, unique_name: str
+    ) -> None:
+        """A deferred unique constraint fails at COMMIT: CONFLICT (not FAILED), one attempt, no row."""
+        await server.scalar(
+            f'ALTER TABLE "{unique_name}".entries ADD CONSTRAINT entries_seq_unique '
+            "UNIQUE (seq) DEFERRABLE INITIALLY DEFERRED"
+        )
+        attempts: list[int] = []
+
+        async def twice(command: Probe, context: Context) -> None:
+            attempts.append(1)
+            for author in ("a", "b"):
+                await database.session.execute(insert(entries).values(seq=7, author=author))
+
+        bus = probe_bus(database, twice, Retry(RetryPolicy(max_attempts=3, delay=0)))
+        result = await bus.execute(Probe())
+        assert result.status is OperationStatus.CONFLICT
+        assert attempts == [1]
+        assert database.engine.pool.checkedout() == 0
+        assert await server.scalar(f'SELECT count(*) FROM "{unique_name}".entries') == 0
+
+    async def test_a_connection_killed_just_before_commit_is_not_retried(
         self, database: Database, server: Server
     ) -> None:
         """The handler has its backend terminated just before COMMIT: FAILED, one attempt, no retry."""
@@ -413,6 +440,45 @@ class TestCommitOutcome:
         )
         assert after_commit == ["deadline"]
         assert database.engine.pool.checkedout() == 0
+
+    async def test_a_connection_killed_during_commit_is_not_retried(
+        self, database: Database, server: Server, slow_commit: float, unique_name: str
+    ) -> None:
+        """pg_terminate_backend while COMMIT runs: FAILED after one attempt, no after-commit work."""
+        after_commit: list[str] = []
+        attempts: list[str] = []
+
+        async def mark(command: Probe, context: Context) -> str:
+            attempts.append(command.label)
+            await database.session.execute(insert(marks).values(label=command.label, pending=False))
+
+            async def note() -> None:
+                after_commit.append(command.label)
+
+            defer_until_commit(note)
+            return command.label
+
+        bus = probe_bus(database, mark, Retry(RetryPolicy(max_attempts=3, delay=0)))
+        committing = (
+            "SELECT pid FROM pg_stat_activity WHERE application_name = :name "
+            "AND state = 'active' AND query ILIKE 'COMMIT%'"
+        )
+        with structlog.testing.capture_logs() as logs:
+            dispatch = asyncio.create_task(bus.execute(Probe("killed")))
+            pid = await server.poll(committing, until=lambda found: found is not None, name=unique_name)
+            assert pid is not None
+            assert await server.scalar("SELECT pg_terminate_backend(:pid)", pid=pid)
+            result = await asyncio.wait_for(dispatch, timeout=10)
+        assert result.status is OperationStatus.FAILED
+        assert attempts == ["killed"]
+        assert after_commit == []
+        assert [entry["error_type"] for entry in logs if entry["event"] == "dispatch_failed"] == [
+            "CommitOutcomeUnknownError"
+        ]
+        assert database.engine.pool.checkedout() == 0
+        assert (
+            await server.scalar(f"SELECT count(*) FROM \"{unique_name}\".marks WHERE label = 'killed'") == 0
+        )
 
     async def test_a_cancel_during_commit_propagates_after_the_committed_work(
         self, database: Database, server: Server, slow_commit: float, unique_name: str

@@ -38,6 +38,17 @@ ROOT = Path(__file__).resolve().parents[2]
 INVALIDATOR = Path(__file__).with_name("cache_invalidator.py")
 
 
+async def drop_keys(redis_url: str, namespace: str) -> None:
+    """Delete every key under `namespace` (this test's own)."""
+    client = redis.from_url(redis_url)
+    try:
+        keys = [key async for key in client.scan_iter(match=f"{namespace}:*")]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+
 @pytest.fixture
 async def caches(redis_url: str, unique_name: str) -> AsyncIterator[Callable[[], CacheBackend]]:
     """Makes Redis caches under this test's own namespace; deletes its keys afterwards, also on failure."""
@@ -53,13 +64,7 @@ async def caches(redis_url: str, unique_name: str) -> AsyncIterator[Callable[[],
     finally:
         for cache in made:
             await cache.close()
-        client = redis.from_url(redis_url)
-        try:
-            keys = [key async for key in client.scan_iter(match=f"{unique_name}:*")]
-            if keys:
-                await client.delete(*keys)
-        finally:
-            await client.aclose()
+        await drop_keys(redis_url, unique_name)
 
 
 class Process:
@@ -157,10 +162,8 @@ class TestSharedRedis:
             assert container.store().reads["GetUser"] == 2
         finally:
             await container.cache().close()
-            keys = [key async for key in client.scan_iter(match=f"{unique_name}:*")]
-            if keys:
-                await client.delete(*keys)
             await client.aclose()
+            await drop_keys(redis_url, unique_name)
 
 
 class GatedGetUser:
@@ -294,13 +297,9 @@ class TestRoundTripThroughRedis:
                 assert result.cache_info.hit
                 return result.data
             finally:
-                client = redis.from_url(redis_url)
-                keys = [key async for key in client.scan_iter(match=f"{unique_name}:*")]
-                if keys:
-                    await client.delete(*keys)
-                await client.aclose()
                 await writer.close()
                 await reader.close()
+                await drop_keys(redis_url, unique_name)
 
         cached = asyncio.run(run())
         assert type(cached) is dto

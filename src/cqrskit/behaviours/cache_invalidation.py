@@ -15,6 +15,7 @@ from cqrskit._cache_keys import entity_tag_keys
 from cqrskit.behaviours.query_cache import DEFAULT_TAG_TTL
 from cqrskit.caching import as_backend
 from cqrskit.context import Context
+from cqrskit.errors import ConfigurationError
 from cqrskit.messages import Command
 from cqrskit.protocols import CallNext
 from cqrskit.results import OperationStatus, Result
@@ -52,6 +53,8 @@ class CacheInvalidation:
         logger: Any = None,
         warn_interval: float = 10.0,
     ) -> None:
+        if tag_ttl <= 0:
+            raise ConfigurationError(f"tag_ttl must be positive seconds, got {tag_ttl!r}")
         self._backend = as_backend(cache)
         self._tag_ttl = tag_ttl
         self._logger = logger if logger is not None else structlog.get_logger("cqrskit.cache")

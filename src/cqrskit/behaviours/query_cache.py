@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import secrets
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Generic, TypeVar
@@ -12,6 +12,7 @@ import cattrs
 import structlog
 
 from cqrskit._cache_failures import FailureLog
+from cqrskit._cache_flight import LoadLock, SingleFlight
 from cqrskit._cache_keys import CachePlan, dependency_tag_keys, make_cache_converter
 from cqrskit.caching import as_backend
 from cqrskit.context import Context
@@ -110,6 +111,10 @@ class QueryCache:
     ) -> None:
         if lock_ttl is not None and lock_ttl <= 0:
             raise ConfigurationError(f"lock_ttl must be positive seconds or None, got {lock_ttl!r}")
+        if lock_poll <= 0:
+            raise ConfigurationError(f"lock_poll must be positive seconds, got {lock_poll!r}")
+        if tag_ttl <= 0:
+            raise ConfigurationError(f"tag_ttl must be positive seconds, got {tag_ttl!r}")
         if not isinstance(policies, Mapping):
             raise ConfigurationError(
                 f"policies must map query types to CachePolicy, got {type(policies).__name__}"
@@ -129,11 +134,14 @@ class QueryCache:
             plans[query_type] = CachePlan(query_type, policy, self._converter)
         self._plans = plans
         self._tag_ttl = tag_ttl
-        self._lock_ttl = lock_ttl
-        self._lock_poll = lock_poll
         self._logger = logger if logger is not None else structlog.get_logger("cqrskit.cache")
         self._failures = FailureLog(self._logger, "cache_unavailable", interval=warn_interval)
-        self._flights: dict[str, asyncio.Future[Result[Any]]] = {}
+        self._flights: SingleFlight[Result[Any]] = SingleFlight()
+        self._lock = (
+            None
+            if lock_ttl is None
+            else LoadLock(self._backend, ttl=lock_ttl, poll=lock_poll, failures=self._failures)
+        )
 
     @property
     def backend(self) -> object:
@@ -171,13 +179,7 @@ class QueryCache:
                 return await call_next(message, context)
         tag_keys = dependency_tag_keys(plan.tags(message)) if plan.tags is not None else None
         try:
-            if tag_keys:
-                found = await self._backend.multi_get([key, *tag_keys])
-                entry = found[0]
-                versions = list(found[1:])
-            else:
-                entry = await self._backend.get(key)
-                versions = []
+            entry, versions = await self._read(key, tag_keys)
         except Exception as exc:  # noqa: BLE001 - fail open: the handler answers
             self._failures.record("get", exc, key=key)
             result = await call_next(message, context)
@@ -190,7 +192,15 @@ class QueryCache:
             hit = self._decode(plan, entry, versions, key=key, ttl=ttl, context=context)
             if hit is not None:
                 return hit
-        return await self._load(message, context, call_next, plan, key=key, ttl=ttl, tag_keys=tag_keys)
+        # One loader per key in this process; the queries that miss meanwhile share its Result.
+        load = functools.partial(
+            self._lead, message, context, call_next, plan, key=key, ttl=ttl, tag_keys=tag_keys
+        )
+        result, led = await self._flights.run(key, load)
+        if led:
+            return result
+        info = CacheInfo(hit=True, key=key, ttl=ttl) if result.is_success else None
+        return result.evolve(cache_info=info, operation_id=context.operation_id)
 
     def _decode(
         self, plan: CachePlan, entry: Any, versions: list[Any], *, key: str, ttl: float, context: Context
@@ -214,47 +224,6 @@ class QueryCache:
             found = await self._backend.multi_get([key, *tag_keys])
             return found[0], list(found[1:])
         return await self._backend.get(key), []
-
-    async def _load(
-        self,
-        message: Any,
-        context: Context,
-        call_next: CallNext,
-        plan: CachePlan,
-        *,
-        key: str,
-        ttl: float,
-        tag_keys: list[str] | None,
-    ) -> Result[Any]:
-        """Run the handler once per key in this process, however many queries miss at once."""
-        flights = self._flights
-        flight = flights.get(key)
-        if flight is not None:
-            # asyncio.wait does not cancel the flight when this waiter is cancelled.
-            await asyncio.wait((flight,))
-            if flight.cancelled():
-                # The loader was cancelled: look again (another waiter may have stored it by now).
-                return await self(message, context, call_next)
-            shared = flight.result()  # the loader's exception, when it raised
-            info = CacheInfo(hit=True, key=key, ttl=ttl) if shared.is_success else None
-            return shared.evolve(cache_info=info, operation_id=context.operation_id)
-        flight = asyncio.get_running_loop().create_future()
-        flights[key] = flight
-        try:
-            result = await self._lead(message, context, call_next, plan, key=key, ttl=ttl, tag_keys=tag_keys)
-        except Exception as exc:
-            flight.set_exception(exc)
-            flight.exception()  # retrieved: asyncio must not log it when nobody else waited
-            raise
-        except BaseException:
-            flight.cancel()
-            raise
-        else:
-            flight.set_result(result)
-            return result
-        finally:
-            if flights.get(key) is flight:
-                del flights[key]
 
     async def _lead(
         self,
@@ -285,11 +254,11 @@ class QueryCache:
             # runs makes the entry stale at once.
             if tag_keys and None in versions:
                 versions = await self._create_tags(tag_keys, versions)
+        lock = self._lock
         lock_key = None
-        if self._lock_ttl is not None and versions is not None:
-            lock_key, hit = await self._lock_or_wait(
-                plan, key=key, ttl=ttl, tag_keys=tag_keys, context=context
-            )
+        if lock is not None and versions is not None:
+            decode = functools.partial(self._decode, plan, key=key, ttl=ttl, context=context)
+            lock_key, hit = await lock.take_or_wait(key, tag_keys, decode)
             if hit is not None:
                 return hit
         try:
@@ -305,47 +274,8 @@ class QueryCache:
                     self._failures.record("set", exc, key=key)
             return result.evolve(cache_info=CacheInfo(hit=False, key=key, ttl=ttl))
         finally:
-            if lock_key is not None:
-                await self._unlock(lock_key)
-
-    async def _lock_or_wait(
-        self, plan: CachePlan, *, key: str, ttl: float, tag_keys: list[str] | None, context: Context
-    ) -> tuple[str | None, Result[Any] | None]:
-        """Take the cross-process load lock of `key`, or wait for the process that holds it.
-
-        Return the lock key when this process loads, or the hit the other process's load made; both
-        None when this process should load without the lock (the other gave up, failed, or the cache
-        failed).
-        """
-        lock_key = "lock:" + key
-        try:
-            if await self._backend.add(lock_key, 1, self._lock_ttl):
-                return lock_key, None
-        except Exception as exc:  # noqa: BLE001 - fail open: load without the lock
-            self._failures.record("lock", exc, key=key)
-            return None, None
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + (self._lock_ttl or 0.0)
-        while loop.time() < deadline:
-            await asyncio.sleep(self._lock_poll)
-            try:
-                found = await self._backend.multi_get([key, lock_key, *(tag_keys or ())])
-            except Exception as exc:  # noqa: BLE001 - fail open
-                self._failures.record("get", exc, key=key)
-                break
-            if found[0] is not None:
-                hit = self._decode(plan, found[0], list(found[2:]), key=key, ttl=ttl, context=context)
-                if hit is not None:
-                    return None, hit
-            if found[1] is None:
-                break  # the other loader finished without storing a usable entry: load here
-        return None, None
-
-    async def _unlock(self, lock_key: str) -> None:
-        try:
-            await self._backend.delete(lock_key)
-        except Exception as exc:  # noqa: BLE001 - the lock expires by itself
-            self._failures.record("unlock", exc, key=lock_key)
+            if lock is not None and lock_key is not None:
+                await lock.release(lock_key)
 
     async def _create_tags(self, tag_keys: list[str], versions: list[Any]) -> list[Any] | None:
         """Give every missing tag counter a random start; None when the cache fails (store nothing)."""

@@ -90,6 +90,7 @@ class Database:
         self.read_engine: AsyncEngine = read_engine if read_engine is not None else engine
         """The engine `read_session` reads through: the one for `read_url`, else `engine`."""
         self._busy_timeout = sqlite_busy_timeout
+        self._is_sqlite = self.engine.dialect.name == "sqlite"  # decided once, read per transaction
         for each in {id(e): e for e in (self.engine, self.read_engine)}.values():
             if each.dialect.name == "sqlite" and each.sync_engine not in _hooked_engines:
                 _sqlite.install_hooks(each, sqlite_busy_timeout)
@@ -155,7 +156,7 @@ class Database:
 
     def _maker(self, level: str | None) -> async_sessionmaker[AsyncSession]:
         """Return the session factory for `level`, built once per level (SQLite ignores levels)."""
-        if self.dialect_name == "sqlite":
+        if self._is_sqlite:
             level = None
         maker = self._makers.get(level)
         if maker is None:
@@ -164,7 +165,7 @@ class Database:
         return maker
 
     def _effective_level(self, level: str | None) -> str | None:
-        return SERIALIZABLE if self.dialect_name == "sqlite" else level
+        return SERIALIZABLE if self._is_sqlite else level
 
     @asynccontextmanager
     async def read_session(self) -> AsyncIterator[AsyncSession]:
