@@ -3,7 +3,8 @@
 The same work as the example app does for ``GET /users/{id}`` (cached) and ``POST /users``: the same
 bearer-token check and authorization rule, the same validation, a structlog event per request, the same
 memory cache (aiocache) with a per-user entry and tag versions bumped on writes, the same scrypt hashing
-in a worker thread, and the same SQLAlchemy reads and writes. Serve it with
+in a worker thread, and the same SQLAlchemy reads and writes, the ``user_stats`` read model's update
+after the commit included. Serve it with
 ``uvicorn benchmarks._bare_users:create_app --factory``.
 """
 
@@ -22,12 +23,13 @@ import structlog
 from aiocache import SimpleMemoryCache
 from examples.users.logs import configure_logging
 from examples.users.messages import _new_user_errors
-from examples.users.models import UserRow, create_tables
+from examples.users.models import UserRow, UserStatsRow, create_tables
 from examples.users.passwords import PasswordHasher
 from examples.users.repositories import to_dto
 from examples.users.settings import Settings
 from fastapi import FastAPI, Request
 from sqlalchemy import select
+from sqlalchemy.dialects.sqlite import insert
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from starlette.responses import JSONResponse, Response
 
@@ -155,8 +157,20 @@ def create_app() -> FastAPI:  # noqa: PLR0915 - the whole hand-written app, on p
                 updated_at=now,
             )
             session.add(row)
-        # The same invalidation as CacheInvalidation: bump the versions of the tags the command touched.
-        for tag in (f"tag:user:{row.id}", "tag:user:*"):
+        # The same read-model work as the example's in-process projection: after the commit, a second
+        # transaction moves the user_stats counters, then the stats' cache tag is bumped.
+        async with write_lock, sessions() as session, session.begin():
+            counters = insert(UserStatsRow).values(
+                [{"counter": "active", "value": 1}, {"counter": f"role:{row.role}", "value": 1}]
+            )
+            await session.execute(
+                counters.on_conflict_do_update(
+                    index_elements=[UserStatsRow.counter],
+                    set_={"value": UserStatsRow.value + counters.excluded.value},
+                )
+            )
+        # The same invalidation as CacheInvalidation: bump the versions of the tags the commands touched.
+        for tag in (f"tag:user:{row.id}", "tag:user:*", "tag:user_stats:*"):
             await cache.set(tag, (await cache.get(tag) or 0) + 1)
         logger.info("dispatch_succeeded", message_type="CreateUser", operation_id=operation_id)
         return JSONResponse({"id": str(row.id)}, status_code=201, headers={"Location": f"/users/{row.id}"})

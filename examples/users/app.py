@@ -1,7 +1,8 @@
 """The HTTP API: the seed template's user endpoints, each one message on a bus.
 
 Build it with `create_app` (uvicorn: ``examples.users.app:create_app --factory``). The lifespan creates
-the tables, seeds the demo accounts and builds both buses, so a wiring mistake stops start-up.
+the tables (cqrskit's outbox and inbox too, with a broker), seeds the demo accounts and builds the
+buses, so a wiring mistake stops start-up.
 """
 
 # No "from __future__ import annotations": FastAPI reads the endpoints' annotations at runtime, and
@@ -17,10 +18,12 @@ from fastapi import Depends, FastAPI
 from sqlalchemy.exc import IntegrityError
 from starlette.responses import JSONResponse, Response
 
-from cqrskit import CommandBus, Context, QueryBus
+from cqrskit import CommandBus, ConflictError, Context, QueryBus
+from cqrskit.events import create_event_tables
 from cqrskit.fastapi import context_dependency, from_container, install, payload, result_response
 from examples.users.auth import current_principal
 from examples.users.container import Container
+from examples.users.events import UserCreated
 from examples.users.logs import configure_logging
 from examples.users.messages import (
     BatchCreateUsers,
@@ -41,13 +44,33 @@ Queries = Annotated[QueryBus, Depends(from_container("query_bus"))]
 RequestContext = Annotated[Context, Depends(context_dependency(from_request=current_principal))]
 
 
+async def prepare_database(container: Container) -> None:
+    """Create the service's tables and, when events go through the outbox, cqrskit's event tables.
+
+    The API processes and the worker all call it at start-up; they take turns (see `create_tables`).
+    """
+    settings: Settings = container.settings()
+    database = container.database()
+
+    async def event_tables() -> None:
+        if settings.event_delivery == "outbox":
+            await create_event_tables(database, settings.events_schema)
+
+    await create_tables(database.engine, then=event_tables)
+
+
 async def seed_demo_users(container: Container) -> None:
-    """Create the users the demo tokens stand for, when they do not exist yet (demo only)."""
+    """Create the users the demo tokens stand for, when they do not exist yet (demo only).
+
+    Each one is announced with `UserCreated` like any other user, so the read model counts it.
+    """
     settings: Settings = container.settings()
     database = container.database()
     hasher: PasswordHasher = container.hasher()
+    events = container.events()
     for account in settings.tokens.values():
         now = datetime.now(UTC)
+        role = UserRole.ADMIN if account.is_admin else UserRole.MEMBER
         try:
             async with database.transaction() as session:
                 if await session.get(UserRow, account.user_id) is not None:
@@ -59,13 +82,15 @@ async def seed_demo_users(container: Container) -> None:
                         username=account.username,
                         full_name=account.username.title(),
                         password_hash=await hasher.hash(f"demo-{account.username}"),
-                        role=(UserRole.ADMIN if account.is_admin else UserRole.MEMBER).value,
+                        role=role.value,
                         is_active=True,
                         created_at=now,
                         updated_at=now,
                     )
                 )
-        except IntegrityError:
+                await session.flush()  # a duplicate fails here, before the event is published
+                await events.publish(UserCreated(account.user_id, role))  # delivered only if this commits
+        except (IntegrityError, ConflictError):
             continue  # another worker seeded it first
 
 
@@ -79,11 +104,11 @@ def create_app(container: Container | None = None) -> FastAPI:
         if settings.configure_logging:
             configure_logging(settings)
         database = the_container.database()
-        await create_tables(database.engine)
+        await prepare_database(the_container)
+        the_container.command_bus()  # build the buses now: a wiring mistake stops start-up
+        the_container.query_bus()
         if settings.seed_demo_users:
             await seed_demo_users(the_container)
-        the_container.command_bus()  # build both buses now: a wiring mistake stops start-up
-        the_container.query_bus()
         app.state.container = the_container
         try:
             yield

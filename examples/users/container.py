@@ -1,6 +1,8 @@
 """The composition root: every handler, every behaviour and every setting of the service, in one place.
 
-``python -m cqrskit routes examples.users.container:Container`` prints what this declares.
+``python -m cqrskit routes examples.users.container:Container`` prints what this declares. The API
+processes use ``command_bus`` and ``query_bus``; the worker (``python -m examples.users.worker``, only
+with a broker) uses ``relay`` and ``consumer``; both build ``event_bus`` and ``stats_bus`` from here.
 """
 
 from __future__ import annotations
@@ -25,9 +27,19 @@ from cqrskit.behaviours import (
     Validation,
 )
 from cqrskit.caching import cache_from_url
+from cqrskit.events import (
+    Consumer,
+    EventBus,
+    InProcessPublisher,
+    OutboxPublisher,
+    OutboxRelay,
+    RabbitMQTransport,
+)
 from cqrskit.sqlalchemy import Database
-from examples.users import handlers
+from examples.users import handlers, projection
+from examples.users.events import EVENT_TYPES, UserCreated, UserDeleted, UserUpdated
 from examples.users.messages import (
+    ApplyUserStatsChange,
     BatchCreateUsers,
     CreateUser,
     DeleteUser,
@@ -37,7 +49,7 @@ from examples.users.messages import (
     UpdateUser,
 )
 from examples.users.passwords import PasswordHasher
-from examples.users.repositories import UserReadRepository, UserRepository
+from examples.users.repositories import UserReadRepository, UserRepository, UserStatsRepository
 from examples.users.settings import Settings
 
 # Who may do what: every message has a rule; admins pass every rule (allow_admin_override).
@@ -53,6 +65,10 @@ QUERY_RULES = {
     FindUsers: RequirePermissions("user:list"),
     GetUserStats: RequirePermissions("user:stats"),
 }
+# The stats bus takes one internal command, from the projection acting as itself (projection.PROJECTION).
+STATS_RULES = {
+    ApplyUserStatsChange: RequirePermissions("user_stats:write", allow_admin_override=False),
+}
 
 
 def _this_user(query: GetUser) -> Iterable[tuple[str, object]]:
@@ -67,12 +83,14 @@ def _every_user(query: object) -> Iterable[tuple[str, object]]:
 CACHE_POLICIES = {
     GetUser: CachePolicy(ttl=300, tags=_this_user),
     FindUsers: CachePolicy(ttl=60, tags=_every_user),
-    GetUserStats: CachePolicy(ttl=60, tags=_every_user),
+    # Not tagged with users: the stats change when the projection has run, which the commands cannot
+    # know; the projection's own command invalidates this tag once the read model has moved.
+    GetUserStats: CachePolicy(ttl=60, tags=projection.stats_tags),
 }
 
 
 class Container(containers.DeclarativeContainer):
-    """Builds the service: settings, database, cache, password hasher, repositories and both buses."""
+    """Builds the service: settings, database, cache, hasher, repositories, buses, events and worker."""
 
     settings = providers.Singleton(Settings.from_environment)
 
@@ -87,16 +105,82 @@ class Container(containers.DeclarativeContainer):
 
     users = providers.Factory(UserRepository, database=database)
     user_reads = providers.Factory(UserReadRepository, database=database)
+    user_stats = providers.Factory(UserStatsRepository, database=database)
+
+    # The read model's side: the projection sends ApplyUserStatsChange here. CacheInvalidation sits
+    # outside Transaction, so it drops GetUserStats's entries after the outermost commit: this bus's
+    # own transaction (embedded), or the worker consumer's (scaled out), which this one joins.
+    stats_bus = providers.Singleton(
+        CommandBus,
+        handlers=providers.Dict(
+            {
+                ApplyUserStatsChange: providers.Factory(
+                    projection.ApplyUserStatsChangeHandler, stats=user_stats
+                ),
+            }
+        ),
+        behaviours=providers.List(
+            providers.Singleton(Logging),
+            providers.Singleton(Authorization, rules=STATS_RULES),
+            providers.Singleton(CacheInvalidation, cache=cache),
+            providers.Singleton(Retry),
+            providers.Singleton(Transaction, database=database),
+        ),
+    )
+    stats_projection = providers.Factory(projection.UserStatsProjection, stats_bus=stats_bus)
+    event_bus = providers.Singleton(
+        EventBus,
+        handlers=providers.Dict(
+            {
+                # Named: the name is what the worker's inbox remembers, so it must stay stable.
+                UserCreated: providers.Dict(user_stats=stats_projection),
+                UserUpdated: providers.Dict(user_stats=stats_projection),
+                UserDeleted: providers.Dict(user_stats=stats_projection),
+            }
+        ),
+        behaviours=providers.List(providers.Singleton(Logging)),
+    )
+
+    # What handlers publish through, chosen by the settings: in-process after commit (embedded), or
+    # an outbox row in the command's transaction (with a broker). It is also a command-bus behaviour,
+    # inside Retry and Transaction, so that it sees which attempt committed and the command's context.
+    events = providers.Selector(
+        settings.provided.event_delivery,
+        in_process=providers.Singleton(InProcessPublisher, event_bus=event_bus),
+        outbox=providers.Singleton(
+            OutboxPublisher, database=database, schema=settings.provided.events_schema
+        ),
+    )
+
+    # The worker's side (only with a broker): the relay moves outbox rows to RabbitMQ; the consumer
+    # feeds the event bus, each subscriber in a transaction of its own with its inbox row.
+    transport = providers.Singleton(
+        RabbitMQTransport, url=settings.provided.rabbitmq_url, exchange=settings.provided.rabbitmq_exchange
+    )
+    relay = providers.Singleton(
+        OutboxRelay, database=database, transport=transport, schema=settings.provided.events_schema
+    )
+    consumer = providers.Singleton(
+        Consumer,
+        transport=transport,
+        bus=event_bus,
+        database=database,
+        types=providers.Object(EVENT_TYPES),
+        queue=settings.provided.stats_queue,
+        schema=settings.provided.events_schema,
+    )
 
     command_bus = providers.Singleton(
         CommandBus,
         handlers=providers.Dict(
             {
-                CreateUser: providers.Factory(handlers.CreateUserHandler, users=users, hasher=hasher),
-                UpdateUser: providers.Factory(handlers.UpdateUserHandler, users=users),
-                DeleteUser: providers.Factory(handlers.DeleteUserHandler, users=users),
+                CreateUser: providers.Factory(
+                    handlers.CreateUserHandler, users=users, hasher=hasher, events=events
+                ),
+                UpdateUser: providers.Factory(handlers.UpdateUserHandler, users=users, events=events),
+                DeleteUser: providers.Factory(handlers.DeleteUserHandler, users=users, events=events),
                 BatchCreateUsers: providers.Factory(
-                    handlers.BatchCreateUsersHandler, users=users, hasher=hasher
+                    handlers.BatchCreateUsersHandler, users=users, hasher=hasher, events=events
                 ),
             }
         ),
@@ -109,6 +193,7 @@ class Container(containers.DeclarativeContainer):
             providers.Singleton(CacheInvalidation, cache=cache),
             providers.Singleton(Retry),
             providers.Singleton(Transaction, database=database),
+            events,
         ),
     )
 

@@ -15,6 +15,8 @@ from cqrskit import (
     PermissionDeniedError,
     Result,
 )
+from cqrskit.events import EventPublisher
+from examples.users.events import UserCreated, UserDeleted, UserUpdated
 from examples.users.messages import (
     BatchCreateUsers,
     CreateUser,
@@ -25,6 +27,7 @@ from examples.users.messages import (
     NewUser,
     UpdateUser,
     UserDto,
+    UserRole,
     UserStats,
 )
 from examples.users.models import UserRow
@@ -49,12 +52,17 @@ async def _new_row(user: NewUser | CreateUser, hasher: PasswordHasher, now: date
     )
 
 
-class CreateUserHandler:
-    """Registers one user, refusing an email or username that is taken."""
+def _created(row: UserRow) -> UserCreated:
+    return UserCreated(row.id, UserRole(row.role), row.is_active)
 
-    def __init__(self, users: UserRepository, hasher: PasswordHasher) -> None:
+
+class CreateUserHandler:
+    """Registers one user, refusing an email or username that is taken; publishes `UserCreated`."""
+
+    def __init__(self, users: UserRepository, hasher: PasswordHasher, events: EventPublisher) -> None:
         self.users = users
         self.hasher = hasher
+        self.events = events
 
     async def handle(self, command: CreateUser, context: Context) -> Result[UUID]:
         """Hash the password off the loop, check for duplicates, insert the row."""
@@ -65,14 +73,16 @@ class CreateUserHandler:
         if taken:
             raise ConflictError(f"{' and '.join(taken)} already in use")
         await self.users.add_all([row])
+        await self.events.publish(_created(row))
         return Result.success(row.id, affected_entities=[AffectedEntity(USER, str(row.id), "created")])
 
 
 class UpdateUserHandler:
-    """Changes a user's fields; only an admin may change a role or deactivate someone."""
+    """Changes a user's fields (a role or activity only for an admin); publishes `UserUpdated`."""
 
-    def __init__(self, users: UserRepository) -> None:
+    def __init__(self, users: UserRepository, events: EventPublisher) -> None:
         self.users = users
+        self.events = events
 
     async def handle(self, command: UpdateUser, context: Context) -> Result[None]:
         """Load the user, check who may change what, apply the changes."""
@@ -87,6 +97,7 @@ class UpdateUserHandler:
             if await self.users.taken(email, None, except_id=row.id):
                 raise ConflictError("email already in use")
             row.email = email
+        previous_role, was_active = UserRole(row.role), row.is_active
         if command.full_name is not None:
             row.full_name = command.full_name
         if command.role is not None:
@@ -95,29 +106,41 @@ class UpdateUserHandler:
             row.is_active = command.is_active
         row.updated_at = datetime.now(UTC)
         await self.users.save()
+        await self.events.publish(
+            UserUpdated(
+                row.id, command.changed_fields(), UserRole(row.role), row.is_active, previous_role, was_active
+            )
+        )
         changed = AffectedEntity(USER, str(row.id), "updated", command.changed_fields())
         return Result.success(None, affected_entities=[changed])
 
 
 class DeleteUserHandler:
-    """Deletes a user for good."""
+    """Deletes a user for good; publishes `UserDeleted`."""
 
-    def __init__(self, users: UserRepository) -> None:
+    def __init__(self, users: UserRepository, events: EventPublisher) -> None:
         self.users = users
+        self.events = events
 
     async def handle(self, command: DeleteUser, context: Context) -> Result[None]:
         """Delete the row, or report that there was none."""
-        if not await self.users.delete(command.user_id):
+        deleted = await self.users.delete(command.user_id)
+        if deleted is None:
             raise NotFoundError(f"no user {command.user_id}")
+        role, was_active = deleted
+        await self.events.publish(UserDeleted(command.user_id, role, was_active))
         return Result.success(None, affected_entities=[AffectedEntity(USER, str(command.user_id), "deleted")])
 
 
 class BatchCreateUsersHandler:
-    """Registers many users in one transaction, hashing and inserting them a chunk at a time."""
+    """Registers many users in one transaction, a chunk at a time; publishes one `UserCreated` each."""
 
-    def __init__(self, users: UserRepository, hasher: PasswordHasher, chunk_size: int = 10) -> None:
+    def __init__(
+        self, users: UserRepository, hasher: PasswordHasher, events: EventPublisher, chunk_size: int = 10
+    ) -> None:
         self.users = users
         self.hasher = hasher
+        self.events = events
         self.chunk_size = chunk_size
 
     async def handle(self, command: BatchCreateUsers, context: Context) -> Result[tuple[UUID, ...]]:
@@ -134,6 +157,8 @@ class BatchCreateUsersHandler:
             # Hash a chunk in parallel worker threads, then insert it: a bounded amount of work at once.
             rows = await asyncio.gather(*(_new_row(user, self.hasher, now) for user in chunk))
             await self.users.add_all(rows)
+            for row in rows:
+                await self.events.publish(_created(row))
             ids.extend(row.id for row in rows)
         return Result.success(
             tuple(ids), affected_entities=[AffectedEntity(USER, str(user_id), "created") for user_id in ids]
@@ -167,11 +192,11 @@ class FindUsersHandler:
 
 
 class GetUserStatsHandler:
-    """Counts users."""
+    """Reads the ``user_stats`` read model, which the `UserStatsProjection` keeps up with the events."""
 
     def __init__(self, users: UserReadRepository) -> None:
         self.users = users
 
     async def handle(self, query: GetUserStats, context: Context) -> UserStats:
-        """Return the counts."""
+        """Return the counters as they are now: eventually consistent with the users table."""
         return await self.users.stats()

@@ -193,3 +193,14 @@ class UserStats:
 @attrs.frozen
 class GetUserStats(Query[UserStats]):
     """How many users there are, active and by role."""
+
+
+@attrs.frozen
+class ApplyUserStatsChange(Command[None]):
+    """Move the ``user_stats`` counters by the amounts given, ``(counter, delta)`` pairs.
+
+    Internal: the `UserStatsProjection` sends it on the stats bus for each user event; no endpoint does.
+    Counters are ``"active"``, ``"inactive"`` and ``"role:<role>"``.
+    """
+
+    changes: tuple[tuple[str, int], ...]

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 from uuid import UUID
 
 from sqlalchemy import delete, func, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from cqrskit.sqlalchemy import Database
 from examples.users.messages import FindUsers, UserDto, UserRole, UserStats
-from examples.users.models import UserRow
+from examples.users.models import UserRow, UserStatsRow
 
 
 def _aware(moment: datetime) -> datetime:
@@ -43,8 +45,12 @@ class UserRepository:
         self.database = database
 
     async def get(self, user_id: UUID) -> UserRow | None:
-        """Return the user with `user_id`, or None."""
-        return await self.database.session.get(UserRow, user_id)
+        """Return the user with `user_id`, locked until the transaction ends (FOR UPDATE), or None.
+
+        The lock makes concurrent updates of one user take turns, so the role and activity each one
+        reports as "before" in its `UserUpdated` event are the ones it really changed.
+        """
+        return await self.database.session.get(UserRow, user_id, with_for_update=True)
 
     async def taken(
         self, email: str | None, username: str | None, *, except_id: UUID | None = None
@@ -89,10 +95,37 @@ class UserRepository:
         """Send pending changes to the database now."""
         await self.database.session.flush()
 
-    async def delete(self, user_id: UUID) -> bool:
-        """Delete the user; return False when there was none."""
-        result = await self.database.session.execute(delete(UserRow).where(UserRow.id == user_id))
-        return bool(result.rowcount)  # type: ignore[attr-defined]  # a CursorResult for a DELETE
+    async def delete(self, user_id: UUID) -> tuple[UserRole, bool] | None:
+        """Delete the user; return the role and activity it had, or None when there was none."""
+        result = await self.database.session.execute(
+            delete(UserRow).where(UserRow.id == user_id).returning(UserRow.role, UserRow.is_active)
+        )
+        row = result.first()
+        return None if row is None else (UserRole(row.role), bool(row.is_active))
+
+
+class UserStatsRepository:
+    """The write side of the ``user_stats`` read model: used by the projection's command handler."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    async def apply(self, changes: Sequence[tuple[str, int]]) -> None:
+        """Add each delta to its counter (creating it at 0), in the current transaction.
+
+        One upsert statement, counters in name order: two transactions moving the same counters lock
+        them in the same order, so they queue rather than deadlock.
+        """
+        if not changes:
+            return
+        dialect: Any = postgresql if self.database.dialect_name == "postgresql" else sqlite
+        rows = [{"counter": name, "value": delta} for name, delta in sorted(changes)]
+        statement = dialect.insert(UserStatsRow).values(rows)
+        statement = statement.on_conflict_do_update(
+            index_elements=[UserStatsRow.counter],
+            set_={"value": UserStatsRow.value + statement.excluded.value},
+        )
+        await self.database.session.execute(statement)
 
 
 class UserReadRepository:
@@ -128,19 +161,14 @@ class UserReadRepository:
             return [to_dto(row) for row in rows], int(total or 0)
 
     async def stats(self) -> UserStats:
-        """Count users: in all, active, inactive, and by role."""
+        """Read the ``user_stats`` read model: the counters the projection keeps, not a count of users."""
         async with self.database.read_session() as session:
-            counts = await session.execute(
-                select(UserRow.role, UserRow.is_active, func.count()).group_by(
-                    UserRow.role, UserRow.is_active
-                )
-            )
-            total = active = 0
-            by_role: dict[str, int] = {}
-            for role, is_active, count in counts:
-                total += count
-                active += count if is_active else 0
-                by_role[role] = by_role.get(role, 0) + count
-        return UserStats(
-            total=total, active=active, inactive=total - active, by_role=dict(sorted(by_role.items()))
-        )
+            rows = await session.execute(select(UserStatsRow.counter, UserStatsRow.value))
+            counters: dict[str, int] = {row.counter: row.value for row in rows}
+        active, inactive = counters.pop("active", 0), counters.pop("inactive", 0)
+        by_role = {
+            name.removeprefix("role:"): value
+            for name, value in sorted(counters.items())
+            if name.startswith("role:") and value
+        }
+        return UserStats(total=active + inactive, active=active, inactive=inactive, by_role=by_role)

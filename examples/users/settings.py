@@ -8,6 +8,7 @@ from uuid import UUID
 
 import attrs
 
+from cqrskit.errors import ConfigurationError
 from examples.users.passwords import ScryptCost
 
 
@@ -36,11 +37,44 @@ DEMO_TOKENS: Mapping[str, DemoAccount] = {
 class Settings:
     """Everything the container needs to build the service.
 
-    With no environment at all the service runs on a SQLite file and an in-memory cache; set
+    With no environment at all the service runs on a SQLite file and an in-memory cache, and its domain
+    events reach the ``user_stats`` projection in-process, right after each command commits. Set
     ``USERS_DATABASE_URL`` (``postgresql+asyncpg://...``) and ``USERS_REDIS_URL`` (``redis://...``) to
-    run it on PostgreSQL and Redis, shared by several workers. ``USERS_DATABASE_SCHEMA`` puts its table
-    in a PostgreSQL schema of its own (the schema must exist).
+    run it on PostgreSQL and Redis, shared by several workers. ``USERS_DATABASE_SCHEMA`` puts its tables
+    in a PostgreSQL schema of its own (the schema must exist). Set ``USERS_RABBITMQ_URL`` as well
+    (``amqp://...``) and events go through the outbox to RabbitMQ instead, and a worker process
+    (``python -m examples.users.worker``) relays and consumes them; ``USERS_RABBITMQ_EXCHANGE`` names
+    the exchange (and, with ``.user-stats`` appended, the worker's queue).
     """
+
+    def __attrs_post_init__(self) -> None:
+        if self.rabbitmq_url is None:
+            return
+        if not self.database_url.startswith("postgresql"):
+            raise ConfigurationError(
+                "USERS_RABBITMQ_URL needs USERS_DATABASE_URL on PostgreSQL: the API processes and the "
+                "worker share the database (its outbox, its inbox and the user_stats read model)"
+            )
+        if self.redis_url is None:
+            raise ConfigurationError(
+                "USERS_RABBITMQ_URL needs USERS_REDIS_URL: the worker invalidates GetUserStats's cached "
+                "results, and only a shared cache carries that to the API processes"
+            )
+
+    @property
+    def event_delivery(self) -> str:
+        """How domain events reach the projection: ``"outbox"`` with a broker, else ``"in_process"``."""
+        return "outbox" if self.rabbitmq_url is not None else "in_process"
+
+    @property
+    def events_schema(self) -> str | None:
+        """The PostgreSQL schema of cqrskit's outbox and inbox tables: the service's own schema."""
+        return self.database_schema if self.database_url.startswith("postgresql") else None
+
+    @property
+    def stats_queue(self) -> str:
+        """The RabbitMQ queue the worker's consumer reads: named after the exchange."""
+        return f"{self.rabbitmq_exchange}.user-stats"
 
     def engine_options(self) -> dict[str, object]:
         """Return the SQLAlchemy engine options these settings ask for (a search path on PostgreSQL)."""
@@ -51,6 +85,8 @@ class Settings:
     database_url: str = "sqlite+aiosqlite:///users.db"
     database_schema: str | None = None
     redis_url: str | None = None
+    rabbitmq_url: str | None = None
+    rabbitmq_exchange: str = "users"
     cache_namespace: str = "users"
     scrypt_cost: ScryptCost = attrs.field(factory=ScryptCost)
     tokens: Mapping[str, DemoAccount] = DEMO_TOKENS
@@ -71,6 +107,8 @@ class Settings:
             database_url=env.get("USERS_DATABASE_URL") or defaults.database_url,
             database_schema=env.get("USERS_DATABASE_SCHEMA") or None,
             redis_url=env.get("USERS_REDIS_URL") or None,
+            rabbitmq_url=env.get("USERS_RABBITMQ_URL") or None,
+            rabbitmq_exchange=env.get("USERS_RABBITMQ_EXCHANGE") or defaults.rabbitmq_exchange,
             cache_namespace=env.get("USERS_CACHE_NAMESPACE") or defaults.cache_namespace,
             scrypt_cost=ScryptCost(n=int(env.get("USERS_SCRYPT_N") or defaults.scrypt_cost.n)),
             seed_demo_users=(env.get("USERS_SEED_DEMO_USERS") or "1") != "0",

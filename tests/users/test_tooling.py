@@ -37,7 +37,7 @@ class TestTour:
     """The demo tour runs against the service under uvicorn, over real HTTP."""
 
     def test_tour(self, capsys: pytest.CaptureFixture[str]) -> None:
-        """Every step prints; the expected statuses appear; the server stops."""
+        """Every step prints; the expected statuses appear; the read model catches up; the server stops."""
         with tour.running_service() as base_url:
             tour.run_tour(base_url)
         out = capsys.readouterr().out
@@ -53,3 +53,5 @@ class TestTour:
         ):
             assert expected in out
         assert "-> 500" not in out
+        assert "polling GET /users/stats until it counts 17 users:" in out
+        assert "caught up before the POST returned" in out  # the read model, on the embedded default

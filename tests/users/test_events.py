@@ -1,0 +1,300 @@
+"""The user events and the user_stats read model on the embedded default: in-process delivery after commit."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+from dependency_injector import providers
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from cqrskit import Context, OperationStatus, Principal
+from cqrskit.errors import ConfigurationError
+
+# The example is built on the caching behaviours; until they are merged these tests cannot run.
+pytest.importorskip("cqrskit.caching", reason="examples/users needs cqrskit.caching, not merged yet")
+
+from examples.users.container import Container
+from examples.users.events import UserCreated, UserDeleted, UserUpdated
+from examples.users.messages import ApplyUserStatsChange, GetUserStats, UserRole
+from examples.users.models import Base, UserRow, create_tables
+from examples.users.passwords import ScryptCost
+from examples.users.projection import PROJECTION, UserStatsProjection, stats_change
+from examples.users.settings import Settings
+
+from cqrskit.events import InProcessPublisher, OutboxPublisher
+from tests.users.conftest import ADMIN, create
+
+ADMIN_CONTEXT = Context(principal=Principal("admin", is_admin=True))
+
+
+async def stats(client: httpx.AsyncClient) -> tuple[dict[str, object], str]:
+    """GET /users/stats as the admin: the body and the X-Cache header."""
+    response = await client.get("/users/stats", headers=ADMIN)
+    assert response.status_code == 200, response.text
+    return response.json(), response.headers["X-Cache"]
+
+
+class TestStatsFollowEvents:
+    """Every command's events move the read model before the HTTP response (in-process delivery)."""
+
+    async def test_create_update_delete(self, client: httpx.AsyncClient) -> None:
+        """Create, change role, deactivate, delete: the counters follow each step."""
+        user_id = await create(client, "frank")
+        assert (await stats(client))[0] == {
+            "total": 4,
+            "active": 4,
+            "inactive": 0,
+            "by_role": {"admin": 1, "member": 3},
+        }
+        await client.patch(f"/users/{user_id}", json={"role": "guest"}, headers=ADMIN)
+        assert (await stats(client))[0]["by_role"] == {"admin": 1, "guest": 1, "member": 2}
+        await client.patch(f"/users/{user_id}", json={"is_active": False}, headers=ADMIN)
+        body, _ = await stats(client)
+        assert (body["total"], body["active"], body["inactive"]) == (4, 3, 1)
+        await client.delete(f"/users/{user_id}", headers=ADMIN)
+        assert (await stats(client))[0] == {
+            "total": 3,
+            "active": 3,
+            "inactive": 0,
+            "by_role": {"admin": 1, "member": 2},
+        }
+
+    async def test_batch(self, client: httpx.AsyncClient) -> None:
+        """A batch publishes one UserCreated per user."""
+        users = [
+            {"email": f"b{n}@example.com", "username": f"batch{n}", "password": "password!", "full_name": "B"}
+            for n in range(3)
+        ]
+        response = await client.post("/users/batch", json={"users": users}, headers=ADMIN)
+        assert response.status_code == 201
+        assert (await stats(client))[0]["total"] == 6
+
+    async def test_failed_command_publishes_nothing(self, client: httpx.AsyncClient) -> None:
+        """A duplicate (rolled back) and a refused update leave the read model as it was."""
+        before, _ = await stats(client)
+        await client.post(
+            "/users",
+            json={
+                "email": "alice@example.com",
+                "username": "x-alice",
+                "password": "password!",
+                "full_name": "A",
+            },
+            headers=ADMIN,
+        )
+        await client.patch(
+            "/users/00000000-0000-4000-8000-00000000a11c", json={"role": "admin"}, headers=ADMIN
+        )
+        await client.patch(
+            "/users/00000000-0000-4000-8000-00000000a11c", json={"email": "bob@example.com"}, headers=ADMIN
+        )
+        after, _ = await stats(client)
+        assert after["by_role"] == {"admin": 2, "member": 1}  # only the allowed role change counted
+        assert after["total"] == before["total"]
+
+    async def test_reads_the_read_model_not_the_users(
+        self, container: Container, client: httpx.AsyncClient
+    ) -> None:
+        """A user written behind the service's back (no event) is not counted: stats read user_stats."""
+        now = datetime.now(UTC)
+        async with container.database().transaction() as session:
+            await session.execute(
+                insert(UserRow).values(
+                    id=uuid.uuid4(),
+                    email="ghost@example.com",
+                    username="ghost",
+                    full_name="Ghost",
+                    password_hash="x",
+                    role="member",
+                    is_active=True,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        assert (await stats(client))[0]["total"] == 3
+
+
+class TestInvalidation:
+    """GetUserStats's cached result is dropped by the projection's command, not by the user commands."""
+
+    async def test_only_the_projection_invalidates(self, client: httpx.AsyncClient) -> None:
+        """A rename moves no counter: stats stay cached; a create moves them: the next read misses."""
+        user_id = await create(client, "gina")
+        assert [(await stats(client))[1] for _ in range(2)] == ["miss", "hit"]
+        renamed = await client.patch(f"/users/{user_id}", json={"full_name": "Gina G."}, headers=ADMIN)
+        assert renamed.status_code == 200
+        read = await client.get(f"/users/{user_id}", headers=ADMIN)
+        assert read.headers["X-Cache"] == "miss"  # the command's own invalidation: its user
+        assert (await stats(client))[1] == "hit"  # ... but not the stats
+        await create(client, "hank")
+        body, cache = await stats(client)
+        assert (cache, body["total"]) == ("miss", 5)
+
+    async def test_stats_command_invalidates(self, container: Container, client: httpx.AsyncClient) -> None:
+        """ApplyUserStatsChange, sent as the projection, drops the cached stats after it commits."""
+        assert [(await stats(client))[1] for _ in range(2)] == ["miss", "hit"]
+        change = ApplyUserStatsChange((("active", 1), ("role:guest", 1)))
+        result = await container.stats_bus().execute(change, Context(principal=PROJECTION))
+        assert result.is_success
+        body, cache = await stats(client)
+        assert (cache, body["total"], body["by_role"]) == ("miss", 4, {"admin": 1, "guest": 1, "member": 2})
+
+    async def test_stats_command_refused_to_anyone_else(
+        self, container: Container, client: httpx.AsyncClient
+    ) -> None:
+        """Even an admin may not move the counters: only the projection's principal may."""
+        result = await container.stats_bus().execute(ApplyUserStatsChange((("active", 1),)), ADMIN_CONTEXT)
+        assert result.status is OperationStatus.UNAUTHORIZED
+
+
+class TestProjectionInATransaction:
+    """The projection as the worker's consumer runs it: inside a transaction that is already open."""
+
+    async def test_joins_and_waits_for_the_commit(
+        self, container: Container, client: httpx.AsyncClient
+    ) -> None:
+        """Counters move with the outer transaction; the cache drops only after it commits."""
+        assert [(await stats(client))[1] for _ in range(2)] == ["miss", "hit"]
+        projection: UserStatsProjection = container.stats_projection()
+        async with container.database().transaction():
+            result = await projection.handle(UserCreated(uuid.uuid4(), UserRole.GUEST), Context())
+            assert result.is_success
+            still = await container.query_bus().execute(GetUserStats(), ADMIN_CONTEXT)
+            assert still.cache_info is not None
+            assert still.cache_info.hit  # not yet invalidated: the outer transaction has not committed
+        body, cache = await stats(client)
+        assert (cache, body["total"]) == ("miss", 4)
+
+    async def test_rolled_back_with_the_outer_transaction(
+        self, container: Container, client: httpx.AsyncClient
+    ) -> None:
+        """An outer transaction that rolls back (a consumer's failed attempt): no change, no invalidation."""
+        assert [(await stats(client))[1] for _ in range(2)] == ["miss", "hit"]
+        projection: UserStatsProjection = container.stats_projection()
+
+        async def failing_attempt() -> None:
+            async with container.database().transaction():
+                await projection.handle(UserCreated(uuid.uuid4(), UserRole.GUEST), Context())
+                raise RuntimeError("the consumer's attempt fails")
+
+        with pytest.raises(RuntimeError):
+            await failing_attempt()
+        body, cache = await stats(client)
+        assert (cache, body["total"]) == ("hit", 3)
+
+
+class TestStatsChange:
+    """How each event moves the counters."""
+
+    def test_events(self) -> None:
+        """Create adds, delete removes, update moves between counters, a rename moves nothing."""
+        user = uuid.uuid4()
+        assert stats_change(UserCreated(user, UserRole.MEMBER)) == {"active": 1, "role:member": 1}
+        assert stats_change(UserDeleted(user, UserRole.GUEST, was_active=False)) == {
+            "inactive": -1,
+            "role:guest": -1,
+        }
+        promoted = UserUpdated(user, ("role", "is_active"), UserRole.ADMIN, False, UserRole.MEMBER, True)
+        assert stats_change(promoted) == {"active": -1, "inactive": 1, "role:member": -1, "role:admin": 1}
+        renamed = UserUpdated(user, ("full_name",), UserRole.MEMBER, True, UserRole.MEMBER, True)
+        assert stats_change(renamed) == {}
+
+
+class TestEventDelivery:
+    """The settings choose the publisher: in-process by default, the outbox with a broker."""
+
+    def test_embedded_default(self) -> None:
+        """No broker: handlers publish through an InProcessPublisher that is also a command behaviour."""
+        container = Container()
+        container.settings.override(providers.Object(Settings(configure_logging=False)))
+        events = container.events()
+        assert isinstance(events, InProcessPublisher)
+        assert events in container.command_bus().behaviours
+
+    def test_broker(self) -> None:
+        """With a broker: an OutboxPublisher in the service's own schema."""
+        container = Container()
+        settings = Settings(
+            database_url="postgresql+asyncpg://nobody@127.0.0.1/none",
+            database_schema="users_svc",
+            redis_url="redis://127.0.0.1:6379/0",
+            rabbitmq_url="amqp://guest:guest@127.0.0.1/",
+            configure_logging=False,
+        )
+        container.settings.override(providers.Object(settings))
+        events = container.events()
+        assert isinstance(events, OutboxPublisher)
+        assert events in container.command_bus().behaviours
+        assert (settings.events_schema, settings.stats_queue) == ("users_svc", "users.user-stats")
+
+    @pytest.mark.parametrize(
+        ("database_url", "redis_url", "missing"),
+        [
+            ("sqlite+aiosqlite:///users.db", "redis://localhost", "PostgreSQL"),
+            ("postgresql://x/y", None, "REDIS"),
+        ],
+    )
+    def test_broker_needs_postgres_and_redis(
+        self, database_url: str, redis_url: str | None, missing: str
+    ) -> None:
+        """A broker without a shared database or a shared cache is refused at start-up."""
+        with pytest.raises(ConfigurationError, match=missing):
+            Settings(database_url=database_url, redis_url=redis_url, rabbitmq_url="amqp://localhost/")
+
+
+class TestCreateTables:
+    """A database from before the read model gets its user_stats filled once."""
+
+    @pytest.fixture
+    async def old_database(self, tmp_path: Path) -> str:
+        """A SQLite file with a users table, two users, and no user_stats table."""
+        url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
+        engine = create_async_engine(url)
+        now = datetime.now(UTC)
+        async with engine.begin() as connection:
+            await connection.run_sync(Base.metadata.tables["users"].create)
+            for name, role, active in (("old1", "member", True), ("old2", "guest", False)):
+                await connection.execute(
+                    insert(UserRow).values(
+                        id=uuid.uuid4(),
+                        email=f"{name}@example.com",
+                        username=name,
+                        full_name=name,
+                        password_hash="x",
+                        role=role,
+                        is_active=active,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+        await engine.dispose()
+        return url
+
+    async def test_backfill(self, old_database: str) -> None:
+        """The counters match the users that were there; a second start-up adds nothing."""
+        container = Container()
+        container.settings.override(
+            providers.Object(
+                Settings(
+                    database_url=old_database,
+                    scrypt_cost=ScryptCost(n=16),
+                    configure_logging=False,
+                    seed_demo_users=False,
+                )
+            )
+        )
+        engine = container.database().engine
+        try:
+            await create_tables(engine)
+            await create_tables(engine)
+            result = await container.query_bus().execute(GetUserStats(), ADMIN_CONTEXT)
+            assert result.unwrap().by_role == {"guest": 1, "member": 1}
+            assert (result.unwrap().active, result.unwrap().inactive) == (1, 1)
+        finally:
+            await container.cache().close()
+            await container.database().dispose()
