@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import enum
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -449,6 +450,29 @@ class TestStructure:
         with pytest.raises(PayloadError) as caught:
             structure(pet_body(toys=[{"name": "x", "price": float("inf")}]), RegisterPet)
         assert caught.value.errors == {"toys[0].price": "expected a finite number"}
+
+    def test_dates_and_decimals(self) -> None:
+        """Dates and decimals are parsed from strings; a wrong kind or a bad text names the field."""
+
+        @attrs.frozen
+        class Booking:
+            day: dt.date
+            price: decimal.Decimal
+
+        booking = structure({"day": "2024-05-01", "price": "12.50"}, Booking)
+        assert booking == Booking(dt.date(2024, 5, 1), decimal.Decimal("12.50"))
+        with pytest.raises(PayloadError) as caught:
+            structure({"day": 20240501, "price": "NaN"}, Booking)
+        assert caught.value.errors == {
+            "day": "expected an ISO 8601 date string",
+            "price": "expected a finite decimal number",
+        }
+        with pytest.raises(PayloadError) as caught:
+            structure({"day": "May 1st", "price": [1]}, Booking)
+        assert caught.value.errors == {
+            "day": "expected an ISO 8601 date such as 2024-05-01",
+            "price": "expected a decimal number",
+        }
 
     def test_not_an_object(self) -> None:
         """A body that is not a JSON object is refused as a whole."""

@@ -21,7 +21,8 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra
     ) from exc
 
 from cqrskit.fastapi._app import CorrelationIdMiddleware, install
-from cqrskit.fastapi._payload import DEFAULT_MAX_BODY_BYTES, parse_json, strict_converter, structure
+from cqrskit.fastapi._converter import strict_converter
+from cqrskit.fastapi._payload import DEFAULT_MAX_BODY_BYTES, parse_json, structure
 from cqrskit.fastapi._requests import (
     CORRELATION_ID_HEADER,
     IDEMPOTENCY_KEY_HEADER,

@@ -1,0 +1,215 @@
+"""The strict cattrs converter: JSON values become message fields only when they are of the right kind."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import enum
+import math
+import typing
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import attrs
+import cattrs
+from cattrs.cols import (
+    homogenous_tuple_structure_factory,
+    is_any_set,
+    is_sequence,
+    list_structure_factory,
+)
+from cattrs.gen import make_dict_structure_fn
+
+__all__ = ["FieldError", "strict_converter"]
+
+T = TypeVar("T")
+
+
+class FieldError(ValueError):
+    """A value of the wrong kind; its text is meant for the caller."""
+
+
+def _structure_str(value: object, _: type) -> str:
+    if type(value) is not str:
+        raise FieldError("expected a string")
+    return value
+
+
+def _structure_int(value: object, _: type) -> int:
+    if type(value) is not int:
+        raise FieldError("expected an integer")
+    return value
+
+
+def _structure_float(value: object, _: type) -> float:
+    if type(value) not in (int, float):
+        raise FieldError("expected a number")
+    number = float(value)  # type: ignore[arg-type]  # checked just above
+    if not math.isfinite(number):
+        raise FieldError("expected a finite number")
+    return number
+
+
+def _structure_bool(value: object, _: type) -> bool:
+    if type(value) is not bool:
+        raise FieldError("expected true or false")
+    return value
+
+
+def _structure_uuid(value: object, _: type) -> uuid.UUID:
+    if isinstance(value, uuid.UUID):
+        return value
+    if type(value) is not str:
+        raise FieldError("expected a UUID string")
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise FieldError("expected a UUID such as 123e4567-e89b-12d3-a456-426614174000") from None
+
+
+def _iso_hook(parse: Callable[[str], T], what: str, example: str) -> Callable[[object, type], T]:
+    """Make a hook parsing an ISO 8601 string with `parse`; `what` and `example` word its errors."""
+
+    def structure_iso(value: object, _: type) -> T:
+        if type(value) is not str:
+            raise FieldError(f"expected an ISO 8601 {what} string")
+        try:
+            return parse(value)
+        except ValueError:
+            raise FieldError(f"expected an ISO 8601 {what} such as {example}") from None
+
+    return structure_iso
+
+
+_structure_datetime = _iso_hook(dt.datetime.fromisoformat, "date-time", "2024-05-01T12:00:00+00:00")
+_structure_date = _iso_hook(dt.date.fromisoformat, "date", "2024-05-01")
+
+
+def _structure_decimal(value: object, _: type) -> decimal.Decimal:
+    if type(value) not in (str, int, float):
+        raise FieldError("expected a decimal number")
+    try:
+        number = decimal.Decimal(str(value))
+    except decimal.InvalidOperation:
+        raise FieldError("expected a decimal number") from None
+    if not number.is_finite():
+        raise FieldError("expected a finite decimal number")
+    return number
+
+
+def _enum_hook(enum_type: type[enum.Enum]) -> Callable[[object, type], enum.Enum]:
+    allowed = {member.value: member for member in enum_type}
+    names = ", ".join(repr(value) for value in allowed)
+
+    def structure_enum(value: object, _: type) -> enum.Enum:
+        if type(value) in (str, int):
+            member = allowed.get(value)
+            if member is not None:
+                return member
+        raise FieldError(f"expected one of {names}")
+
+    return structure_enum
+
+
+def _collection_hook(converter: cattrs.Converter) -> Callable[[Any], Callable[[object, type], Any]]:
+    """Make lists, tuples and sets from JSON arrays only (never from a string or an object)."""
+
+    def factory(collection_type: Any) -> Callable[[object, type], Any]:
+        origin = typing.get_origin(collection_type) or collection_type
+        args = typing.get_args(collection_type)
+        item = args[0] if args else Any
+        inner: Callable[[Any, Any], Any]
+        if origin is tuple and args[1:] == (Ellipsis,):
+            inner = homogenous_tuple_structure_factory(collection_type, converter)
+        elif origin is tuple and args:
+            inner = _fixed_tuple(converter, args)
+        else:
+            inner = list_structure_factory(list[item], converter)  # type: ignore[valid-type]
+        wrap: Callable[[Any], Any] | None = None
+        if is_any_set(collection_type):
+            wrap = frozenset if origin is frozenset else set
+        elif origin is tuple:
+            wrap = tuple
+
+        def structure_collection(value: object, target: type) -> Any:
+            if type(value) is not list:
+                raise FieldError("expected a list")
+            structured = inner(value, target)
+            return structured if wrap is None else wrap(structured)
+
+        return structure_collection
+
+    return factory
+
+
+def _fixed_tuple(converter: cattrs.Converter, args: tuple[Any, ...]) -> Callable[[Any, Any], Any]:
+    def structure_fixed(value: list[Any], _: Any) -> tuple[Any, ...]:
+        if len(value) != len(args):
+            raise FieldError(f"expected a list of {len(args)} items")
+        return tuple(converter.structure(item, arg) for item, arg in zip(value, args, strict=True))
+
+    return structure_fixed
+
+
+def _object_hook(converter: cattrs.Converter) -> Callable[[Any], Callable[[object, type], Any]]:
+    """Make attrs classes from JSON objects only (a string would otherwise read as a set of keys)."""
+
+    def factory(cls: Any) -> Callable[[object, type], Any]:
+        inner = make_dict_structure_fn(
+            cls, converter, _cattrs_forbid_extra_keys=True, _cattrs_detailed_validation=True
+        )
+
+        def structure_object(value: object, target: type) -> Any:
+            if not isinstance(value, Mapping):
+                raise FieldError("expected a JSON object")
+            return inner(value, target)
+
+        return structure_object
+
+    return factory
+
+
+def _is_collection(type_: Any) -> bool:
+    return is_sequence(type_) or is_any_set(type_)
+
+
+def strict_converter() -> cattrs.Converter:
+    """Return a new cattrs Converter that structures JSON into messages without guessing.
+
+    Strings stay strings and numbers stay numbers (no ``5`` to ``"5"``, no ``3.9`` to ``3``, booleans
+    are not integers), unknown keys are refused, NaN and infinities are refused, UUIDs, dates,
+    date-times and decimals are parsed from strings, enums accept their values only, and lists come
+    from JSON arrays only. Every error is collected, not just the first. Register your own hooks on the
+    converter you get back and pass it to `structure`.
+    """
+    converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+    scalars: dict[type, Callable[[object, type], Any]] = {
+        str: _structure_str,
+        int: _structure_int,
+        float: _structure_float,
+        bool: _structure_bool,
+        uuid.UUID: _structure_uuid,
+        dt.datetime: _structure_datetime,
+        dt.date: _structure_date,
+        decimal.Decimal: _structure_decimal,
+    }
+    enums: dict[type, Callable[[object, type], Any]] = {}
+
+    def structure_scalar(value: object, target: type) -> Any:
+        # cattrs dispatches by subclass, so a StrEnum arrives here as a str and a bool as an int.
+        hook = scalars.get(target)
+        if hook is None:
+            if issubclass(target, enum.Enum):
+                hook = enums.get(target)
+                if hook is None:
+                    hook = enums[target] = _enum_hook(target)
+            else:
+                hook = next(h for base, h in scalars.items() if issubclass(target, base))
+        return hook(value, target)
+
+    for scalar in (*scalars, enum.Enum):
+        converter.register_structure_hook(scalar, structure_scalar)
+    converter.register_structure_hook_factory(_is_collection, _collection_hook(converter))
+    converter.register_structure_hook_factory(attrs.has, _object_hook(converter))
+    return converter
