@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import attrs
 import httpx
 import pytest
+import structlog
 from dependency_injector import containers, providers
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from starlette.responses import JSONResponse
@@ -302,6 +303,7 @@ def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
     body: dict[str, Any] = response.json()
     assert body["status"] == status
     assert str(body["type"]).startswith("urn:cqrskit:problem:")
+    assert body["operation_id"] == response.headers["X-Operation-ID"]  # every problem carries one
     return body
 
 
@@ -538,6 +540,19 @@ class TestEndpoints:
         assert body["errors"] == {"age": "expected an integer", "extra": "unknown field"}
         assert body["instance"] == "/pets"
         assert body["correlation_id"] == response.headers[CORRELATION_ID_HEADER]
+
+    async def test_refusal_has_an_operation_id(self, client: httpx.AsyncClient) -> None:
+        """A body refused before any bus runs still gets an operation id, logged without the values."""
+        with structlog.testing.capture_logs() as logs:
+            response = await client.post("/pets", json=pet_body(age="secret-value"))
+        body = assert_problem(response, 422)
+        assert body["operation_id"] == response.headers["X-Operation-ID"]
+        refused = [log for log in logs if log["event"] == "request_refused"]
+        assert len(refused) == 1
+        assert refused[0]["operation_id"] == body["operation_id"]
+        assert refused[0]["fields"] == ["age"]
+        assert refused[0]["log_level"] == "warning"
+        assert "secret-value" not in repr(logs)
 
     async def test_malformed_json(self, client: httpx.AsyncClient) -> None:
         """Malformed JSON and NaN are 422 problems on "body"."""

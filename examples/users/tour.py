@@ -169,12 +169,12 @@ def run_tour(base_url: str) -> None:
         tour.call("PATCH", f"/users/{ALICE_ID}", headers=ALICE, json={"full_name": "Alice Liddell"})
         tour.call("GET", f"/users/{BOB_ID}", headers=ALICE)
 
-        tour.say("Bad input: every bad field named, 422 problem+json, never a 500")
+        tour.say("Bad input: 422 problem+json naming every bad field, never a 500 (types first, then values)")
         tour.call(
             "POST",
             "/users",
             headers=ADMIN,
-            json={"email": "not-an-email", "username": "x", "password": 12345678, "full_name": "", "age": 3},
+            json={"email": "e@example.com", "username": 42, "password": 12345678, "age": 3},
         )
         tour.call(
             "POST",

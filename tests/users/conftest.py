@@ -120,10 +120,15 @@ async def create(client: httpx.AsyncClient, name: str = "carol", **changes: Any)
 
 
 def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
-    """Check that `response` is an RFC 9457 problem with `status` and an id to quote; return its body."""
+    """Check that `response` is an RFC 9457 problem with `status` and the ids to quote; return its body."""
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/problem+json"
     body: dict[str, Any] = response.json()
     assert body["status"] == status
-    assert body.get("operation_id") or body.get("correlation_id")
+    assert body["type"].startswith("urn:cqrskit:problem:")
+    assert body["title"]
+    assert body["detail"]
+    assert body["instance"] == response.request.url.path
+    assert body["operation_id"] == response.headers["X-Operation-ID"]
+    assert body["correlation_id"] == response.headers["X-Correlation-ID"]
     return body

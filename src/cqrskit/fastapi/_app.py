@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
 
 import structlog
 from fastapi import FastAPI, Request
@@ -73,8 +72,44 @@ class CorrelationIdMiddleware:
         return f"CorrelationIdMiddleware(header={self.header!r})"
 
 
-def _problem(body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(body, status_code=body["status"], media_type=PROBLEM_MEDIA_TYPE, headers=headers)
+def _refused(
+    request: Request,
+    status: OperationStatus,
+    errors: Mapping[str, str],
+    *,
+    http_code: int | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """Answer a request refused before any bus saw it, with an operation id of its own.
+
+    The id is logged with the refusal (at warning: the status, the path and the names of the bad
+    fields, never their values), so a problem body always carries an id an operator can search for.
+    """
+    operation_id = _operation_ids.new_operation_id()
+    correlation = correlation_id(request)
+    body = problem_body(
+        status,
+        errors,
+        operation_id=operation_id,
+        correlation_id=correlation,
+        instance=request.url.path,
+        http_code=http_code,
+    )
+    _logger.warning(
+        "request_refused",
+        status=status.value,
+        http_status=body["status"],
+        path=request.url.path,
+        fields=sorted(field for field in errors if field != DETAIL),
+        operation_id=operation_id,
+        correlation_id=correlation,
+    )
+    return JSONResponse(
+        body,
+        status_code=body["status"],
+        media_type=PROBLEM_MEDIA_TYPE,
+        headers={**(headers or {}), OPERATION_ID_HEADER: operation_id},
+    )
 
 
 def _field_path(location: Sequence[object]) -> str:
@@ -91,25 +126,12 @@ def _field_path(location: Sequence[object]) -> str:
 
 async def _on_payload_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, PayloadError)  # noqa: S101 - registered for this type only
-    body = problem_body(
-        OperationStatus.VALIDATION_ERROR,
-        exc.errors,
-        correlation_id=correlation_id(request),
-        instance=request.url.path,
-    )
-    return _problem(body)
+    return _refused(request, OperationStatus.VALIDATION_ERROR, exc.errors)
 
 
 async def _on_payload_too_large(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, PayloadTooLargeError)  # noqa: S101 - registered for this type only
-    body = problem_body(
-        OperationStatus.VALIDATION_ERROR,
-        {DETAIL: str(exc)},
-        correlation_id=correlation_id(request),
-        instance=request.url.path,
-        http_code=413,
-    )
-    return _problem(body)
+    return _refused(request, OperationStatus.VALIDATION_ERROR, {DETAIL: str(exc)}, http_code=413)
 
 
 async def _on_request_validation(request: Request, exc: Exception) -> Response:
@@ -117,13 +139,7 @@ async def _on_request_validation(request: Request, exc: Exception) -> Response:
     errors: dict[str, str] = {}
     for error in exc.errors():
         errors.setdefault(_field_path(error.get("loc", ())), str(error.get("msg", "invalid value")))
-    body = problem_body(
-        OperationStatus.VALIDATION_ERROR,
-        errors,
-        correlation_id=correlation_id(request),
-        instance=request.url.path,
-    )
-    return _problem(body)
+    return _refused(request, OperationStatus.VALIDATION_ERROR, errors)
 
 
 async def _on_result_error(request: Request, exc: Exception) -> Response:
@@ -144,14 +160,8 @@ _HTTP_STATUSES = {
 async def _on_http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)  # noqa: S101 - registered for this type only
     status = _HTTP_STATUSES.get(exc.status_code, OperationStatus.FAILED)
-    body = problem_body(
-        status,
-        {DETAIL: exc.detail} if exc.detail else {},
-        correlation_id=correlation_id(request),
-        instance=request.url.path,
-        http_code=exc.status_code,
-    )
-    return _problem(body, headers=dict(exc.headers or {}))
+    errors = {DETAIL: exc.detail} if exc.detail else {}
+    return _refused(request, status, errors, http_code=exc.status_code, headers=exc.headers)
 
 
 class _UnexpectedErrorMiddleware:
@@ -214,6 +224,8 @@ def install(app: FastAPI, *, correlation_header: str = CORRELATION_ID_HEADER) ->
     FastAPI's own request validation errors with 422 and every field path, `PayloadTooLargeError` with
     413, `ResultError` (from ``result.unwrap()``) with the result's problem, HTTP exceptions with their
     status, and any other exception an endpoint raises with 500, an operation id and no internal text.
+    A request refused before it reaches a bus (a bad payload, a bad token) gets an operation id of its
+    own, in the body and the ``X-Operation-ID`` header, logged with the refusal as ``request_refused``.
     """
     app.add_exception_handler(PayloadError, _on_payload_error)
     app.add_exception_handler(PayloadTooLargeError, _on_payload_too_large)
