@@ -103,18 +103,18 @@ def create_app(container: Container | None = None) -> FastAPI:
         settings = the_container.settings()
         if settings.configure_logging:
             configure_logging(settings)
-        database = the_container.database()
-        await prepare_database(the_container)
-        the_container.command_bus()  # build the buses now: a wiring mistake stops start-up
-        the_container.query_bus()
-        if settings.seed_demo_users:
-            await seed_demo_users(the_container)
-        app.state.container = the_container
         try:
+            # Build the buses first: a wiring mistake stops start-up before anything touches the database.
+            the_container.command_bus()
+            the_container.query_bus()
+            await prepare_database(the_container)
+            if settings.seed_demo_users:
+                await seed_demo_users(the_container)
+            app.state.container = the_container
             yield
         finally:
             await the_container.cache().close()
-            await database.dispose()
+            await the_container.database().dispose()
 
     app = install(FastAPI(title="Users", lifespan=lifespan))
     app.state.container = the_container
