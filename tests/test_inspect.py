@@ -54,10 +54,10 @@ class TestRoutes:
             f"  {module}.PlaceOrder\n"
             f"    handler: {module}.PlaceOrderHandler\n"
             "    behaviours (outermost first):\n"
-            "      1. Authorization(rule='requires order:place; admins may', default=False)\n"
+            "      1. Authorization(rule='requires order:place; admins pass too', default=False)\n"
             "      2. Timing(timeout=2.5)\n"
             "\n"
-            "query_bus (QueryBus, 1 routes)\n"
+            "query_bus (QueryBus, 1 route)\n"
             f"  {module}.GetOrder\n"
             f"    handler: {module}.GetOrderHandler\n"
             "    behaviours: none\n"
@@ -69,7 +69,7 @@ class TestRoutes:
         assert main(["routes", "tests.inspect_containers:EventContainer"]) == 0
         module = "tests.inspect_containers"
         assert capsys.readouterr().out == (
-            "event_bus (EventBus, 1 routes)\n"
+            "event_bus (EventBus, 1 route)\n"
             f"  {module}.OrderPlaced\n"
             f"    subscribers: {module}.EmailCustomer, {module}.UpdateStock\n"
             "    behaviours: none\n"

@@ -148,7 +148,9 @@ def _setting(value: object) -> str:
     if isinstance(value, type) or inspect.isfunction(value):
         return value.__qualname__
     text = value if isinstance(value, str) else str(value)
-    if len(text) > _LONGEST_SETTING:  # a logger's or a sink's repr: its start says what it is
+    # Only an object's own repr is cut short (its start says what it is); a setting in words, such as
+    # an authorization rule, is the point of the listing and is shown whole.
+    if text.startswith("<") and len(text) > _LONGEST_SETTING:
         text = text[: _LONGEST_SETTING - 3] + "..."
     return repr(text) if isinstance(value, str) else text
 
@@ -169,7 +171,8 @@ def print_routes(reports: Iterable[BusReport], out: TextIO) -> None:
             continue
         bus = report.bus
         routes: Mapping[type, object] = bus.routes
-        out.write(f"{report.name} ({type(bus).__name__}, {len(routes)} routes)\n")
+        noun = "route" if len(routes) == 1 else "routes"
+        out.write(f"{report.name} ({type(bus).__name__}, {len(routes)} {noun})\n")
         for message_type in sorted(routes, key=_qualified):
             out.write(f"  {_qualified(message_type)}\n")
             route = routes[message_type]

@@ -136,7 +136,7 @@ class TestAuthorization:
                 "operation_id": "op-1",
                 "principal_id": "7",
                 "status": "unauthorized",
-                "rule": "requires user:create; admins may",
+                "rule": "requires user:create; admins pass too",
             }
         ]
 
@@ -164,7 +164,7 @@ class TestAuthorization:
         authorization = Authorization(RULES)
         assert authorization.describe(Rename) == {
             "rule": "requires user:update (globally or for the resource in user_id); "
-            "the owner (user_id == principal id) may too; admins may",
+            "the owner (user_id == principal id) may too; admins pass too",
             "default": False,
         }
         assert authorization.describe(Purge)["rule"] == "requires system:purge; admins may not override"

@@ -146,7 +146,7 @@ class RequirePermissions:
             text += f" (globally or for the resource in {self._resource_field})"
             if self._owner:
                 text += f"; the owner ({self._resource_field} == principal id) may too"
-        return text + ("; admins may" if self._admins else "; admins may not override")
+        return text + ("; admins pass too" if self._admins else "; admins may not override")
 
     def __repr__(self) -> str:
         arguments = [repr(p) for p in self._permissions]

@@ -16,9 +16,21 @@ from typing import Any, Final
 import structlog.contextvars
 from structlog.contextvars import bind_contextvars, reset_contextvars
 
-__all__ = ["KEYS", "DispatchIds"]
+__all__ = ["KEYS", "DispatchIds", "logger_label"]
 
 KEYS: Final = ("operation_id", "correlation_id", "causation_id", "message_type", "principal_id")
+
+
+def logger_label(logger: object) -> str:
+    """Return how a behaviour names its logger in a repr or `describe`: short enough to read.
+
+    structlog's lazy proxy (what ``structlog.get_logger(name)`` returns before the first log call) has
+    a long repr that says nothing useful; it is shown as the call that made it.
+    """
+    factory_args = getattr(logger, "_logger_factory_args", None)
+    if type(logger).__name__ == "BoundLoggerLazyProxy" and isinstance(factory_args, tuple):
+        return f"structlog.get_logger({', '.join(repr(arg) for arg in factory_args)})"
+    return repr(logger)
 
 
 def _structlog_vars() -> tuple[contextvars.ContextVar[Any], ...] | None:

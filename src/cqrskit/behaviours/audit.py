@@ -12,6 +12,7 @@ import structlog
 
 from cqrskit._redaction import redacted_fields, sensitive_fields
 from cqrskit.behaviours._classify import exception_status, type_name
+from cqrskit.behaviours._log_context import logger_label
 from cqrskit.context import Context
 from cqrskit.protocols import CallNext
 from cqrskit.results import AffectedEntity, OperationStatus, Result
@@ -82,7 +83,7 @@ class StructlogAuditSink:
         self._logger.info("audit", **record.to_dict())
 
     def __repr__(self) -> str:
-        return f"StructlogAuditSink(logger={self._logger!r})"
+        return f"StructlogAuditSink(logger={logger_label(self._logger)})"
 
 
 class Audit:

@@ -13,7 +13,7 @@ import structlog
 from cqrskit._outcome import mark_logged
 from cqrskit._redaction import redacted_fields, sensitive_fields
 from cqrskit.behaviours._classify import CANCELLED, EXPECTED_FAILURES, exception_status, type_name
-from cqrskit.behaviours._log_context import DispatchIds
+from cqrskit.behaviours._log_context import DispatchIds, logger_label
 from cqrskit.context import Context
 from cqrskit.protocols import CallNext
 from cqrskit.results import OperationStatus, Result
@@ -87,7 +87,7 @@ class Logging:
     def describe(self, message_type: type) -> Mapping[str, object]:
         """Return the logger and which of `message_type`'s fields are redacted."""
         return {
-            "logger": repr(self._logger),
+            "logger": logger_label(self._logger),
             "log_fields": self._log_fields,
             "redacted_fields": sensitive_fields(message_type),
         }
@@ -197,7 +197,7 @@ class Logging:
         getattr(logger, _METHODS[level])("dispatch_completed", **event)
 
     def __repr__(self) -> str:
-        return f"Logging(logger={self._logger!r}, log_fields={self._log_fields!r})"
+        return f"Logging(logger={logger_label(self._logger)}, log_fields={self._log_fields!r})"
 
 
 def _level_for(status: OperationStatus) -> int:
