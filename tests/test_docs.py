@@ -153,3 +153,54 @@ def test_page_runs(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("CQRSKIT_DOCS_TEST", "1")
     prelude = PRELUDE.read_text(encoding="utf-8") if page != PRELUDE else ""
     asyncio.run(run_page(page, page.read_text(encoding="utf-8"), prelude))
+
+
+_LINK = re.compile(r"(?<!!)\[[^\]]*\]\((?P<target>[^)\s]+)\)")
+_SCHEME = re.compile(r"[a-z][a-z0-9+.-]*:")
+
+
+def _relative_links_in(text: str) -> Iterator[str]:
+    """Yield the relative link targets of Markdown `text`, outside code blocks and code spans."""
+    inside_code = False
+    for line in text.splitlines():
+        if _FENCE.match(line):
+            inside_code = not inside_code
+            continue
+        if inside_code:
+            continue
+        for match in _LINK.finditer(re.sub(r"`[^`]*`", "", line)):
+            target = match["target"]
+            if not _SCHEME.match(target) and not target.startswith("#"):
+                yield target
+
+
+def _linking_pages() -> list[Path]:
+    root = DOCS.parent
+    found = [root / "README.md", root / "CHANGELOG.md", *sorted(root.joinpath("examples").rglob("*.md"))]
+    found += [
+        path
+        for path in sorted(DOCS.rglob("*.md"))
+        if "_build" not in path.parts and "api" not in path.relative_to(DOCS).parts[:1]
+    ]
+    return found
+
+
+class TestLinks:
+    """Every relative link in the README, the changelog, the examples and the docs names a real file."""
+
+    @pytest.mark.parametrize(
+        "page", _linking_pages(), ids=lambda path: path.relative_to(DOCS.parent).as_posix()
+    )
+    def test_relative_links_resolve(self, page: Path) -> None:
+        """Each relative target (its #anchor left aside) exists next to the page that links to it."""
+        broken = [
+            target
+            for target in _relative_links_in(page.read_text(encoding="utf-8"))
+            if not (page.parent / target.split("#")[0]).exists()
+        ]
+        assert broken == []
+
+    def test_finds_links(self) -> None:
+        """The link finder sees links in prose and ignores code."""
+        text = "see [a](a.md) and [b](https://x.org)\n```python\n[c](c.md)\n```\n`[d](d.md)` ![e](e.png)\n"
+        assert list(_relative_links_in(text)) == ["a.md"]
