@@ -136,6 +136,9 @@ def create_app() -> FastAPI:  # noqa: PLR0915 - the whole hand-written app, on p
         if errors:
             return _problem(422, "some fields are invalid", errors)
         operation_id = secrets.token_hex(8)
+        # Hash first, off the write lock, as the example's handler does (its transaction begins, and on
+        # SQLite takes the write lock, at the first statement, after the hash).
+        password_hash = await hasher.hash(data["password"])
         async with write_lock, sessions() as session, session.begin():
             taken = await session.execute(
                 select(UserRow.id).where(
@@ -150,7 +153,7 @@ def create_app() -> FastAPI:  # noqa: PLR0915 - the whole hand-written app, on p
                 email=data["email"].lower(),
                 username=data["username"],
                 full_name=data["full_name"],
-                password_hash=await hasher.hash(data["password"]),
+                password_hash=password_hash,
                 role=data.get("role", "member"),
                 is_active=True,
                 created_at=now,
