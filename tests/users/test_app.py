@@ -63,6 +63,7 @@ class TestUserLifecycle:
         assert deleted.headers["X-Operation-ID"]
         assert_problem(await client.get(f"/users/{user_id}", headers=ADMIN), 404)
         assert_problem(await client.delete(f"/users/{user_id}", headers=ADMIN), 404)
+        assert_problem(await client.patch(f"/users/{user_id}", json={"full_name": "X"}, headers=ADMIN), 404)
 
     async def test_deactivated_user(self, client: httpx.AsyncClient) -> None:
         """A deactivated user is hidden unless include_inactive is given."""
@@ -158,12 +159,15 @@ class TestAuthorization:
         [
             ("GET", f"/users/{ALICE_ID}", None),
             ("GET", "/users", None),
+            ("GET", "/users/stats", None),
             ("POST", "/users", new_user("anon")),
+            ("POST", "/users/batch", {"users": [new_user("anon")]}),
+            ("PATCH", f"/users/{ALICE_ID}", {"full_name": "Anon"}),
             ("DELETE", f"/users/{ALICE_ID}", None),
         ],
     )
     async def test_anonymous(self, client: httpx.AsyncClient, method: str, path: str, body: Any) -> None:
-        """No token: 401."""
+        """No token, on every endpoint: 401."""
         assert_problem(await client.request(method, path, json=body), 401)
 
     async def test_unknown_token(self, client: httpx.AsyncClient) -> None:
