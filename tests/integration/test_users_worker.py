@@ -14,8 +14,6 @@ from typing import Any
 import httpx
 import pytest
 from dependency_injector import providers
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 # The example is built on the caching behaviours; until they are merged these tests cannot run.
 pytest.importorskip("cqrskit.caching", reason="examples/users needs cqrskit.caching, not merged yet")
@@ -26,7 +24,7 @@ from examples.users.passwords import ScryptCost
 from examples.users.settings import Settings
 
 from cqrskit.events import RabbitMQTransport
-from tests.users.conftest import ADMIN, _drop_redis_keys, create
+from tests.users.conftest import ADMIN, create, service_schema
 
 pytestmark = [pytest.mark.postgres, pytest.mark.rabbitmq, pytest.mark.redis]
 
@@ -39,9 +37,6 @@ async def settings(
     postgres_url: str, rabbitmq_url: str, redis_url: str, unique_name: str
 ) -> AsyncIterator[Settings]:
     """Scaled-out settings with a schema, an exchange, a queue and a key prefix of this test's own."""
-    admin = create_async_engine(postgres_url)
-    async with admin.begin() as connection:
-        await connection.execute(text(f'CREATE SCHEMA "{unique_name}"'))
     settings = Settings(
         database_url=postgres_url,
         database_schema=unique_name,
@@ -52,18 +47,15 @@ async def settings(
         scrypt_cost=ScryptCost(n=16),
         configure_logging=False,
     )
-    try:
-        yield settings
-    finally:
-        transport = RabbitMQTransport(rabbitmq_url, exchange=unique_name)
+    async with service_schema(postgres_url, redis_url, unique_name):
         try:
-            await transport.delete(settings.stats_queue, exchanges=True)
+            yield settings
         finally:
-            await transport.close()
-        async with admin.begin() as connection:
-            await connection.execute(text(f'DROP SCHEMA "{unique_name}" CASCADE'))
-        await admin.dispose()
-        await _drop_redis_keys(redis_url, unique_name)
+            transport = RabbitMQTransport(rabbitmq_url, exchange=unique_name)
+            try:
+                await transport.delete(settings.stats_queue, exchanges=True)
+            finally:
+                await transport.close()
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -61,28 +62,35 @@ async def container(
         return
     postgres_url = services.require("PostgreSQL", services.POSTGRES_URL)
     redis_url = services.require("Redis", services.REDIS_URL)
-    admin = create_async_engine(postgres_url)
-    async with admin.begin() as connection:
-        await connection.execute(text(f'CREATE SCHEMA "{unique_name}"'))
-    container.settings.override(
-        providers.Object(
-            Settings(
-                database_url=postgres_url,
-                database_schema=unique_name,
-                redis_url=redis_url,
-                cache_namespace=unique_name,
-                scrypt_cost=cheap,
-                configure_logging=False,
+    async with service_schema(postgres_url, redis_url, unique_name):
+        container.settings.override(
+            providers.Object(
+                Settings(
+                    database_url=postgres_url,
+                    database_schema=unique_name,
+                    redis_url=redis_url,
+                    cache_namespace=unique_name,
+                    scrypt_cost=cheap,
+                    configure_logging=False,
+                )
             )
         )
-    )
-    try:
         yield container
+
+
+@asynccontextmanager
+async def service_schema(postgres_url: str, redis_url: str, name: str) -> AsyncIterator[str]:
+    """A PostgreSQL schema and a Redis key prefix called `name`, removed on exit, also on failure."""
+    admin = create_async_engine(postgres_url)
+    async with admin.begin() as connection:
+        await connection.execute(text(f'CREATE SCHEMA "{name}"'))
+    try:
+        yield name
     finally:
         async with admin.begin() as connection:
-            await connection.execute(text(f'DROP SCHEMA "{unique_name}" CASCADE'))
+            await connection.execute(text(f'DROP SCHEMA "{name}" CASCADE'))
         await admin.dispose()
-        await _drop_redis_keys(redis_url, unique_name)
+        await _drop_redis_keys(redis_url, name)
 
 
 async def _drop_redis_keys(redis_url: str, prefix: str) -> None:

@@ -6,15 +6,13 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 # The example is built on the caching behaviours; until they are merged these tests cannot run.
 pytest.importorskip("cqrskit.caching", reason="examples/users needs cqrskit.caching, not merged yet")
 
 from examples.users import tour
 
-from tests.users.conftest import ADMIN, _drop_redis_keys, new_user
+from tests.users.conftest import ADMIN, new_user, service_schema
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -22,16 +20,8 @@ pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 @pytest.fixture
 async def schema(postgres_url: str, redis_url: str, unique_name: str) -> AsyncIterator[str]:
     """A PostgreSQL schema and a Redis key prefix of this test's own, removed afterwards."""
-    admin = create_async_engine(postgres_url)
-    async with admin.begin() as connection:
-        await connection.execute(text(f'CREATE SCHEMA "{unique_name}"'))
-    try:
-        yield unique_name
-    finally:
-        async with admin.begin() as connection:
-            await connection.execute(text(f'DROP SCHEMA "{unique_name}" CASCADE'))
-        await admin.dispose()
-        await _drop_redis_keys(redis_url, unique_name)
+    async with service_schema(postgres_url, redis_url, unique_name) as name:
+        yield name
 
 
 def _worker(response: httpx.Response) -> str:
