@@ -96,6 +96,18 @@ def _wait_until_up(base_url: str, server: subprocess.Popen[bytes], timeout: floa
     raise RuntimeError(f"the service did not answer on {base_url} within {timeout} seconds")
 
 
+def _masked(body: Any) -> Any:
+    """`body` with every password text shown as ``***``: the tour prints what it sends, but not those."""
+    if isinstance(body, dict):
+        return {
+            key: "***" if key == "password" and isinstance(value, str) else _masked(value)
+            for key, value in body.items()
+        }
+    if isinstance(body, list):
+        return [_masked(item) for item in body]
+    return body
+
+
 def _short(body: Any, limit: int = 160) -> str:
     text = json.dumps(body, separators=(", ", ": ")) if body is not None else ""
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -117,7 +129,7 @@ class Tour:
         """Send one request and print it with the status, the interesting headers and the body."""
         response = self.client.request(method, path, headers=dict(headers), **kwargs)
         who = headers.get("Authorization", "anonymous").removeprefix("Bearer ")
-        print(f"   {method} {path}  [{who}]  {_short(kwargs.get('json'), 90)}")
+        print(f"   {method} {path}  [{who}]  {_short(_masked(kwargs.get('json')), 90)}".rstrip())
         extra = "".join(
             f"  {name}={response.headers[name]}"
             for name in ("X-Cache", "X-Operation-ID")

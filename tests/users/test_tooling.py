@@ -107,5 +107,6 @@ class TestTour:
         ):
             assert expected in out
         assert "-> 500" not in out
+        assert "correct horse" not in out  # what the tour sends is printed, its passwords masked
         assert "polling GET /users/stats until it counts 17 users:" in out
         assert "caught up before the POST returned" in out  # the read model, on the embedded default
