@@ -55,16 +55,17 @@ def _join(path: str, name: object) -> str:
 
 
 def _collect(exc: BaseException, path: str, errors: dict[str, str]) -> None:
-    if isinstance(exc, ClassValidationError):
-        with_notes, without = exc.group_exceptions()
-        for sub, note in with_notes:
-            _collect(sub, _join(path, note.name), errors)
-        for sub in without:
-            _collect(sub, path, errors)
-    elif isinstance(exc, IterableValidationError):
-        with_index, without = exc.group_exceptions()
-        for sub, index_note in with_index:
-            _collect(sub, _join(path, index_note.index), errors)
+    if isinstance(exc, (ClassValidationError, IterableValidationError)):
+        # cattrs notes each sub-error with the attribute (a class) or the index (a list) it came from.
+        placed: list[tuple[BaseException, object]]
+        if isinstance(exc, ClassValidationError):
+            with_notes, without = exc.group_exceptions()
+            placed = [(sub, note.name) for sub, note in with_notes]
+        else:
+            with_index, without = exc.group_exceptions()
+            placed = [(sub, note.index) for sub, note in with_index]
+        for sub, step in placed:
+            _collect(sub, _join(path, step), errors)
         for sub in without:
             _collect(sub, path, errors)
     elif isinstance(exc, ForbiddenExtraKeysError):
