@@ -7,7 +7,7 @@ import json
 import time
 import typing
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cattrs
 import sqlalchemy as sa
@@ -19,6 +19,9 @@ from cqrskit.events._tables import create_event_tables, event_tables, insert_for
 from cqrskit.messages import Command
 from cqrskit.protocols import CallNext
 from cqrskit.results import AffectedEntity, OperationStatus, Result
+
+if TYPE_CHECKING:
+    from cqrskit.sqlalchemy import Database
 
 __all__ = ["Idempotency"]
 
@@ -54,7 +57,7 @@ class Idempotency:
 
     def __init__(
         self,
-        database: Any,
+        database: Database,
         *,
         schema: str | None = None,
         expires_after: float = 24 * 3600.0,

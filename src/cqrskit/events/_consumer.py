@@ -8,7 +8,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cattrs
 import sqlalchemy as sa
@@ -23,6 +23,11 @@ from cqrskit.events._tables import create_event_tables, event_tables, insert_for
 from cqrskit.events._transport import Delivery
 from cqrskit.messages import Command
 from cqrskit.results import OperationStatus, Result
+
+if TYPE_CHECKING:
+    from cqrskit.buses import CommandBus
+    from cqrskit.events._transport import Transport
+    from cqrskit.sqlalchemy import Database
 
 __all__ = ["Consumer"]
 
@@ -57,9 +62,9 @@ class Consumer:
 
     def __init__(
         self,
-        transport: Any,
-        bus: Any,
-        database: Any,
+        transport: Transport,
+        bus: EventBus | CommandBus,
+        database: Database,
         *,
         types: Mapping[str, type],
         queue: str,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cattrs
 import sqlalchemy as sa
@@ -17,6 +17,9 @@ from cqrskit.events._tables import create_event_tables, event_tables, key_lock_i
 from cqrskit.messages import Command
 from cqrskit.protocols import CallNext
 from cqrskit.results import Result
+
+if TYPE_CHECKING:
+    from cqrskit.sqlalchemy import Database
 
 __all__ = ["OutboxPublisher"]
 
@@ -38,7 +41,7 @@ class OutboxPublisher:
 
     def __init__(
         self,
-        database: Any,
+        database: Database,
         *,
         schema: str | None = None,
         names: Mapping[type, str] | None = None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from contextvars import ContextVar
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cqrskit.context import Context
 from cqrskit.events._event import Event
@@ -13,6 +13,9 @@ from cqrskit.messages import Command
 from cqrskit.protocols import CallNext
 from cqrskit.results import Result
 from cqrskit.scope import defer_until_commit
+
+if TYPE_CHECKING:
+    from cqrskit.events._bus import EventBus
 
 __all__ = ["EventPublisher", "InProcessPublisher", "current_context", "outer_behaviour_types"]
 
@@ -66,7 +69,7 @@ class InProcessPublisher:
 
     message_kinds: tuple[type, ...] = (Command,)
 
-    def __init__(self, event_bus: Any) -> None:
+    def __init__(self, event_bus: EventBus) -> None:
         self._event_bus = event_bus
         # One variable per publisher: another publisher behaviour in the same chain has its own.
         self._pending: ContextVar[list[Event] | None] = ContextVar(
@@ -113,7 +116,7 @@ class InProcessPublisher:
         return f"InProcessPublisher({self._event_bus!r})"
 
 
-def _delivery(event_bus: Any, events: tuple[Event, ...], context: Context) -> Callable[[], Any]:
+def _delivery(event_bus: EventBus, events: tuple[Event, ...], context: Context) -> Callable[[], Any]:
     async def deliver() -> None:
         for event in events:
             await event_bus.publish(event, context)

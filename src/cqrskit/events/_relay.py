@@ -8,13 +8,17 @@ import json
 import random
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 import structlog
 
 from cqrskit.events._envelope import Envelope
 from cqrskit.events._tables import UNORDERED, create_event_tables, event_tables
+
+if TYPE_CHECKING:
+    from cqrskit.events._transport import Transport
+    from cqrskit.sqlalchemy import Database
 
 __all__ = ["OutboxRelay"]
 
@@ -39,8 +43,8 @@ class OutboxRelay:
 
     def __init__(
         self,
-        database: Any,
-        transport: Any,
+        database: Database,
+        transport: Transport,
         *,
         schema: str | None = None,
         batch_size: int = 200,
@@ -122,7 +126,7 @@ class OutboxRelay:
 
         try:
             connection = await self._database.engine.connect()
-            raw = (await connection.get_raw_connection()).driver_connection
+            raw: Any = (await connection.get_raw_connection()).driver_connection  # asyncpg's
             await raw.add_listener(channel, notified)
         except Exception:
             self._logger.warning("outbox_listen_failed", exc_info=True)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cattrs
 
 from cqrskit.context import Context
 from cqrskit.events._envelope import envelope_for
 from cqrskit.messages import Command
+
+if TYPE_CHECKING:
+    from cqrskit.events._transport import Transport
 
 __all__ = ["CommandSender"]
 
@@ -27,7 +30,7 @@ class CommandSender:
 
     def __init__(
         self,
-        transport: Any,
+        transport: Transport,
         *,
         names: Mapping[type, str] | None = None,
         converter: cattrs.Converter | None = None,

@@ -5,13 +5,16 @@ from __future__ import annotations
 import functools
 import hashlib
 import zlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from cqrskit.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from cqrskit.sqlalchemy import Database
 
 __all__ = [
     "PARTITIONS",
@@ -126,7 +129,7 @@ def event_tables(schema: str | None = None) -> EventTables:
     return EventTables(schema, outbox, inbox, idempotency)
 
 
-async def create_event_tables(database: Any, schema: str | None = None) -> None:
+async def create_event_tables(database: Database, schema: str | None = None) -> None:
     """Create the outbox, inbox and idempotency-key tables (and `schema`) unless they exist.
 
     Call it at deployment or start-up, or use the ``create_tables()`` method of the component that
