@@ -23,6 +23,7 @@ from cqrskit import (
     Query,
     QueryBus,
     Result,
+    ResultError,
     ValidationFailedError,
 )
 from cqrskit.protocols import CallNext
@@ -529,6 +530,20 @@ class TestExceptionsBecomeResults:
         assert dict(result.errors) == errors
         assert result.operation_id is not None
         assert logs == []
+
+    async def test_unwrap_chains_the_exception_behind_a_failed_result(self) -> None:
+        """unwrap() of a FAILED Result chains the handler's exception; repr and == do not show it."""
+        error = RuntimeError("secret internals")
+        bus = CommandBus({CreateUser: Raising(error)})
+        with structlog.testing.capture_logs():
+            result = await bus.execute(CreateUser("x"))
+        with pytest.raises(ResultError) as raised:
+            result.unwrap()
+        assert raised.value.__cause__ is error
+        assert "secret internals" not in repr(result)
+        assert result == Result(
+            OperationStatus.FAILED, None, result.errors, (), None, None, result.operation_id
+        )
 
     async def test_result_error_keeps_the_inner_status(self) -> None:
         """ResultError raised in a handler (a nested unwrap) keeps the inner status and errors."""

@@ -6,6 +6,8 @@ import contextlib
 from types import MappingProxyType
 from typing import Any
 
+import attrs
+
 from cqrskit.context import Context
 from cqrskit.errors import DETAIL, DomainError, ResultError
 from cqrskit.results import _NO_ERRORS, OperationStatus, Result
@@ -15,6 +17,22 @@ __all__ = ["INTERNAL_ERROR", "mark_logged", "result_from_exception", "was_logged
 INTERNAL_ERROR = "an internal error occurred; quote the operation id when reporting it"
 _INTERNAL_ERRORS = MappingProxyType({DETAIL: INTERNAL_ERROR})
 _LOGGED = "_cqrskit_traceback_logged"
+
+
+@attrs.define(repr=False, eq=False)
+class _FailedResult(Result[Any]):
+    """A failed Result that remembers, inside this process, the exception behind it.
+
+    `Result.unwrap` chains that exception to the `ResultError` it raises, so when a nested command
+    fails on a serialization failure or a deadlock and the outer handler unwraps its Result, the
+    outer `Retry` sees the transient cause and runs the whole transaction again. The cause takes no
+    part in equality or the repr, and never leaves the process.
+    """
+
+    _cause: BaseException | None = attrs.field(default=None, alias="cause")
+
+    def _failure_cause(self) -> BaseException | None:
+        return self._cause
 
 
 def mark_logged(exc: BaseException, operation_id: str | None) -> None:
@@ -52,7 +70,7 @@ def result_from_exception(
         frozen = MappingProxyType(dict(errors)) if errors else _NO_ERRORS
         return Result(exc.status, None, frozen, (), None, None, operation_id)
     if isinstance(exc, ResultError) and exc.result.is_failure:
-        return Result(exc.result.status, None, exc.result.errors, (), None, None, operation_id)
+        return _FailedResult(exc.result.status, None, exc.result.errors, (), None, None, operation_id, exc)
     if log:
         logger.error(
             "dispatch_failed",
@@ -62,4 +80,4 @@ def result_from_exception(
             error_type=type(exc).__qualname__,
             exc_info=exc,
         )
-    return Result(OperationStatus.FAILED, None, _INTERNAL_ERRORS, (), None, None, operation_id)
+    return _FailedResult(OperationStatus.FAILED, None, _INTERNAL_ERRORS, (), None, None, operation_id, exc)

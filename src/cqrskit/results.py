@@ -133,7 +133,7 @@ instead of an `isinstance` check; both classes add their subclasses to it as the
 
 
 # Built once per dispatch: see the note on Context for why the fields are read-only properties.
-@attrs.define(repr=False, eq=True)
+@attrs.define(repr=False, eq=False)
 class Result(Generic[T_co]):
     """The outcome of one dispatch. Immutable.
 
@@ -227,7 +227,13 @@ class Result(Generic[T_co]):
             return self._data
         from cqrskit.errors import ResultError  # noqa: PLC0415 - errors imports this module
 
-        raise ResultError(self)
+        raise ResultError(self) from self._failure_cause()
+
+    def _failure_cause(self) -> BaseException | None:
+        # The exception behind a FAILED result, kept in this process only (never shown, never
+        # compared): `unwrap` chains it, so an outer Retry can see that a nested command failed on
+        # something transient and run the whole transaction again.
+        return None
 
     def evolve(
         self,
@@ -246,6 +252,26 @@ class Result(Generic[T_co]):
             self._cache_info if cache_info is None else cache_info,
             self._operation_id if operation_id is None else operation_id,
         )
+
+    def _fields(self) -> tuple[object, ...]:
+        return (
+            self._status,
+            self._data,
+            self._errors,
+            self._affected_entities,
+            self._pagination,
+            self._cache_info,
+            self._operation_id,
+        )
+
+    # Written out rather than attrs' eq, which also compares classes: a failed Result the bus made
+    # (a private subclass that keeps its cause) equals a Result with the same fields.
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Result):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    __hash__ = None  # type: ignore[assignment]  # like any value carrying arbitrary data
 
     def __repr__(self) -> str:
         return (

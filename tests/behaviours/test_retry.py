@@ -210,13 +210,24 @@ class TestIsTransient:
         assert not is_transient(outer)
 
     def test_expected_outcomes_are_not_transient_whatever_their_cause(self) -> None:
-        """A DomainError or ResultError raised while handling a transient error is still not transient."""
+        """A DomainError, or a ResultError of an expected outcome, is not transient whatever its cause."""
         for outcome in (
             ConflictError("version changed"),
-            ResultError(Result.failure(OperationStatus.FAILED)),
+            ResultError(Result.failure(OperationStatus.CONFLICT)),
+            ResultError(Result.failure(OperationStatus.NOT_FOUND)),
         ):
             outcome.__cause__ = serialization_failure()
             assert not is_transient(outcome)
+
+    def test_an_unwrapped_nested_failure_is_transient_when_its_cause_is(self) -> None:
+        """A ResultError of a FAILED Result is transient exactly when the error behind it is."""
+        transient = ResultError(Result.failure(OperationStatus.FAILED))
+        transient.__cause__ = serialization_failure()
+        assert is_transient(transient)
+        plain = ResultError(Result.failure(OperationStatus.FAILED))
+        plain.__cause__ = KeyError("a bug")
+        assert not is_transient(plain)
+        assert not is_transient(ResultError(Result.failure(OperationStatus.FAILED)))
 
     def test_cycles_and_long_chains_end(self) -> None:
         """A cyclic or very long chain is walked a bounded number of steps."""

@@ -183,6 +183,56 @@ class TestTransactionOnTheBus:
         assert inner_attempts == [1]
         assert await item_names(database) == ["outer"]
 
+    async def test_the_outer_retry_reruns_the_transaction_a_nested_command_failed_transiently(
+        self, database: Database
+    ) -> None:
+        """A nested FAILED Result with a transient cause, unwrapped: the outer Retry runs it all again."""
+        attempts: list[str] = []
+        buses: list[CommandBus] = []
+
+        class Serialization(Exception):
+            sqlstate = "40001"
+
+        class Handler:
+            async def handle(self, command: AddItem, context: Context) -> str:
+                attempts.append(command.name)
+                if command.name == "inner":
+                    if attempts.count("inner") == 1:
+                        raise Serialization
+                    await database.session.execute(insert(items).values(name="inner"))
+                    return "inner"
+                await database.session.execute(insert(items).values(name=command.name))
+                (await buses[0].execute(AddItem("inner"), context=context.child())).unwrap()
+                return command.name
+
+        retry = Retry(RetryPolicy(max_attempts=3, delay=0))
+        buses.append(CommandBus({AddItem: Handler()}, [retry, Transaction(database)]))
+        result = await buses[0].execute(AddItem("outer"))
+        assert result.is_success
+        assert attempts == ["outer", "inner", "outer", "inner"]
+        assert sorted(await item_names(database)) == ["inner", "outer"]
+
+    async def test_a_nested_failure_that_is_not_transient_is_not_retried(self, database: Database) -> None:
+        """A nested FAILED Result caused by a bug, unwrapped: one attempt, FAILED, nothing written."""
+        attempts: list[str] = []
+        buses: list[CommandBus] = []
+
+        class Handler:
+            async def handle(self, command: AddItem, context: Context) -> str:
+                attempts.append(command.name)
+                if command.name == "inner":
+                    raise KeyError("a bug")
+                await database.session.execute(insert(items).values(name=command.name))
+                (await buses[0].execute(AddItem("inner"), context=context.child())).unwrap()
+                return command.name
+
+        retry = Retry(RetryPolicy(max_attempts=3, delay=0))
+        buses.append(CommandBus({AddItem: Handler()}, [retry, Transaction(database)]))
+        result = await buses[0].execute(AddItem("outer"))
+        assert result.status is OperationStatus.FAILED
+        assert attempts == ["outer", "inner"]
+        assert await item_names(database) == []
+
     async def test_a_timeout_during_commit_lets_the_commit_finish(self, database: Database) -> None:
         """Timeout firing while COMMIT runs: the commit completes and the caller gets its outcome."""
 

@@ -11,6 +11,7 @@ import asyncio
 import errno
 
 from cqrskit.errors import CommitOutcomeUnknownError, DomainError, ResultError
+from cqrskit.results import OperationStatus
 
 __all__ = ["is_transient"]
 
@@ -65,10 +66,17 @@ def is_transient(exc: BaseException) -> bool:
 
     It is False whenever the chain holds a `CommitOutcomeUnknownError` (the connection dropped during
     COMMIT, so the command may have committed) or a cancellation, and for an expected outcome a handler
-    raised (a `DomainError` such as `ConflictError`, or a `ResultError`), whatever caused it: name
-    such a type in `RetryPolicy.retry_on` to retry it. This is `Retry`'s default classifier.
+    raised (a `DomainError` such as `ConflictError`), whatever caused it: name such a type in
+    `RetryPolicy.retry_on` to retry it. A `ResultError` (a handler unwrapped a nested command's failed
+    Result) is transient when that nested dispatch FAILED on a transient error, so the outermost
+    `Retry` runs the whole transaction again. This is `Retry`'s default classifier.
     """
-    if isinstance(exc, (DomainError, ResultError)):
+    if isinstance(exc, ResultError):
+        # A handler unwrapped a nested command's failed Result: transient when the nested dispatch
+        # FAILED on something transient (the Result keeps its cause, and unwrap chains it).
+        cause = exc.__cause__
+        return exc.result.status is OperationStatus.FAILED and cause is not None and is_transient(cause)
+    if isinstance(exc, DomainError):
         return False
     pending: list[BaseException] = [exc]
     seen: set[int] = set()
