@@ -173,6 +173,32 @@ class TestAppliesTo:
         assert bus.behaviours_for(DeleteUser) == ()
         assert bus.behaviours == (only,)
 
+    async def test_for_message_type_specialises_a_behaviour_once_per_type(self) -> None:
+        """A behaviour's for_message_type is asked once per type at build; dispatches call what it gave."""
+        asked: list[str] = []
+        ran: list[str] = []
+
+        class PerType:
+            async def __call__(self, message: Any, context: Context, call_next: CallNext) -> Result[Any]:
+                raise AssertionError("the bus must call the specialised form")
+
+            def for_message_type(self, message_type: type) -> Any:
+                asked.append(message_type.__name__)
+
+                async def specialised(message: Any, context: Context, call_next: CallNext) -> Result[Any]:
+                    ran.append(message_type.__name__)
+                    return await call_next(message, context)
+
+                return specialised
+
+        bus = CommandBus({CreateUser: CreateUserHandler(), DeleteUser: DeleteUserHandler()}, [PerType()])
+        assert sorted(asked) == ["CreateUser", "DeleteUser"]
+        for _ in range(3):
+            assert (await bus.execute(CreateUser("x"))).is_success
+        assert (await bus.execute(DeleteUser(NEW_ID))).is_success
+        assert ran == ["CreateUser", "CreateUser", "CreateUser", "DeleteUser"]
+        assert sorted(asked) == ["CreateUser", "DeleteUser"]
+
     def test_behaviours_for_an_unrouted_type(self) -> None:
         """behaviours_for a type with no route raises HandlerNotFoundError."""
         with pytest.raises(HandlerNotFoundError):

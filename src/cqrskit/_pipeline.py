@@ -200,17 +200,24 @@ def compose(
     terminal: Pipeline,
     behaviours: Sequence[object],
     targets: Mapping[int, Callable[..., Awaitable[Result[Any]]]] | None = None,
+    message_type: type | None = None,
 ) -> Pipeline:
     """Fold `behaviours` (outermost first) around `terminal`, innermost first.
 
     `targets` maps ``id(behaviour)`` to its `call_target`, when the caller has worked them out already.
-    Inside a behaviour that says `logs_errors` a step marks the exceptions that pass up through it,
-    so the bus logs only those it did not see; one that marks them itself (`Logging`, with
-    ``marks_logged_errors``) needs no such step.
+    When `message_type` is given, a behaviour that defines ``for_message_type(message_type)`` is
+    called through what that returns: its work for this one type, with every per-type lookup done
+    now rather than per dispatch. Inside a behaviour that says `logs_errors` a step marks the
+    exceptions that pass up through it, so the bus logs only those it did not see; one that marks them
+    itself (`Logging`, with ``marks_logged_errors``) needs no such step.
     """
     pipeline = terminal
     for behaviour in reversed(behaviours):
-        call = targets[id(behaviour)] if targets is not None else call_target(behaviour)
+        specialise = getattr(behaviour, "for_message_type", None) if message_type is not None else None
+        if specialise is not None:
+            call = specialise(message_type)
+        else:
+            call = targets[id(behaviour)] if targets is not None else call_target(behaviour)
         if getattr(behaviour, "logs_errors", False) and not getattr(behaviour, "marks_logged_errors", False):
             pipeline = _marking(pipeline)
         pipeline = _link(call, pipeline)

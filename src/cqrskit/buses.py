@@ -64,7 +64,7 @@ class _Bus:
         for message_type, value in handlers.items():
             self._check_key(message_type)
             chain = selected_behaviours(behaviour_list, message_type)
-            pipeline = compose(handler_step(message_type, value), chain, targets)
+            pipeline = compose(handler_step(message_type, value), chain, targets, message_type)
             # With no behaviour in the way the bus calls the handler object itself: one coroutine less.
             pipelines[message_type] = (pipeline, None if chain else direct_handle(value))
             chains[message_type] = chain

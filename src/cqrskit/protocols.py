@@ -55,6 +55,9 @@ class Behaviour(Protocol):
     - ``logs_errors: bool``: True when it logs unexpected exceptions with their traceback itself, so
       the bus does not log a second time those that passed up through it (it still logs one raised
       outside it, by a behaviour listed before it).
+    - ``for_message_type(message_type)``: the behaviour's work for that one type, an ``async (message,
+      context, call_next)`` callable; the bus asks once per type when it is built and calls that
+      instead of the object, so per-type lookups happen at build time, not per dispatch.
 
     A plain ``async def behaviour(message, context, call_next)`` function works too.
     """

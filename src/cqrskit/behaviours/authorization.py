@@ -6,7 +6,8 @@ The rules it applies live in `cqrskit.behaviours._authorization_rules` and are r
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import functools
+from collections.abc import Awaitable, Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -110,10 +111,13 @@ class Authorization:
 
     async def __call__(self, message: Any, context: Context, call_next: CallNext) -> Result[Any]:
         """Run the rest of the pipeline when the rule allows the caller; refuse otherwise."""
-        decision = self._checks.get(type(message), self._default_check)(message, context)
-        if decision is ALLOW:
-            return await call_next(message, context)
-        return self._refuse(message, context, decision)
+        check = self._checks.get(type(message), self._default_check)
+        return await _authorized(check, self._refuse, message, context, call_next)
+
+    def for_message_type(self, message_type: type) -> Callable[..., Awaitable[Result[Any]]]:
+        """Return this behaviour for `message_type` alone, its rule looked up now (the bus calls it)."""
+        check = self._checks.get(message_type, self._default_check)
+        return functools.partial(_authorized, check, self._refuse)
 
     def _refuse(self, message: Any, context: Context, decision: object) -> Result[Any]:
         status = UNAUTHENTICATED if decision is UNAUTHENTICATED else UNAUTHORIZED
@@ -132,3 +136,16 @@ class Authorization:
     def __repr__(self) -> str:
         rules = ", ".join(f"{t.__qualname__}: {r!r}" for t, r in self._rules.items())
         return f"Authorization({{{rules}}}, default={self._default!r})"
+
+
+async def _authorized(
+    check: Callable[[Any, Context], object],
+    refuse: Callable[[Any, Context, object], Result[Any]],
+    message: Any,
+    context: Context,
+    call_next: CallNext,
+) -> Result[Any]:
+    decision = check(message, context)
+    if decision is ALLOW:
+        return await call_next(message, context)
+    return refuse(message, context, decision)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
 import attrs
@@ -143,24 +144,32 @@ class Metrics:
     async def __call__(self, message: Any, context: Context, call_next: CallNext) -> Result[Any]:
         """Run the rest of the pipeline, then count the dispatch and record its duration."""
         metrics = self._types.get(type(message)) or self._for(type(message))
-        started = _perf_counter()
-        try:
-            result = await call_next(message, context)
-        except Exception as exc:
-            metrics.duration.observe(_perf_counter() - started)
-            status, _ = exception_status(exc)
-            metrics.count(str(status), type_name(type(exc)) if status is _FAILED else "")
-            raise
-        except asyncio.CancelledError:
-            metrics.duration.observe(_perf_counter() - started)
-            metrics.count(CANCELLED, "")
-            raise
-        metrics.duration.observe(_perf_counter() - started)
-        if result.status is _SUCCESS:
-            metrics.success.inc()
-        else:
-            metrics.count(str(result.status), "")
-        return result
+        return await _measured(metrics, message, context, call_next)
+
+    def for_message_type(self, message_type: type) -> Callable[..., Awaitable[Result[Any]]]:
+        """Return this behaviour for `message_type` alone, its metrics made now (the bus calls it)."""
+        return functools.partial(_measured, self._types.get(message_type) or self._for(message_type))
 
     def __repr__(self) -> str:
         return f"Metrics(registry={self._registry!r})"
+
+
+async def _measured(metrics: Any, message: Any, context: Context, call_next: CallNext) -> Result[Any]:
+    started = _perf_counter()
+    try:
+        result = await call_next(message, context)
+    except Exception as exc:
+        metrics.duration.observe(_perf_counter() - started)
+        status, _ = exception_status(exc)
+        metrics.count(str(status), type_name(type(exc)) if status is _FAILED else "")
+        raise
+    except asyncio.CancelledError:
+        metrics.duration.observe(_perf_counter() - started)
+        metrics.count(CANCELLED, "")
+        raise
+    metrics.duration.observe(_perf_counter() - started)
+    if result.status is _SUCCESS:
+        metrics.success.inc()
+    else:
+        metrics.count(str(result.status), "")
+    return result

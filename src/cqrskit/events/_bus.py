@@ -86,7 +86,7 @@ class EventBus:
             named = self._named(event_type, subscribers)
             chain = selected_behaviours(behaviour_list, event_type)
             subscriptions[event_type] = tuple(
-                _Subscription(name, compose(handler_step(event_type, value), chain, targets))
+                _Subscription(name, compose(handler_step(event_type, value), chain, targets, event_type))
                 for name, value in named.items()
             )
             chains[event_type] = chain
