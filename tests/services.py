@@ -44,3 +44,16 @@ def require(name: str, url: str) -> str:
     if in_ci():
         pytest.fail(f"{reason}, and CI=true: integration tests must run in CI", pytrace=False)
     pytest.skip(reason)
+
+
+async def drop_redis_keys(redis_url: str, prefix: str) -> None:
+    """Delete every Redis key whose name starts with `prefix` (a test's own namespace)."""
+    import redis.asyncio as redis
+
+    client = redis.from_url(redis_url)
+    try:
+        keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()

@@ -18,6 +18,7 @@ from cqrskit import CommandBus, OperationStatus, QueryBus
 from cqrskit.behaviours import CacheInvalidation, CachePolicy, QueryCache
 from cqrskit.caching import TwoLevelCache, redis_cache
 from cqrskit.protocols import CacheBackend
+from tests import services
 from tests.caching_app import (
     POLICIES,
     Container,
@@ -40,13 +41,7 @@ INVALIDATOR = Path(__file__).with_name("cache_invalidator.py")
 
 async def drop_keys(redis_url: str, namespace: str) -> None:
     """Delete every key under `namespace` (this test's own)."""
-    client = redis.from_url(redis_url)
-    try:
-        keys = [key async for key in client.scan_iter(match=f"{namespace}:*")]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
+    await services.drop_redis_keys(redis_url, f"{namespace}:")
 
 
 @pytest.fixture

@@ -90,19 +90,7 @@ async def service_schema(postgres_url: str, redis_url: str, name: str) -> AsyncI
         async with admin.begin() as connection:
             await connection.execute(text(f'DROP SCHEMA "{name}" CASCADE'))
         await admin.dispose()
-        await _drop_redis_keys(redis_url, name)
-
-
-async def _drop_redis_keys(redis_url: str, prefix: str) -> None:
-    import redis.asyncio as redis
-
-    client = redis.from_url(redis_url)
-    try:
-        keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
+        await services.drop_redis_keys(redis_url, name)
 
 
 @pytest.fixture

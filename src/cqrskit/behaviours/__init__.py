@@ -4,9 +4,9 @@ Canonical order, outermost first: Tracing, Logging, Metrics, Audit, Timeout, Aut
 QueryCache or CacheInvalidation, Retry, Transaction, Idempotency, handler.
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from cqrskit._lazy import lazy_exports
 from cqrskit.behaviours.audit import Audit, AuditRecord, StructlogAuditSink
 from cqrskit.behaviours.authorization import (
     DENY,
@@ -61,8 +61,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_exports(__name__, _LAZY)
