@@ -22,8 +22,7 @@ from urllib.parse import urlsplit
 import attrs
 
 from cqrskit import Query, QueryBus
-from cqrskit.behaviours import CachePolicy, QueryCache
-from cqrskit.caching import AiocacheBackend
+from cqrskit.caching import AiocacheBackend, CachePolicy, QueryCache
 
 REDIS_URL = os.environ.get("CQRSKIT_REDIS_URL", "redis://127.0.0.1:6379/0")
 RUNS = 7

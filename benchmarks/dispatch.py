@@ -121,8 +121,9 @@ async def breakdown() -> dict[str, float]:
 
     Each step is timed as a lambda, less the time of an empty lambda.
     """
+    from cqrskit import OperationStatus
     from cqrskit._operation_ids import state
-    from cqrskit.results import _NO_ERRORS, WRAPPED_TYPES, OperationStatus
+    from cqrskit._results import _NO_ERRORS, WRAPPED_TYPES
 
     handler, context, command, success, data = PingHandler(), Context(), Ping(), OperationStatus.SUCCESS, 1
     routes = {Ping: (None, handler.handle)}

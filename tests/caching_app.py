@@ -9,8 +9,7 @@ import attrs
 from dependency_injector import containers, providers
 
 from cqrskit import AffectedEntity, Command, CommandBus, Context, NotFoundError, Page, Query, QueryBus, Result
-from cqrskit.behaviours import CacheInvalidation, CachePolicy, QueryCache
-from cqrskit.caching import cache_from_url
+from cqrskit.caching import CacheInvalidation, CachePolicy, QueryCache, cache_from_url
 from cqrskit.testing import InMemoryCache
 
 

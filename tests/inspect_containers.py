@@ -8,11 +8,10 @@ from typing import Any
 import attrs
 from dependency_injector import containers, providers
 
-from cqrskit import Command, CommandBus, Context, Query, QueryBus, Result
-from cqrskit.behaviours import Authenticated, Authorization, RequirePermissions, Retry, Transaction
+from cqrskit import CallNext, Command, CommandBus, Context, Query, QueryBus, Result
+from cqrskit.behaviours import Authenticated, Authorization, RequirePermissions, Retry
 from cqrskit.events import Event, EventBus
-from cqrskit.protocols import CallNext
-from cqrskit.sqlalchemy import Database
+from cqrskit.sqlalchemy import Database, Transaction
 
 
 @attrs.frozen

@@ -9,6 +9,7 @@ import pytest
 import structlog
 
 from cqrskit import (
+    CallNext,
     Command,
     CommandBus,
     ConfigurationError,
@@ -26,7 +27,6 @@ from cqrskit import (
     ResultError,
     ValidationFailedError,
 )
-from cqrskit.protocols import CallNext
 from cqrskit.testing import Recorded, RecordingBehaviour
 
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from cqrskit._cache_flight import SingleFlight
+from cqrskit.caching._flight import SingleFlight
 
 
 class Gate:

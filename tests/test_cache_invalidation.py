@@ -8,6 +8,7 @@ import pytest
 import structlog
 
 from cqrskit import (
+    CallNext,
     CommandBus,
     ConfigurationError,
     Context,
@@ -15,9 +16,7 @@ from cqrskit import (
     QueryBus,
     Result,
 )
-from cqrskit.behaviours import CacheInvalidation, QueryCache
-from cqrskit.caching import TwoLevelCache
-from cqrskit.protocols import CallNext
+from cqrskit.caching import CacheInvalidation, QueryCache, TwoLevelCache
 from cqrskit.scope import TransactionScope, current_transaction
 from cqrskit.testing import FailingCache, InMemoryCache
 from tests.caching_app import (

@@ -15,8 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cqrskit import Page, Query, QueryBus
-from cqrskit.behaviours import CachePolicy, QueryCache
-from cqrskit.caching import AiocacheBackend
+from cqrskit.caching import AiocacheBackend, CachePolicy, QueryCache
 from cqrskit.testing import InMemoryCache
 
 

@@ -17,16 +17,18 @@ from aiocache import RedisCache, SimpleMemoryCache
 from dependency_injector import containers, providers
 
 from cqrskit import CommandBus, ConfigurationError, Context, Page, Query, QueryBus, Result
-from cqrskit._cache_keys import dependency_tag_keys, entity_tag_keys, query_result_type
-from cqrskit.behaviours import CacheInvalidation, CachePolicy, QueryCache
 from cqrskit.caching import (
     AiocacheBackend,
+    CacheInvalidation,
+    CachePolicy,
+    QueryCache,
     TwoLevelCache,
     as_backend,
     cache_from_url,
     memory_cache,
     redis_cache,
 )
+from cqrskit.caching._keys import dependency_tag_keys, entity_tag_keys, query_result_type
 from cqrskit.testing import InMemoryCache
 from tests.caching_app import (
     POLICIES,

@@ -8,8 +8,7 @@ from typing import Any
 import attrs
 import structlog
 
-from cqrskit import Command, CommandBus, Context, Principal, Result
-from cqrskit.protocols import CallNext
+from cqrskit import CallNext, Command, CommandBus, Context, Principal, Result
 
 DISPATCHES = 1_000
 

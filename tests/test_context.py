@@ -90,14 +90,14 @@ class TestContext:
 class TestDispatchContext:
     def test_without_a_context(self) -> None:
         """With no context given the dispatch context carries the operation id as its correlation id."""
-        from cqrskit.context import dispatch_context
+        from cqrskit._context import dispatch_context
 
         context = dispatch_context(None, "op-1")
         assert (context.operation_id, context.correlation_id, context.principal) == ("op-1", "op-1", None)
 
     def test_keeps_the_given_fields(self) -> None:
         """A given context keeps its fields and gains the operation id."""
-        from cqrskit.context import dispatch_context
+        from cqrskit._context import dispatch_context
 
         principal = Principal("u1")
         context = dispatch_context(Context(principal, "corr", "cause", "key"), "op-2")

@@ -28,7 +28,6 @@ from cqrskit import (
     NotFoundError,
     OperationStatus,
     Page,
-    PayloadError,
     Principal,
     QueryBus,
     Result,
@@ -37,6 +36,7 @@ from cqrskit import Query as CqrsQuery
 from cqrskit.fastapi import (
     CORRELATION_ID_HEADER,
     PROBLEM_MEDIA_TYPE,
+    PayloadError,
     context_dependency,
     from_container,
     http_status,

@@ -21,8 +21,7 @@ from cqrskit import (
     QueryBus,
     Result,
 )
-from cqrskit.behaviours import CachePolicy, QueryCache
-from cqrskit.caching import memory_cache
+from cqrskit.caching import CachePolicy, QueryCache, memory_cache
 from cqrskit.testing import FailingCache, InMemoryCache
 from tests.caching_app import (
     POLICIES,

@@ -8,7 +8,7 @@ import attrs
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cqrskit._redaction import REDACTED, field_plan, redacted_fields, sensitive_fields
+from cqrskit.behaviours._redaction import REDACTED, field_plan, redacted_fields, sensitive_fields
 
 REQUEST_ID = uuid.UUID(int=1)
 

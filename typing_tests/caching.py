@@ -7,9 +7,17 @@ from typing import assert_type
 import attrs
 
 from cqrskit import CacheInfo, Query, QueryBus, Result
-from cqrskit.behaviours import CacheInvalidation, CachePolicy, QueryCache
-from cqrskit.caching import AiocacheBackend, TwoLevelCache, cache_from_url, memory_cache, redis_cache
-from cqrskit.protocols import CacheBackend
+from cqrskit.caching import (
+    AiocacheBackend,
+    CacheBackend,
+    CacheInvalidation,
+    CachePolicy,
+    QueryCache,
+    TwoLevelCache,
+    cache_from_url,
+    memory_cache,
+    redis_cache,
+)
 from cqrskit.testing import FailingCache, InMemoryCache
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any, assert_type
 
-from cqrskit import AuditSink, Behaviour, OperationStatus
-from cqrskit.behaviours import Audit, AuditRecord, Logging, Metrics, StructlogAuditSink, Tracing
+from cqrskit import Behaviour, OperationStatus
+from cqrskit.behaviours import Audit, AuditRecord, AuditSink, Logging, Metrics, StructlogAuditSink, Tracing
 
 
 class TableSink:

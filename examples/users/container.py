@@ -15,18 +15,14 @@ from cqrskit import CommandBus, QueryBus
 from cqrskit.behaviours import (
     Audit,
     Authorization,
-    CacheInvalidation,
-    CachePolicy,
     Logging,
-    QueryCache,
     RequirePermissions,
     Retry,
     StructlogAuditSink,
     Timeout,
-    Transaction,
     Validation,
 )
-from cqrskit.caching import cache_from_url
+from cqrskit.caching import CacheInvalidation, CachePolicy, QueryCache, cache_from_url
 from cqrskit.events import (
     Consumer,
     EventBus,
@@ -35,7 +31,7 @@ from cqrskit.events import (
     OutboxRelay,
     RabbitMQTransport,
 )
-from cqrskit.sqlalchemy import Database
+from cqrskit.sqlalchemy import Database, Transaction
 from examples.users import handlers, projection
 from examples.users.events import EVENT_TYPES, UserCreated, UserDeleted, UserUpdated
 from examples.users.messages import (

@@ -8,7 +8,7 @@ from uuid import UUID
 
 import attrs
 
-from cqrskit.errors import ConfigurationError
+from cqrskit import ConfigurationError
 from examples.users.passwords import ScryptCost
 
 

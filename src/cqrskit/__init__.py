@@ -2,41 +2,38 @@
 
 Commands change state and queries read it, each through its own immutable bus built from explicit
 handler maps and behaviour lists in a dependency-injector container. Nothing registers itself.
+
+This package is the core: messages, `Context`, `Result`, the errors a handler raises, the buses and the
+contracts a handler and a behaviour meet. Behaviours live in `cqrskit.behaviours`; each integration
+(`cqrskit.caching`, `cqrskit.sqlalchemy`, `cqrskit.events`, `cqrskit.fastapi`) is a package of its own.
 """
 
-from cqrskit.buses import CommandBus, QueryBus
-from cqrskit.context import Context, Principal
-from cqrskit.errors import (
-    CommitOutcomeUnknownError,
+from cqrskit._bus import CommandBus, QueryBus
+from cqrskit._context import Context, Principal
+from cqrskit._contracts import Behaviour, CallNext, Handler, HandlerFactory
+from cqrskit._errors import (
     ConfigurationError,
     ConflictError,
     CqrsKitError,
     DomainError,
     HandlerNotFoundError,
     MissingExtraError,
-    NoActiveSessionError,
     NotFoundError,
-    PayloadError,
-    PayloadTooLargeError,
     PermissionDeniedError,
     ResultError,
     ValidationFailedError,
 )
-from cqrskit.messages import Command, Message, Query
-from cqrskit.protocols import AuditSink, Behaviour, CacheBackend, CallNext, Handler, HandlerFactory
-from cqrskit.results import AffectedEntity, CacheInfo, OperationStatus, Page, Pagination, Result
-from cqrskit.routes import merge_routes
+from cqrskit._messages import Command, Message, Query
+from cqrskit._results import AffectedEntity, CacheInfo, OperationStatus, Page, Pagination, Result
+from cqrskit._routes import merge_routes
 
 __all__ = [
     "AffectedEntity",
-    "AuditSink",
     "Behaviour",
-    "CacheBackend",
     "CacheInfo",
     "CallNext",
     "Command",
     "CommandBus",
-    "CommitOutcomeUnknownError",
     "ConfigurationError",
     "ConflictError",
     "Context",
@@ -47,13 +44,10 @@ __all__ = [
     "HandlerNotFoundError",
     "Message",
     "MissingExtraError",
-    "NoActiveSessionError",
     "NotFoundError",
     "OperationStatus",
     "Page",
     "Pagination",
-    "PayloadError",
-    "PayloadTooLargeError",
     "PermissionDeniedError",
     "Principal",
     "Query",

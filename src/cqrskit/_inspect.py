@@ -15,9 +15,9 @@ from typing import Any, TextIO
 import attrs
 from dependency_injector import containers, providers
 
-from cqrskit.buses import CommandBus, QueryBus
-from cqrskit.errors import ConfigurationError
-from cqrskit.messages import Command, Message, Query
+from cqrskit._bus import CommandBus, QueryBus
+from cqrskit._errors import ConfigurationError
+from cqrskit._messages import Command, Message, Query
 
 __all__ = [
     "BusReport",

@@ -13,10 +13,10 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import FunctionType
 from typing import Any, TypeAlias
 
+from cqrskit._context import Context
+from cqrskit._errors import ConfigurationError
 from cqrskit._outcome import mark_logged
-from cqrskit.context import Context
-from cqrskit.errors import ConfigurationError
-from cqrskit.results import _NO_ERRORS, WRAPPED_TYPES, OperationStatus, Page, Result
+from cqrskit._results import _NO_ERRORS, WRAPPED_TYPES, OperationStatus, Page, Result
 
 __all__ = [
     "Pipeline",

@@ -17,11 +17,11 @@ from typing import Any, Literal
 import attrs
 from dependency_injector import containers, providers
 
-from cqrskit._cache_fakes import FailingCache, InMemoryCache
-from cqrskit.context import Context
-from cqrskit.errors import ConfigurationError, HandlerNotFoundError
-from cqrskit.protocols import CallNext
-from cqrskit.results import Result
+from cqrskit._context import Context
+from cqrskit._contracts import CallNext
+from cqrskit._errors import ConfigurationError, HandlerNotFoundError
+from cqrskit._results import Result
+from cqrskit.caching._fakes import FailingCache, InMemoryCache
 
 __all__ = ["FailingCache", "InMemoryCache", "Recorded", "RecordingBehaviour", "override_handler"]
 

@@ -19,9 +19,18 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import Tracer
 from prometheus_client import CollectorRegistry
 
-from cqrskit import AffectedEntity, CommandBus, ConflictError, Context, NotFoundError, Query, QueryBus, Result
+from cqrskit import (
+    AffectedEntity,
+    Command,
+    CommandBus,
+    ConflictError,
+    Context,
+    NotFoundError,
+    Query,
+    QueryBus,
+    Result,
+)
 from cqrskit.behaviours import Audit, AuditRecord, Logging, Metrics, Tracing
-from cqrskit.messages import Command
 
 
 @attrs.frozen

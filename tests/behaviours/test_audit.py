@@ -8,8 +8,8 @@ import pytest
 from dependency_injector import providers
 from structlog.testing import capture_logs
 
-from cqrskit import AffectedEntity, AuditSink, Context, OperationStatus, Principal, Result
-from cqrskit.behaviours import Audit, AuditRecord, StructlogAuditSink
+from cqrskit import AffectedEntity, Context, OperationStatus, Principal, Result
+from cqrskit.behaviours import Audit, AuditRecord, AuditSink, StructlogAuditSink
 from tests.behaviours.observed_app import (
     BrokenAuditSink,
     Connect,

@@ -9,9 +9,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from cqrskit import CallNext, Command, CommandBus, Context, OperationStatus, Result
+from cqrskit._errors import DETAIL
 from cqrskit._outcome import INTERNAL_ERROR
 from cqrskit.behaviours import Logging
-from cqrskit.errors import DETAIL
 from tests.behaviours.observed_app import ObservedContainer, Register, UnloggedContainer
 
 

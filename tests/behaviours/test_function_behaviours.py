@@ -8,9 +8,8 @@ import pytest
 from dependency_injector import containers, providers
 from structlog.testing import capture_logs
 
-from cqrskit import CommandBus, Context, OperationStatus, Principal, QueryBus, Result
+from cqrskit import CallNext, CommandBus, Context, OperationStatus, Principal, QueryBus, Result
 from cqrskit.behaviours import Logging
-from cqrskit.protocols import CallNext
 from cqrskit.testing import Recorded, RecordingBehaviour
 from tests.behaviours.observed_app import FindUser, FindUserHandler, Hang, Register, RegisterHandler
 

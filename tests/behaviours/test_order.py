@@ -7,7 +7,16 @@ from typing import Any
 import pytest
 from dependency_injector import containers, providers
 
-from cqrskit import Command, CommandBus, ConfigurationError, Context, OperationStatus, Principal, Result
+from cqrskit import (
+    CallNext,
+    Command,
+    CommandBus,
+    ConfigurationError,
+    Context,
+    OperationStatus,
+    Principal,
+    Result,
+)
 from cqrskit.behaviours import (
     Authorization,
     Public,
@@ -17,7 +26,6 @@ from cqrskit.behaviours import (
     Timeout,
     Validation,
 )
-from cqrskit.protocols import CallNext
 from cqrskit.scope import TransactionScope, current_transaction
 from tests.behaviours.policy_support import Ping, Register
 

@@ -13,7 +13,6 @@ from structlog.testing import capture_logs
 
 from cqrskit import (
     CommandBus,
-    CommitOutcomeUnknownError,
     ConfigurationError,
     ConflictError,
     Context,
@@ -25,6 +24,7 @@ from cqrskit import (
 )
 from cqrskit.behaviours import Retry, RetryPolicy, is_transient
 from cqrskit.scope import TransactionScope
+from cqrskit.sqlalchemy import CommitOutcomeUnknownError
 from tests.behaviours.policy_support import CONTEXT, CallNextStub, FlakyHandler, Ping, ok
 
 

@@ -17,9 +17,9 @@ from sqlalchemy import event, insert, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.util import await_
 
-from cqrskit import ConfigurationError, ConflictError, NoActiveSessionError
+from cqrskit import ConfigurationError, ConflictError
 from cqrskit.scope import current_transaction, defer_until_commit
-from cqrskit.sqlalchemy import Database, Transaction
+from cqrskit.sqlalchemy import Database, NoActiveSessionError
 from cqrskit.sqlalchemy._classify import is_connection_lost, is_unique_violation, sqlstate
 from cqrskit.sqlalchemy._completion import to_completion
 from tests.database.support import Item, create_tables, item_names, items
@@ -140,16 +140,16 @@ class TestDatabase:
         with pytest.raises(ImportError, match=r"cqrskit\[sqlalchemy\]"):
             importlib.import_module("cqrskit.sqlalchemy")
 
-    def test_the_behaviours_import_without_the_optional_extras(self) -> None:
-        """Without SQLAlchemy or aiocache, cqrskit.behaviours imports; Transaction says what to install."""
+    def test_the_core_behaviours_and_caching_import_without_the_optional_extras(self) -> None:
+        """Without SQLAlchemy or aiocache, cqrskit, its behaviours and caching import; sqlalchemy says why not."""
         script = (
             "import sys\n"
             "for name in ('sqlalchemy', 'aiocache', 'redis', 'asyncpg', 'aiosqlite'):\n"
             "    sys.modules[name] = None\n"
             "import cqrskit.behaviours, cqrskit.caching, cqrskit.testing\n"
-            "from cqrskit.behaviours import CacheInvalidation, CachePolicy, QueryCache\n"
+            "from cqrskit.caching import CacheInvalidation, CachePolicy, QueryCache\n"
             "try:\n"
-            "    cqrskit.behaviours.Transaction\n"
+            "    import cqrskit.sqlalchemy\n"
             "except ImportError as exc:\n"
             "    print(exc)\n"
         )
@@ -163,11 +163,6 @@ class TestDatabase:
         )
         assert done.returncode == 0, done.stderr
         assert "cqrskit[sqlalchemy]" in done.stdout
-
-    def test_transaction_is_exported_lazily_from_the_behaviours(self) -> None:
-        """cqrskit.behaviours.Transaction is the cqrskit.sqlalchemy class, imported on first use."""
-        behaviours = importlib.import_module("cqrskit.behaviours")
-        assert behaviours.Transaction is Transaction
 
 
 class TestSession:

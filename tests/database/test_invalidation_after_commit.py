@@ -29,7 +29,8 @@ from cqrskit import (
     QueryBus,
     Result,
 )
-from cqrskit.behaviours import CacheInvalidation, CachePolicy, QueryCache, Retry, RetryPolicy
+from cqrskit.behaviours import Retry, RetryPolicy
+from cqrskit.caching import CacheInvalidation, CachePolicy, QueryCache
 from cqrskit.sqlalchemy import Database, Transaction
 from cqrskit.testing import InMemoryCache
 

@@ -17,14 +17,13 @@ from cqrskit import (
     CommandBus,
     ConfigurationError,
     Context,
-    NoActiveSessionError,
     OperationStatus,
     Query,
     QueryBus,
     Result,
 )
 from cqrskit.behaviours import Retry, RetryPolicy, Timeout
-from cqrskit.sqlalchemy import Database, Transaction
+from cqrskit.sqlalchemy import Database, NoActiveSessionError, Transaction
 from tests.database.support import (
     AddItem,
     AddWithNested,

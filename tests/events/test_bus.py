@@ -15,8 +15,8 @@ from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
 from cqrskit import Command, ConfigurationError, Context, HandlerNotFoundError, NotFoundError, OperationStatus
-from cqrskit.behaviours import Idempotency, Logging, Metrics, Retry, RetryPolicy, Timeout, Tracing
-from cqrskit.events import Event, EventBus
+from cqrskit.behaviours import Logging, Metrics, Retry, RetryPolicy, Timeout, Tracing
+from cqrskit.events import Event, EventBus, Idempotency
 from cqrskit.sqlalchemy import Database, Transaction
 from cqrskit.testing import RecordingBehaviour
 

@@ -11,8 +11,7 @@ import sys
 import attrs
 
 from cqrskit import AffectedEntity, Command, CommandBus, Context, Result
-from cqrskit.behaviours import CacheInvalidation
-from cqrskit.caching import redis_cache
+from cqrskit.caching import CacheInvalidation, redis_cache
 
 
 @attrs.frozen

@@ -15,9 +15,14 @@ import redis.asyncio as redis
 from hypothesis import HealthCheck, given, settings
 
 from cqrskit import CommandBus, OperationStatus, QueryBus
-from cqrskit.behaviours import CacheInvalidation, CachePolicy, QueryCache
-from cqrskit.caching import TwoLevelCache, redis_cache
-from cqrskit.protocols import CacheBackend
+from cqrskit.caching import (
+    CacheBackend,
+    CacheInvalidation,
+    CachePolicy,
+    QueryCache,
+    TwoLevelCache,
+    redis_cache,
+)
 from tests import services
 from tests.caching_app import (
     POLICIES,

@@ -12,8 +12,7 @@ from dependency_injector import providers
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from cqrskit import Context, OperationStatus, Principal
-from cqrskit.errors import ConfigurationError
+from cqrskit import ConfigurationError, Context, OperationStatus, Principal
 
 # The example is built on the caching behaviours; until they are merged these tests cannot run.
 pytest.importorskip("cqrskit.caching", reason="examples/users needs cqrskit.caching, not merged yet")

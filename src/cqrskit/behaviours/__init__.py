@@ -1,64 +1,44 @@
-"""The behaviours that run around handlers, configured in your container and listed outermost first.
+"""The behaviours that need no integration, configured in your container and listed outermost first.
 
-Canonical order, outermost first: Tracing, Logging, Metrics, Audit, Timeout, Authorization, Validation,
-QueryCache or CacheInvalidation, Retry, Transaction, Idempotency, handler.
+The canonical order is declared once, in code (`cqrskit.Stage`), and checked when a bus is built.
+Behaviours that belong to an integration live with it: `QueryCache` and `CacheInvalidation` in
+`cqrskit.caching`, `Transaction` in `cqrskit.sqlalchemy`, `Idempotency` in `cqrskit.events`.
 """
 
-from typing import TYPE_CHECKING
-
-from cqrskit._lazy import lazy_exports
-from cqrskit.behaviours.audit import Audit, AuditRecord, StructlogAuditSink
-from cqrskit.behaviours.authorization import (
+from cqrskit.behaviours._audit import Audit, AuditRecord, AuditSink, StructlogAuditSink
+from cqrskit.behaviours._authorization import Authorization
+from cqrskit.behaviours._authorization_rules import (
     DENY,
     Authenticated,
-    Authorization,
     AuthorizationRule,
     Public,
     RequirePermissions,
 )
-from cqrskit.behaviours.cache_invalidation import CacheInvalidation
-from cqrskit.behaviours.log import Logging
-from cqrskit.behaviours.metrics import Metrics
-from cqrskit.behaviours.query_cache import CachePolicy, QueryCache
-from cqrskit.behaviours.retry import Retry, RetryPolicy, is_transient
-from cqrskit.behaviours.timeout import Timeout
-from cqrskit.behaviours.tracing import Tracing
-from cqrskit.behaviours.validation import Validation
-
-if TYPE_CHECKING:
-    from cqrskit.behaviours.idempotency import Idempotency
-    from cqrskit.sqlalchemy import Transaction
+from cqrskit.behaviours._database_failures import is_transient
+from cqrskit.behaviours._logging import Logging
+from cqrskit.behaviours._metrics import Metrics
+from cqrskit.behaviours._retry import Retry, RetryPolicy
+from cqrskit.behaviours._timeout import Timeout
+from cqrskit.behaviours._tracing import Tracing
+from cqrskit.behaviours._validation import Validation
 
 __all__ = [
     "DENY",
     "Audit",
     "AuditRecord",
+    "AuditSink",
     "Authenticated",
     "Authorization",
     "AuthorizationRule",
-    "CacheInvalidation",
-    "CachePolicy",
-    "Idempotency",
     "Logging",
     "Metrics",
     "Public",
-    "QueryCache",
     "RequirePermissions",
     "Retry",
     "RetryPolicy",
     "StructlogAuditSink",
     "Timeout",
     "Tracing",
-    "Transaction",
     "Validation",
     "is_transient",
 ]
-
-# Behaviours that need an optional extra are imported on first use, so this package imports without it.
-_LAZY = {
-    "Transaction": "cqrskit.sqlalchemy",
-    "Idempotency": "cqrskit.behaviours.idempotency",
-}
-
-
-__getattr__ = lazy_exports(__name__, _LAZY)

@@ -14,9 +14,9 @@ from typing import Any, Protocol
 
 import attrs
 
-from cqrskit.context import Context
-from cqrskit.errors import ConfigurationError
-from cqrskit.results import OperationStatus
+from cqrskit._context import Context
+from cqrskit._errors import ConfigurationError
+from cqrskit._results import OperationStatus
 
 __all__ = [
     "ALLOW",

@@ -2,7 +2,7 @@
 
 `Event`, `EventBus`, `EventPublisher`, `InProcessPublisher`, `CommandSender`, `Transport`,
 `Delivery` and `Envelope` need nothing beyond cqrskit itself. `OutboxPublisher`, `OutboxRelay`,
-`Consumer` and `create_event_tables` need SQLAlchemy (extra ``postgres`` or ``sqlalchemy``), and
+`Consumer`, `Idempotency` and `create_event_tables` need SQLAlchemy (extra ``postgres`` or ``sqlalchemy``), and
 `RabbitMQTransport` needs aio-pika (extra ``rabbitmq``); they are imported when first used.
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from cqrskit._lazy import lazy_exports
 from cqrskit.events._bus import EventBus
 from cqrskit.events._envelope import Envelope
 from cqrskit.events._event import Event, message_name
@@ -20,6 +19,7 @@ from cqrskit.events._transport import Delivery, Transport
 
 if TYPE_CHECKING:
     from cqrskit.events._consumer import Consumer
+    from cqrskit.events._idempotency import Idempotency
     from cqrskit.events._outbox import OutboxPublisher
     from cqrskit.events._rabbitmq import RabbitMQTransport
     from cqrskit.events._relay import OutboxRelay
@@ -33,6 +33,7 @@ __all__ = [
     "Event",
     "EventBus",
     "EventPublisher",
+    "Idempotency",
     "InProcessPublisher",
     "OutboxPublisher",
     "OutboxRelay",
@@ -42,13 +43,32 @@ __all__ = [
     "message_name",
 ]
 
-_LAZY = {
-    "Consumer": "cqrskit.events._consumer",
-    "OutboxPublisher": "cqrskit.events._outbox",
-    "OutboxRelay": "cqrskit.events._relay",
-    "RabbitMQTransport": "cqrskit.events._rabbitmq",
-    "create_event_tables": "cqrskit.events._tables",
-}
 
+def __getattr__(name: str) -> object:
+    """Import the parts that need an optional extra (SQLAlchemy, aio-pika) on first use."""
+    # Plain import statements, not importlib strings: the import graph stays readable by tools.
+    if name == "Consumer":
+        from cqrskit.events._consumer import Consumer
 
-__getattr__ = lazy_exports(__name__, _LAZY)
+        return Consumer
+    if name == "Idempotency":
+        from cqrskit.events._idempotency import Idempotency
+
+        return Idempotency
+    if name == "OutboxPublisher":
+        from cqrskit.events._outbox import OutboxPublisher
+
+        return OutboxPublisher
+    if name == "OutboxRelay":
+        from cqrskit.events._relay import OutboxRelay
+
+        return OutboxRelay
+    if name == "RabbitMQTransport":
+        from cqrskit.events._rabbitmq import RabbitMQTransport
+
+        return RabbitMQTransport
+    if name == "create_event_tables":
+        from cqrskit.events._tables import create_event_tables
+
+        return create_event_tables
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -9,6 +9,9 @@ from typing import Any
 import structlog
 
 from cqrskit import _operation_ids
+from cqrskit._bus import _type_name
+from cqrskit._context import Context, dispatch_context
+from cqrskit._errors import ConfigurationError, HandlerNotFoundError
 from cqrskit._outcome import result_from_exception, was_logged
 from cqrskit._pipeline import (
     Pipeline,
@@ -18,11 +21,8 @@ from cqrskit._pipeline import (
     handler_step,
     selected_behaviours,
 )
-from cqrskit.buses import _type_name
-from cqrskit.context import Context, dispatch_context
-from cqrskit.errors import ConfigurationError, HandlerNotFoundError
+from cqrskit._results import Result
 from cqrskit.events._event import Event
-from cqrskit.results import Result
 
 __all__ = ["EventBus"]
 

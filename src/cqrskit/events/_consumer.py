@@ -14,20 +14,20 @@ import cattrs
 import sqlalchemy as sa
 import structlog
 
-from cqrskit.context import Context
-from cqrskit.errors import ConfigurationError
+from cqrskit._context import Context
+from cqrskit._errors import ConfigurationError
+from cqrskit._messages import Command
+from cqrskit._results import OperationStatus, Result
 from cqrskit.events._bus import EventBus
 from cqrskit.events._envelope import open_envelope
 from cqrskit.events._event import Event
 from cqrskit.events._tables import create_event_tables, event_tables, insert_for
 from cqrskit.events._transport import Delivery
-from cqrskit.messages import Command
-from cqrskit.results import OperationStatus, Result
 
 if TYPE_CHECKING:
-    from cqrskit.buses import CommandBus
+    from cqrskit._bus import CommandBus
     from cqrskit.events._transport import Transport
-    from cqrskit.sqlalchemy import Database
+    from cqrskit.sqlalchemy._database import Database
 
 __all__ = ["Consumer"]
 

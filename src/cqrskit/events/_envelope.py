@@ -14,7 +14,7 @@ import attrs
 import cattrs
 from cattrs.preconf.json import make_converter
 
-from cqrskit.context import Context, Principal
+from cqrskit._context import Context, Principal
 from cqrskit.events._event import Event, key_text, message_name
 
 __all__ = ["Envelope", "default_converter", "envelope_for"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from cqrskit.messages import Message
-from cqrskit.results import AffectedEntity
+from cqrskit._messages import Message
+from cqrskit._results import AffectedEntity
 
 __all__ = ["Event", "message_name"]
 

@@ -9,17 +9,17 @@ from typing import TYPE_CHECKING, Any
 import cattrs
 import sqlalchemy as sa
 
-from cqrskit.context import Context
+from cqrskit._context import Context
+from cqrskit._contracts import CallNext
+from cqrskit._messages import Command
+from cqrskit._results import Result
 from cqrskit.events._envelope import envelope_for
 from cqrskit.events._event import Event
 from cqrskit.events._publishers import _current_context, outer_behaviour_types
 from cqrskit.events._tables import create_event_tables, event_tables, key_lock_id, partition_of
-from cqrskit.messages import Command
-from cqrskit.protocols import CallNext
-from cqrskit.results import Result
 
 if TYPE_CHECKING:
-    from cqrskit.sqlalchemy import Database
+    from cqrskit.sqlalchemy._database import Database
 
 __all__ = ["OutboxPublisher"]
 

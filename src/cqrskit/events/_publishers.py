@@ -7,11 +7,11 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Protocol
 
-from cqrskit.context import Context
+from cqrskit._context import Context
+from cqrskit._contracts import CallNext
+from cqrskit._messages import Command
+from cqrskit._results import Result
 from cqrskit.events._event import Event
-from cqrskit.messages import Command
-from cqrskit.protocols import CallNext
-from cqrskit.results import Result
 from cqrskit.scope import defer_until_commit
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ def outer_behaviour_types() -> tuple[type, ...]:
     types: list[type] = []
     # Both live in modules that may be missing (another extra, another part of cqrskit): look them
     # up by name rather than import them at module level.
-    for module, name in (("cqrskit.behaviours.retry", "Retry"), ("cqrskit.sqlalchemy", "Transaction")):
+    for module, name in (("cqrskit.behaviours._retry", "Retry"), ("cqrskit.sqlalchemy", "Transaction")):
         try:
             found = getattr(importlib.import_module(module), name)
         except (ImportError, AttributeError):

@@ -18,7 +18,7 @@ from cqrskit.events._tables import UNORDERED, create_event_tables, event_tables
 
 if TYPE_CHECKING:
     from cqrskit.events._transport import Transport
-    from cqrskit.sqlalchemy import Database
+    from cqrskit.sqlalchemy._database import Database
 
 __all__ = ["OutboxRelay"]
 

@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 import cattrs
 
-from cqrskit.context import Context
+from cqrskit._context import Context
+from cqrskit._messages import Command
 from cqrskit.events._envelope import envelope_for
-from cqrskit.messages import Command
 
 if TYPE_CHECKING:
     from cqrskit.events._transport import Transport

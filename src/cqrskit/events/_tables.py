@@ -11,10 +11,10 @@ import attrs
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from cqrskit.errors import ConfigurationError
+from cqrskit._errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from cqrskit.sqlalchemy import Database
+    from cqrskit.sqlalchemy._database import Database
 
 __all__ = [
     "PARTITIONS",

@@ -22,6 +22,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra
 
 from cqrskit.fastapi._app import CorrelationIdMiddleware, install
 from cqrskit.fastapi._converter import strict_converter
+from cqrskit.fastapi._errors import PayloadError, PayloadTooLargeError
 from cqrskit.fastapi._payload import DEFAULT_MAX_BODY_BYTES, parse_json, structure
 from cqrskit.fastapi._requests import (
     CORRELATION_ID_HEADER,
@@ -47,6 +48,8 @@ __all__ = [
     "IDEMPOTENCY_KEY_HEADER",
     "PROBLEM_MEDIA_TYPE",
     "CorrelationIdMiddleware",
+    "PayloadError",
+    "PayloadTooLargeError",
     "context_dependency",
     "correlation_id",
     "from_container",

@@ -9,8 +9,8 @@ from typing import Any, TypeVar
 import cattrs
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 
-from cqrskit.errors import PayloadError, PayloadTooLargeError
 from cqrskit.fastapi._converter import FieldError, strict_converter
+from cqrskit.fastapi._errors import PayloadError, PayloadTooLargeError
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "parse_json", "structure"]
 

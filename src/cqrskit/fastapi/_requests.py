@@ -11,8 +11,9 @@ import cattrs
 from fastapi import Depends, Request
 
 from cqrskit import _operation_ids
-from cqrskit.context import Context, Principal
-from cqrskit.errors import ConfigurationError, PayloadError, PayloadTooLargeError
+from cqrskit._context import Context, Principal
+from cqrskit._errors import ConfigurationError
+from cqrskit.fastapi._errors import PayloadError, PayloadTooLargeError
 from cqrskit.fastapi._payload import DEFAULT_MAX_BODY_BYTES, parse_json, structure
 
 __all__ = [

@@ -14,8 +14,8 @@ from typing import Any
 import cattrs
 from starlette.responses import JSONResponse
 
-from cqrskit.errors import DETAIL
-from cqrskit.results import OperationStatus, Page, Result
+from cqrskit._errors import DETAIL
+from cqrskit._results import OperationStatus, Page, Result
 
 __all__ = [
     "PROBLEM_MEDIA_TYPE",

@@ -1,4 +1,5 @@
-"""SQLAlchemy integration: `Database` (engines, sessions, transactions) and the `Transaction` behaviour.
+"""SQLAlchemy integration: `Database` (engines, sessions, transactions), the `Transaction` behaviour and
+the errors they raise.
 
 Needs the ``sqlalchemy`` extra (SQLAlchemy's asyncio support and aiosqlite); PostgreSQL needs the
 ``postgres`` extra (asyncpg).
@@ -11,9 +12,10 @@ except ImportError as exc:  # pragma: no cover - exercised in a test that hides 
         "cqrskit.sqlalchemy needs SQLAlchemy with asyncio support: pip install 'cqrskit[sqlalchemy]'"
     ) from exc
 
-from cqrskit.errors import CommitOutcomeUnknownError, NoActiveSessionError
+from cqrskit.behaviours._database_failures import CommitOutcomeUnknownError
 from cqrskit.sqlalchemy._block import TransactionBlock
 from cqrskit.sqlalchemy._database import Database
+from cqrskit.sqlalchemy._errors import NoActiveSessionError
 from cqrskit.sqlalchemy._transaction import Transaction
 
 __all__ = ["CommitOutcomeUnknownError", "Database", "NoActiveSessionError", "Transaction", "TransactionBlock"]

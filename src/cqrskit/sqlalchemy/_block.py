@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, AsyncSessionTransaction
 
-from cqrskit.errors import CommitOutcomeUnknownError, ConfigurationError, ConflictError
+from cqrskit._errors import ConfigurationError, ConflictError
+from cqrskit.behaviours._database_failures import CommitOutcomeUnknownError
 from cqrskit.scope import TransactionScope, is_deadline
 from cqrskit.sqlalchemy._classify import is_connection_lost, is_unique_violation
 from cqrskit.sqlalchemy._completion import commit_to_completion, to_completion

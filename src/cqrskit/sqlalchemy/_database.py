@@ -11,10 +11,11 @@ from typing import Any
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-from cqrskit.errors import ConfigurationError, NoActiveSessionError
+from cqrskit._errors import ConfigurationError
 from cqrskit.sqlalchemy import _sqlite
 from cqrskit.sqlalchemy._block import Open, TransactionBlock, close_session
 from cqrskit.sqlalchemy._completion import to_completion
+from cqrskit.sqlalchemy._errors import NoActiveSessionError
 from cqrskit.sqlalchemy._isolation import SERIALIZABLE, check_level
 
 __all__ = ["Database"]

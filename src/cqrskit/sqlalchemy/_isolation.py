@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cqrskit.errors import ConfigurationError
+from cqrskit._errors import ConfigurationError
 
 __all__ = ["LEVELS", "check_level", "stricter_than"]
 

@@ -7,11 +7,11 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from cqrskit.context import Context
-from cqrskit.errors import ConfigurationError
-from cqrskit.messages import Command
-from cqrskit.protocols import CallNext
-from cqrskit.results import Result
+from cqrskit._context import Context
+from cqrskit._contracts import CallNext
+from cqrskit._errors import ConfigurationError
+from cqrskit._messages import Command
+from cqrskit._results import Result
 from cqrskit.sqlalchemy._block import TransactionBlock
 from cqrskit.sqlalchemy._database import Database
 from cqrskit.sqlalchemy._isolation import check_level
@@ -75,7 +75,7 @@ class Transaction:
     def inside_of(self) -> tuple[type, ...]:
         """`Retry` must sit outside this behaviour (it re-runs the whole transaction)."""
         try:
-            retry = importlib.import_module("cqrskit.behaviours.retry")
+            retry = importlib.import_module("cqrskit.behaviours._retry")
         except ImportError:  # the policy behaviours are not there: nothing to order against
             return ()
         return (retry.Retry,)

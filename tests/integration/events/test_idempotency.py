@@ -22,8 +22,8 @@ from cqrskit import (
     Principal,
     Result,
 )
-from cqrskit.behaviours import Idempotency, Retry
-from cqrskit.events import create_event_tables
+from cqrskit.behaviours import Retry
+from cqrskit.events import Idempotency, create_event_tables
 from cqrskit.sqlalchemy import Database, Transaction
 
 pytestmark = [pytest.mark.postgres]

@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import errno
 
-from cqrskit.errors import CommitOutcomeUnknownError, DomainError, ResultError
-from cqrskit.results import OperationStatus
+from cqrskit._errors import CqrsKitError, DomainError, ResultError
+from cqrskit._results import OperationStatus
 
-__all__ = ["is_transient"]
+__all__ = ["CommitOutcomeUnknownError", "is_transient"]
 
 _RETRYABLE_SQLSTATES = frozenset(
     {
@@ -48,6 +48,15 @@ _CONNECTION_ERRNOS = frozenset(
 )
 _CONNECTION_ERROR_NAMES = frozenset({"ConnectionDoesNotExistError"})  # asyncpg, matched by class name
 _CHAIN_LIMIT = 16  # exceptions looked at per classification: chains are short, cycles are possible
+
+
+class CommitOutcomeUnknownError(CqrsKitError):
+    """The connection was lost while COMMIT was in flight: the command may or may not have committed.
+
+    `Transaction` raises it with the original error as ``__cause__``. `Retry` never retries it,
+    whatever its cause, because running the command again could apply it twice; the bus turns it into
+    FAILED. Check the outcome (or rely on `Idempotency`) before you ask again.
+    """
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -9,11 +9,11 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
+from cqrskit._context import Context
+from cqrskit._contracts import CallNext
+from cqrskit._errors import DETAIL, ConfigurationError
+from cqrskit._results import OperationStatus, Result
 from cqrskit.behaviours._deadlines import DeadlineQueue, Entry
-from cqrskit.context import Context
-from cqrskit.errors import DETAIL, ConfigurationError
-from cqrskit.protocols import CallNext
-from cqrskit.results import OperationStatus, Result
 
 __all__ = ["Timeout"]
 

@@ -5,26 +5,39 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import attrs
 import structlog
 
-from cqrskit._redaction import redacted_fields, sensitive_fields
-from cqrskit.behaviours._classify import exception_status, type_name
+from cqrskit._context import Context
+from cqrskit._contracts import CallNext
+from cqrskit._results import AffectedEntity, OperationStatus, Result
 from cqrskit.behaviours._log_context import logger_label
-from cqrskit.context import Context
-from cqrskit.protocols import CallNext
-from cqrskit.results import AffectedEntity, OperationStatus, Result
+from cqrskit.behaviours._outcomes import exception_status, type_name
+from cqrskit.behaviours._redaction import redacted_fields, sensitive_fields
 
-if TYPE_CHECKING:
-    from cqrskit.protocols import AuditSink
-
-__all__ = ["Audit", "AuditRecord", "StructlogAuditSink"]
+__all__ = ["Audit", "AuditRecord", "AuditSink", "StructlogAuditSink"]
 
 _UTC = dt.UTC
 _now = dt.datetime.now
 _perf_counter = time.perf_counter
+
+
+class AuditSink(Protocol):
+    """Where the `Audit` behaviour sends its records: ``await sink.write(record)``.
+
+    Write the `AuditRecord` wherever your audit trail lives (a table, a log, a queue). An exception
+    you raise is logged by `Audit` and never fails the dispatch. `StructlogAuditSink` is one to start
+    with::
+
+        class TableAuditSink:
+            async def write(self, record: AuditRecord) -> None:
+                await audit_table.insert(record.to_dict())
+    """
+
+    async def write(self, record: AuditRecord, /) -> None:
+        """Store `record`."""
 
 
 @attrs.frozen

@@ -6,8 +6,8 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
 
-from cqrskit._cache_failures import FailureLog
-from cqrskit.protocols import CacheBackend
+from cqrskit.caching._failures import FailureLog
+from cqrskit.caching._port import CacheBackend
 
 __all__ = ["LoadLock", "SingleFlight"]
 

@@ -8,6 +8,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import structlog
 
+from cqrskit._context import Context
+from cqrskit._errors import ConfigurationError, HandlerNotFoundError
+from cqrskit._messages import Command, Message, Query
 from cqrskit._operation_ids import state as _ids
 from cqrskit._outcome import result_from_exception, was_logged
 from cqrskit._pipeline import (
@@ -20,11 +23,8 @@ from cqrskit._pipeline import (
     handler_step,
     selected_behaviours,
 )
-from cqrskit.context import Context
-from cqrskit.errors import ConfigurationError, HandlerNotFoundError
-from cqrskit.messages import Command, Message, Query
-from cqrskit.results import _NO_ERRORS, OperationStatus, Result
-from cqrskit.results import WRAPPED_TYPES as _WRAPPED_TYPES
+from cqrskit._results import _NO_ERRORS, OperationStatus, Result
+from cqrskit._results import WRAPPED_TYPES as _WRAPPED_TYPES
 
 __all__ = ["CommandBus", "QueryBus"]
 

@@ -12,16 +12,16 @@ from typing import TYPE_CHECKING, Any
 import cattrs
 import sqlalchemy as sa
 
-from cqrskit.context import Context
-from cqrskit.errors import ConflictError
+from cqrskit._context import Context
+from cqrskit._contracts import CallNext
+from cqrskit._errors import ConflictError
+from cqrskit._messages import Command
+from cqrskit._results import AffectedEntity, OperationStatus, Result
 from cqrskit.events._envelope import default_converter
 from cqrskit.events._tables import create_event_tables, event_tables, insert_for
-from cqrskit.messages import Command
-from cqrskit.protocols import CallNext
-from cqrskit.results import AffectedEntity, OperationStatus, Result
 
 if TYPE_CHECKING:
-    from cqrskit.sqlalchemy import Database
+    from cqrskit.sqlalchemy._database import Database
 
 __all__ = ["Idempotency"]
 

@@ -6,13 +6,13 @@ import asyncio
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from cqrskit._redaction import field_plan, redacted_fields
-from cqrskit.behaviours._classify import CANCELLED, SERVER_FAILURES, exception_status, type_name
-from cqrskit.context import Context
-from cqrskit.errors import MissingExtraError
-from cqrskit.messages import Command, Query
-from cqrskit.protocols import CallNext
-from cqrskit.results import OperationStatus, Result
+from cqrskit._context import Context
+from cqrskit._contracts import CallNext
+from cqrskit._errors import MissingExtraError
+from cqrskit._messages import Command, Query
+from cqrskit._results import OperationStatus, Result
+from cqrskit.behaviours._outcomes import CANCELLED, SERVER_FAILURES, exception_status, type_name
+from cqrskit.behaviours._redaction import field_plan, redacted_fields
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span, Tracer

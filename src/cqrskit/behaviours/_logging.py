@@ -10,13 +10,13 @@ from typing import Any, ClassVar
 
 import structlog
 
+from cqrskit._context import Context
+from cqrskit._contracts import CallNext
 from cqrskit._outcome import mark_logged
-from cqrskit._redaction import redacted_fields, sensitive_fields
-from cqrskit.behaviours._classify import CANCELLED, EXPECTED_FAILURES, exception_status, type_name
+from cqrskit._results import OperationStatus, Result
 from cqrskit.behaviours._log_context import DispatchIds, logger_label
-from cqrskit.context import Context
-from cqrskit.protocols import CallNext
-from cqrskit.results import OperationStatus, Result
+from cqrskit.behaviours._outcomes import CANCELLED, EXPECTED_FAILURES, exception_status, type_name
+from cqrskit.behaviours._redaction import redacted_fields, sensitive_fields
 
 __all__ = ["Logging"]
 

@@ -10,15 +10,15 @@ from typing import Any
 
 import structlog
 
-from cqrskit._cache_failures import FailureLog
-from cqrskit._cache_keys import entity_tag_keys
-from cqrskit.behaviours.query_cache import DEFAULT_TAG_TTL
-from cqrskit.caching import as_backend
-from cqrskit.context import Context
-from cqrskit.errors import ConfigurationError
-from cqrskit.messages import Command
-from cqrskit.protocols import CallNext
-from cqrskit.results import OperationStatus, Result
+from cqrskit._context import Context
+from cqrskit._contracts import CallNext
+from cqrskit._errors import ConfigurationError
+from cqrskit._messages import Command
+from cqrskit._results import OperationStatus, Result
+from cqrskit.caching._aiocache import as_backend
+from cqrskit.caching._failures import FailureLog
+from cqrskit.caching._keys import entity_tag_keys
+from cqrskit.caching._query_cache import DEFAULT_TAG_TTL
 from cqrskit.scope import defer_until_commit
 
 __all__ = ["CacheInvalidation"]

@@ -225,7 +225,7 @@ class Result(Generic[T_co]):
         """Return `data` on success; raise `ResultError` carrying this result otherwise."""
         if self._status is OperationStatus.SUCCESS:
             return self._data
-        from cqrskit.errors import ResultError  # noqa: PLC0415 - errors imports this module
+        from cqrskit._errors import ResultError
 
         raise ResultError(self) from self._failure_cause()
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from cqrskit.errors import ConfigurationError
+from cqrskit._errors import ConfigurationError
 
 __all__ = ["merge_routes"]
 

@@ -11,23 +11,19 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from cqrskit.results import OperationStatus
+from cqrskit._results import OperationStatus
 
 if TYPE_CHECKING:
-    from cqrskit.results import Result
+    from cqrskit._results import Result
 
 __all__ = [
-    "CommitOutcomeUnknownError",
     "ConfigurationError",
     "ConflictError",
     "CqrsKitError",
     "DomainError",
     "HandlerNotFoundError",
     "MissingExtraError",
-    "NoActiveSessionError",
     "NotFoundError",
-    "PayloadError",
-    "PayloadTooLargeError",
     "PermissionDeniedError",
     "ResultError",
     "ValidationFailedError",
@@ -119,27 +115,6 @@ class ConfigurationError(CqrsKitError, ValueError):
     """A bus, behaviour or route was configured in a way that cannot work; raised when it is built."""
 
 
-class PayloadError(CqrsKitError, ValueError):
-    """A request body could not become a message; `errors` maps each field path to what is wrong.
-
-    Field paths name nested fields with dots and list items with indexes (``"address.zip"``,
-    ``"items[2].name"``); ``"body"`` stands for the body as a whole. `cqrskit.fastapi` answers it with
-    a 422 problem.
-    """
-
-    def __init__(self, errors: Mapping[str, str]) -> None:
-        super().__init__(dict(errors))
-        self.errors: Mapping[str, str] = MappingProxyType(dict(errors))
-
-
-class PayloadTooLargeError(CqrsKitError, ValueError):
-    """A request body is longer than the `limit` in bytes the endpoint accepts (HTTP 413)."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"the request body is longer than {limit} bytes")
-        self.limit = limit
-
-
 class MissingExtraError(CqrsKitError, ImportError):
     """A feature needs an optional dependency that is not installed; `extra` names the extra to add.
 
@@ -152,21 +127,3 @@ class MissingExtraError(CqrsKitError, ImportError):
         self.feature = feature
         self.extra = extra
         self.package = package
-
-
-class NoActiveSessionError(ConfigurationError):
-    """You asked `Database.session` for the current session, but no transaction is open in this task.
-
-    The session exists only inside a transaction: put the `Transaction` behaviour on the command bus
-    (or open one with ``async with database.transaction():``). A query handler reads through
-    ``async with database.read_session() as session:`` instead.
-    """
-
-
-class CommitOutcomeUnknownError(CqrsKitError):
-    """The connection was lost while COMMIT was in flight: the command may or may not have committed.
-
-    `Transaction` raises it with the original error as ``__cause__``. `Retry` never retries it,
-    whatever its cause, because running the command again could apply it twice; the bus turns it into
-    FAILED. Check the outcome (or rely on `Idempotency`) before you ask again.
-    """

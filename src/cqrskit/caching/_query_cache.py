@@ -11,15 +11,15 @@ import attrs
 import cattrs
 import structlog
 
-from cqrskit._cache_failures import FailureLog
-from cqrskit._cache_flight import LoadLock, SingleFlight
-from cqrskit._cache_keys import CachePlan, dependency_tag_keys, make_cache_converter
-from cqrskit.caching import as_backend
-from cqrskit.context import Context
-from cqrskit.errors import ConfigurationError
-from cqrskit.messages import Query
-from cqrskit.protocols import CallNext
-from cqrskit.results import _NO_ERRORS, CacheInfo, OperationStatus, Result
+from cqrskit._context import Context
+from cqrskit._contracts import CallNext
+from cqrskit._errors import ConfigurationError
+from cqrskit._messages import Query
+from cqrskit._results import _NO_ERRORS, CacheInfo, OperationStatus, Result
+from cqrskit.caching._aiocache import as_backend
+from cqrskit.caching._failures import FailureLog
+from cqrskit.caching._flight import LoadLock, SingleFlight
+from cqrskit.caching._keys import CachePlan, dependency_tag_keys, make_cache_converter
 
 __all__ = ["CachePolicy", "QueryCache"]
 

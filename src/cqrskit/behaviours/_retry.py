@@ -12,11 +12,11 @@ from typing import Any
 import attrs
 import structlog
 
-from cqrskit.behaviours._transient import is_transient
-from cqrskit.context import Context
-from cqrskit.errors import CommitOutcomeUnknownError, ConfigurationError
-from cqrskit.protocols import CallNext
-from cqrskit.results import Result
+from cqrskit._context import Context
+from cqrskit._contracts import CallNext
+from cqrskit._errors import ConfigurationError
+from cqrskit._results import Result
+from cqrskit.behaviours._database_failures import CommitOutcomeUnknownError, is_transient
 from cqrskit.scope import current_transaction
 
 __all__ = ["Retry", "RetryPolicy", "is_transient"]

@@ -13,22 +13,19 @@ from typing import Any
 
 import structlog
 
+from cqrskit._context import Context
+from cqrskit._contracts import CallNext
+from cqrskit._errors import DETAIL, ConfigurationError
+from cqrskit._results import OperationStatus, Result
 from cqrskit.behaviours._authorization_rules import (
     ALLOW,
     DENY,
     UNAUTHENTICATED,
     UNAUTHORIZED,
-    Authenticated,
     AuthorizationRule,
-    Public,
-    RequirePermissions,
 )
-from cqrskit.context import Context
-from cqrskit.errors import DETAIL, ConfigurationError
-from cqrskit.protocols import CallNext
-from cqrskit.results import OperationStatus, Result
 
-__all__ = ["DENY", "Authenticated", "Authorization", "AuthorizationRule", "Public", "RequirePermissions"]
+__all__ = ["Authorization"]
 
 # The refusals say nothing about the rule: which permission was missing is logged at debug only.
 _UNAUTHENTICATED_ERRORS = MappingProxyType({DETAIL: "authentication is required"})

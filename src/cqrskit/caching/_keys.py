@@ -20,12 +20,12 @@ import attrs
 import cattrs
 from cattrs.preconf.json import make_converter
 
-from cqrskit.errors import ConfigurationError
-from cqrskit.messages import Message, Query
-from cqrskit.results import Page
+from cqrskit._errors import ConfigurationError
+from cqrskit._messages import Message, Query
+from cqrskit._results import Page
 
 if TYPE_CHECKING:
-    from cqrskit.behaviours.query_cache import CachePolicy
+    from cqrskit.caching._query_cache import CachePolicy
 
 __all__ = [
     "CachePlan",

@@ -7,8 +7,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from cqrskit.errors import ConfigurationError
-from cqrskit.protocols import CacheBackend
+from cqrskit._errors import ConfigurationError
+from cqrskit.caching._port import CacheBackend
 
 __all__ = ["AiocacheBackend", "as_backend"]
 

@@ -6,9 +6,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from cqrskit._cache_aiocache import as_backend
-from cqrskit.errors import ConfigurationError
-from cqrskit.protocols import CacheBackend
+from cqrskit._errors import ConfigurationError
+from cqrskit.caching._aiocache import as_backend
+from cqrskit.caching._port import CacheBackend
 
 __all__ = ["TwoLevelCache"]
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from cqrskit.context import Context
-from cqrskit.messages import Message
-from cqrskit.protocols import CallNext
-from cqrskit.results import OperationStatus, Result
+from cqrskit._context import Context
+from cqrskit._contracts import CallNext
+from cqrskit._messages import Message
+from cqrskit._results import OperationStatus, Result
 
 __all__ = ["Validation"]
 

@@ -1,4 +1,4 @@
-"""Cache backends for `QueryCache` and `CacheInvalidation`: the aiocache adapter and the two levels.
+"""Building the cache a container configures: memory, Redis, or Redis with an in-process level.
 
 - `AiocacheBackend` adapts an aiocache cache (memory or Redis) to the `CacheBackend` port.
 - `TwoLevelCache` puts a short-lived in-process level in front of a shared backend.
@@ -13,19 +13,12 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from cqrskit._cache_aiocache import AiocacheBackend, as_backend
-from cqrskit._cache_two_level import TwoLevelCache
-from cqrskit.errors import ConfigurationError
-from cqrskit.protocols import CacheBackend
+from cqrskit._errors import ConfigurationError
+from cqrskit.caching._aiocache import AiocacheBackend
+from cqrskit.caching._port import CacheBackend
+from cqrskit.caching._two_level import TwoLevelCache
 
-__all__ = [
-    "AiocacheBackend",
-    "TwoLevelCache",
-    "as_backend",
-    "cache_from_url",
-    "memory_cache",
-    "redis_cache",
-]
+__all__ = ["cache_from_url", "memory_cache", "redis_cache"]
 
 
 def _import_aiocache() -> Any:

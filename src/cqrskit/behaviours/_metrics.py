@@ -12,11 +12,11 @@ from typing import Any, Final
 
 import attrs
 
-from cqrskit.behaviours._classify import CANCELLED, exception_status, type_name
-from cqrskit.context import Context
-from cqrskit.errors import MissingExtraError
-from cqrskit.protocols import CallNext
-from cqrskit.results import OperationStatus, Result
+from cqrskit._context import Context
+from cqrskit._contracts import CallNext
+from cqrskit._errors import MissingExtraError
+from cqrskit._results import OperationStatus, Result
+from cqrskit.behaviours._outcomes import CANCELLED, exception_status, type_name
 
 __all__ = ["Metrics"]
 
