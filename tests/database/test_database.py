@@ -141,7 +141,7 @@ class TestDatabase:
             importlib.import_module("cqrskit.sqlalchemy")
 
     def test_the_core_behaviours_and_caching_import_without_the_optional_extras(self) -> None:
-        """Without SQLAlchemy or aiocache, cqrskit, its behaviours and caching import; sqlalchemy says why not."""
+        """Without SQLAlchemy or aiocache the core, behaviours and caching import; sqlalchemy says why not."""
         script = (
             "import sys\n"
             "for name in ('sqlalchemy', 'aiocache', 'redis', 'asyncpg', 'aiosqlite'):\n"

@@ -1,5 +1,4 @@
-"""SQLAlchemy integration: `Database` (engines, sessions, transactions), the `Transaction` behaviour and
-the errors they raise.
+"""SQLAlchemy integration: `Database`, the `Transaction` behaviour and the errors they raise.
 
 Needs the ``sqlalchemy`` extra (SQLAlchemy's asyncio support and aiosqlite); PostgreSQL needs the
 ``postgres`` extra (asyncpg).
