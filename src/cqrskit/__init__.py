@@ -20,12 +20,12 @@ from cqrskit._errors import (
     MissingExtraError,
     NotFoundError,
     PermissionDeniedError,
-    ResultError,
     ValidationFailedError,
 )
 from cqrskit._messages import Command, Message, Query
-from cqrskit._results import AffectedEntity, CacheInfo, OperationStatus, Page, Pagination, Result
+from cqrskit._results import AffectedEntity, CacheInfo, Page, Pagination, Result, ResultError
 from cqrskit._routes import merge_routes
+from cqrskit._status import OperationStatus
 
 __all__ = [
     "AffectedEntity",

@@ -23,8 +23,9 @@ from cqrskit._pipeline import (
     handler_step,
     selected_behaviours,
 )
-from cqrskit._results import _NO_ERRORS, OperationStatus, Result
+from cqrskit._results import _NO_ERRORS, Result
 from cqrskit._results import WRAPPED_TYPES as _WRAPPED_TYPES
+from cqrskit._status import OperationStatus
 
 __all__ = ["CommandBus", "QueryBus"]
 

@@ -9,12 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import ClassVar
 
-from cqrskit._results import OperationStatus
-
-if TYPE_CHECKING:
-    from cqrskit._results import Result
+from cqrskit._status import OperationStatus
 
 __all__ = [
     "ConfigurationError",
@@ -25,7 +22,6 @@ __all__ = [
     "MissingExtraError",
     "NotFoundError",
     "PermissionDeniedError",
-    "ResultError",
     "ValidationFailedError",
 ]
 
@@ -86,18 +82,6 @@ class ValidationFailedError(DomainError, ValueError):
     def errors(self) -> Mapping[str, str]:
         """Field name to error message."""
         return self._errors
-
-
-class ResultError(CqrsKitError):
-    """Raised by `Result.unwrap()` on a failed result; `result` is that result.
-
-    Raised inside a handler (say, after a nested command failed), it becomes the outer dispatch's
-    result with the same status and errors.
-    """
-
-    def __init__(self, result: Result[Any]) -> None:
-        super().__init__(f"{result.status}: {dict(result.errors)}")
-        self.result = result
 
 
 class HandlerNotFoundError(CqrsKitError, LookupError):

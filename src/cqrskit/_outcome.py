@@ -9,8 +9,9 @@ from typing import Any
 import attrs
 
 from cqrskit._context import Context
-from cqrskit._errors import DETAIL, DomainError, ResultError
-from cqrskit._results import _NO_ERRORS, OperationStatus, Result
+from cqrskit._errors import DETAIL, DomainError
+from cqrskit._results import _NO_ERRORS, Result, ResultError
+from cqrskit._status import OperationStatus
 
 __all__ = ["INTERNAL_ERROR", "mark_logged", "result_from_exception", "was_logged"]
 

@@ -16,7 +16,8 @@ from typing import Any, TypeAlias
 from cqrskit._context import Context
 from cqrskit._errors import ConfigurationError
 from cqrskit._outcome import mark_logged
-from cqrskit._results import _NO_ERRORS, WRAPPED_TYPES, OperationStatus, Page, Result
+from cqrskit._results import _NO_ERRORS, WRAPPED_TYPES, Page, Result
+from cqrskit._status import OperationStatus
 
 __all__ = [
     "Pipeline",

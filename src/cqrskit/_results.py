@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import enum
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Generic, Never, TypeVar
 
 import attrs
+
+from cqrskit._errors import CqrsKitError
+from cqrskit._status import OperationStatus
 
 if TYPE_CHECKING:
     from typing import Self
@@ -20,23 +22,11 @@ __all__ = [
     "Page",
     "Pagination",
     "Result",
+    "ResultError",
 ]
 
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
-
-
-class OperationStatus(enum.StrEnum):
-    """How a dispatch ended."""
-
-    SUCCESS = "success"
-    VALIDATION_ERROR = "validation_error"
-    UNAUTHENTICATED = "unauthenticated"
-    UNAUTHORIZED = "unauthorized"
-    NOT_FOUND = "not_found"
-    CONFLICT = "conflict"
-    TIMEOUT = "timeout"
-    FAILED = "failed"
 
 
 def _as_tuple(values: Iterable[T]) -> tuple[T, ...]:
@@ -225,8 +215,6 @@ class Result(Generic[T_co]):
         """Return `data` on success; raise `ResultError` carrying this result otherwise."""
         if self._status is OperationStatus.SUCCESS:
             return self._data
-        from cqrskit._errors import ResultError
-
         raise ResultError(self) from self._failure_cause()
 
     def _failure_cause(self) -> BaseException | None:
@@ -279,6 +267,18 @@ class Result(Generic[T_co]):
             f"affected_entities={self._affected_entities!r}, pagination={self._pagination!r}, "
             f"cache_info={self._cache_info!r}, operation_id={self._operation_id!r})"
         )
+
+
+class ResultError(CqrsKitError):
+    """Raised by `Result.unwrap()` on a failed result; `result` is that result.
+
+    Raised inside a handler (say, after a nested command failed), it becomes the outer dispatch's
+    result with the same status and errors.
+    """
+
+    def __init__(self, result: Result[Any]) -> None:
+        super().__init__(f"{result.status}: {dict(result.errors)}")
+        self.result = result
 
 
 WRAPPED_TYPES.update((Result, Page))

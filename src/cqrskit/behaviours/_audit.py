@@ -12,7 +12,8 @@ import structlog
 
 from cqrskit._context import Context
 from cqrskit._contracts import CallNext
-from cqrskit._results import AffectedEntity, OperationStatus, Result
+from cqrskit._results import AffectedEntity, Result
+from cqrskit._status import OperationStatus
 from cqrskit.behaviours._log_context import logger_label
 from cqrskit.behaviours._outcomes import exception_status, type_name
 from cqrskit.behaviours._redaction import redacted_fields, sensitive_fields

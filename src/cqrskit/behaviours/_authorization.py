@@ -16,7 +16,8 @@ import structlog
 from cqrskit._context import Context
 from cqrskit._contracts import CallNext
 from cqrskit._errors import DETAIL, ConfigurationError
-from cqrskit._results import OperationStatus, Result
+from cqrskit._results import Result
+from cqrskit._status import OperationStatus
 from cqrskit.behaviours._authorization_rules import (
     ALLOW,
     DENY,

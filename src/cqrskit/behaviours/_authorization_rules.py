@@ -16,7 +16,7 @@ import attrs
 
 from cqrskit._context import Context
 from cqrskit._errors import ConfigurationError
-from cqrskit._results import OperationStatus
+from cqrskit._status import OperationStatus
 
 __all__ = [
     "ALLOW",

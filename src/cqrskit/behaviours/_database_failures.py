@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import errno
 
-from cqrskit._errors import CqrsKitError, DomainError, ResultError
-from cqrskit._results import OperationStatus
+from cqrskit._errors import CqrsKitError, DomainError
+from cqrskit._results import ResultError
+from cqrskit._status import OperationStatus
 
 __all__ = ["CommitOutcomeUnknownError", "is_transient"]
 

@@ -13,7 +13,8 @@ import structlog
 from cqrskit._context import Context
 from cqrskit._contracts import CallNext
 from cqrskit._outcome import mark_logged
-from cqrskit._results import OperationStatus, Result
+from cqrskit._results import Result
+from cqrskit._status import OperationStatus
 from cqrskit.behaviours._log_context import DispatchIds, logger_label
 from cqrskit.behaviours._outcomes import CANCELLED, EXPECTED_FAILURES, exception_status, type_name
 from cqrskit.behaviours._redaction import redacted_fields, sensitive_fields

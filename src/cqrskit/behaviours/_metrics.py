@@ -15,7 +15,8 @@ import attrs
 from cqrskit._context import Context
 from cqrskit._contracts import CallNext
 from cqrskit._errors import MissingExtraError
-from cqrskit._results import OperationStatus, Result
+from cqrskit._results import Result
+from cqrskit._status import OperationStatus
 from cqrskit.behaviours._outcomes import CANCELLED, exception_status, type_name
 
 __all__ = ["Metrics"]

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Final
 
-from cqrskit._errors import DomainError, ResultError
-from cqrskit._results import OperationStatus
+from cqrskit._errors import DomainError
+from cqrskit._results import ResultError
+from cqrskit._status import OperationStatus
 
 __all__ = ["CANCELLED", "EXPECTED_FAILURES", "SERVER_FAILURES", "exception_status", "type_name"]
 

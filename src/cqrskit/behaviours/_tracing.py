@@ -10,7 +10,8 @@ from cqrskit._context import Context
 from cqrskit._contracts import CallNext
 from cqrskit._errors import MissingExtraError
 from cqrskit._messages import Command, Query
-from cqrskit._results import OperationStatus, Result
+from cqrskit._results import Result
+from cqrskit._status import OperationStatus
 from cqrskit.behaviours._outcomes import CANCELLED, SERVER_FAILURES, exception_status, type_name
 from cqrskit.behaviours._redaction import field_plan, redacted_fields
 

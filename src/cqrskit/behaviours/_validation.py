@@ -8,7 +8,8 @@ from typing import Any
 from cqrskit._context import Context
 from cqrskit._contracts import CallNext
 from cqrskit._messages import Message
-from cqrskit._results import OperationStatus, Result
+from cqrskit._results import Result
+from cqrskit._status import OperationStatus
 
 __all__ = ["Validation"]
 

@@ -13,8 +13,9 @@ aiocache is imported only when you build one of its caches (extra ``cache`` or `
 from cqrskit.caching._aiocache import AiocacheBackend, as_backend
 from cqrskit.caching._factories import cache_from_url, memory_cache, redis_cache
 from cqrskit.caching._invalidation import CacheInvalidation
+from cqrskit.caching._policy import CachePolicy
 from cqrskit.caching._port import CacheBackend
-from cqrskit.caching._query_cache import CachePolicy, QueryCache
+from cqrskit.caching._query_cache import QueryCache
 from cqrskit.caching._two_level import TwoLevelCache
 
 __all__ = [

@@ -14,7 +14,8 @@ from cqrskit._context import Context
 from cqrskit._contracts import CallNext
 from cqrskit._errors import ConfigurationError
 from cqrskit._messages import Command
-from cqrskit._results import OperationStatus, Result
+from cqrskit._results import Result
+from cqrskit._status import OperationStatus
 from cqrskit.caching._aiocache import as_backend
 from cqrskit.caching._failures import FailureLog
 from cqrskit.caching._keys import entity_tag_keys

@@ -25,7 +25,7 @@ from cqrskit._messages import Message, Query
 from cqrskit._results import Page
 
 if TYPE_CHECKING:
-    from cqrskit.caching._query_cache import CachePolicy
+    from cqrskit.caching._policy import CachePolicy
 
 __all__ = [
     "CachePlan",

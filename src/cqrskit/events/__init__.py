@@ -2,8 +2,9 @@
 
 `Event`, `EventBus`, `EventPublisher`, `InProcessPublisher`, `CommandSender`, `Transport`,
 `Delivery` and `Envelope` need nothing beyond cqrskit itself. `OutboxPublisher`, `OutboxRelay`,
-`Consumer`, `Idempotency` and `create_event_tables` need SQLAlchemy (extra ``postgres`` or ``sqlalchemy``), and
-`RabbitMQTransport` needs aio-pika (extra ``rabbitmq``); they are imported when first used.
+`Consumer`, `Idempotency` and `create_event_tables` need SQLAlchemy (extra ``postgres`` or
+``sqlalchemy``), and `RabbitMQTransport` needs aio-pika (extra ``rabbitmq``); they are imported when
+first used.
 """
 
 from __future__ import annotations

@@ -17,7 +17,8 @@ import structlog
 from cqrskit._context import Context
 from cqrskit._errors import ConfigurationError
 from cqrskit._messages import Command
-from cqrskit._results import OperationStatus, Result
+from cqrskit._results import Result
+from cqrskit._status import OperationStatus
 from cqrskit.events._bus import EventBus
 from cqrskit.events._envelope import open_envelope
 from cqrskit.events._event import Event

@@ -16,7 +16,8 @@ from cqrskit._context import Context
 from cqrskit._contracts import CallNext
 from cqrskit._errors import ConflictError
 from cqrskit._messages import Command
-from cqrskit._results import AffectedEntity, OperationStatus, Result
+from cqrskit._results import AffectedEntity, Result
+from cqrskit._status import OperationStatus
 from cqrskit.events._envelope import default_converter
 from cqrskit.events._tables import create_event_tables, event_tables, insert_for
 

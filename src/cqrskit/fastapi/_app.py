@@ -12,9 +12,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cqrskit import _operation_ids
-from cqrskit._errors import DETAIL, ResultError
+from cqrskit._errors import DETAIL
 from cqrskit._outcome import INTERNAL_ERROR
-from cqrskit._results import OperationStatus
+from cqrskit._results import ResultError
+from cqrskit._status import OperationStatus
 from cqrskit.fastapi._errors import PayloadError, PayloadTooLargeError
 from cqrskit.fastapi._requests import CORRELATION_ID_HEADER, correlation_id, safe_id
 from cqrskit.fastapi._responses import (

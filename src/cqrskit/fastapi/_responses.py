@@ -15,7 +15,8 @@ import cattrs
 from starlette.responses import JSONResponse
 
 from cqrskit._errors import DETAIL
-from cqrskit._results import OperationStatus, Page, Result
+from cqrskit._results import Page, Result
+from cqrskit._status import OperationStatus
 
 __all__ = [
     "PROBLEM_MEDIA_TYPE",
