@@ -10,7 +10,7 @@ contracts a handler and a behaviour meet. Behaviours live in `cqrskit.behaviours
 
 from cqrskit._bus import CommandBus, QueryBus
 from cqrskit._context import Context, Principal
-from cqrskit._contracts import Behaviour, CallNext, Handler, HandlerFactory
+from cqrskit._contracts import Behaviour, BindableBehaviour, CallNext, Handler, HandlerFactory, Step
 from cqrskit._errors import (
     ConfigurationError,
     ConflictError,
@@ -25,11 +25,13 @@ from cqrskit._errors import (
 from cqrskit._messages import Command, Message, Query
 from cqrskit._results import AffectedEntity, CacheInfo, Page, Pagination, Result, ResultError
 from cqrskit._routes import merge_routes
+from cqrskit._stages import Stage
 from cqrskit._status import OperationStatus
 
 __all__ = [
     "AffectedEntity",
     "Behaviour",
+    "BindableBehaviour",
     "CacheInfo",
     "CallNext",
     "Command",
@@ -54,6 +56,8 @@ __all__ = [
     "QueryBus",
     "Result",
     "ResultError",
+    "Stage",
+    "Step",
     "ValidationFailedError",
     "merge_routes",
 ]

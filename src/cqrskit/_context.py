@@ -6,7 +6,7 @@ from typing import Any
 
 import attrs
 
-__all__ = ["Context", "Principal"]
+__all__ = ["Context", "Principal", "dispatch_context"]
 
 
 def _frozenset(value: Any) -> frozenset[str]:
@@ -84,16 +84,14 @@ class Context:
         )
 
 
-_EMPTY = Context()
-
-
 def dispatch_context(given: Context | None, operation_id: str) -> Context:
     """Return the context one dispatch sees: `given` with `operation_id` set, correlated to it by default.
 
-    The buses inline this rule on their hot path; it is here for other dispatchers (an event bus).
+    Every bus builds its dispatch's context here (`cqrskit._bus.BusCore.dispatch`).
     """
+    # Positional: a keyword call through attrs' aliases costs about 40 ns more, once per dispatch.
     if given is None:
-        given = _EMPTY
+        return Context(None, operation_id, None, None, operation_id)
     return Context(
         given._principal,
         given._correlation_id or operation_id,

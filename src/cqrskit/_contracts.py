@@ -8,13 +8,16 @@ from typing import Any, Protocol, TypeAlias, TypeVar
 from cqrskit._context import Context
 from cqrskit._results import Result
 
-__all__ = ["Behaviour", "CallNext", "Handler", "HandlerFactory"]
+__all__ = ["Behaviour", "BindableBehaviour", "CallNext", "Handler", "HandlerFactory", "Step"]
 
 M_contra = TypeVar("M_contra", contravariant=True)
 R_co = TypeVar("R_co", covariant=True)
 
 CallNext: TypeAlias = Callable[[Any, Context], Awaitable[Result[Any]]]
 """Runs the rest of a pipeline: ``await call_next(message, context)`` returns its `Result`."""
+
+Step: TypeAlias = Callable[[Any, Context, CallNext], Awaitable[Result[Any]]]
+"""A behaviour's work in one pipeline: ``await step(message, context, call_next)`` returns a `Result`."""
 
 
 class Handler(Protocol[M_contra, R_co]):
@@ -40,25 +43,29 @@ HandlerFactory: TypeAlias = Callable[[], Any]
 class Behaviour(Protocol):
     """A cross-cutting step around a handler: ``await behaviour(message, context, call_next)``.
 
-    It returns a `Result`, usually the one ``await call_next(message, context)`` gives. Besides
-    ``__call__`` a behaviour object may define, all optional:
-
-    - ``applies_to(message_type) -> bool``: when False the bus leaves it out of that type's pipeline.
-    - ``describe(message_type) -> Mapping[str, object]``: its settings for that type, for the route
-      inspector.
-    - ``message_kinds: tuple[type, ...]``: the message bases (`Command`, `Query`) it works with; on a
-      bus of another kind it is a `ConfigurationError`.
-    - ``inside_of: tuple[type, ...]``: behaviour types that, when present, must sit outside it.
-    - ``logs_errors: bool``: True when it logs unexpected exceptions with their traceback itself, so
-      the bus does not log a second time those that passed up through it (it still logs one raised
-      outside it, by a behaviour listed before it).
-    - ``for_message_type(message_type)``: the behaviour's work for that one type, an ``async (message,
-      context, call_next)`` callable; the bus asks once per type when it is built and calls that
-      instead of the object, so per-type lookups happen at build time, not per dispatch.
-
-    A plain ``async def behaviour(message, context, call_next)`` function works too.
+    It returns a `Result`, usually the one ``await call_next(message, context)`` gives. A plain
+    ``async def behaviour(message, context, call_next)`` function is one too. An object may add a
+    build-time hook, ``bind`` (see `BindableBehaviour`), a ``stage`` class attribute (a `Stage`) that
+    the bus checks the order against, and ``describe(message_type) -> Mapping[str, object]``, its
+    settings for that type, which the route inspector prints. The whole contract is on the docs page
+    "Writing a behaviour".
     """
 
     def __call__(self, message: Any, context: Context, call_next: CallNext, /) -> Awaitable[Result[Any]]:
         """Run this step and the rest of the pipeline."""
+        ...
+
+
+class BindableBehaviour(Behaviour, Protocol):
+    """A behaviour with the build-time hook: the bus asks it, once per message type, what to run.
+
+    ``bind(message_type)`` returns None to leave that type's pipeline (a behaviour configured for three
+    message types costs the others nothing), or the `Step` to run for it: the behaviour itself, or a
+    callable specialised for the type, with every per-type lookup done now instead of per dispatch.
+    A behaviour that cannot work with the type (one for commands, asked about a query) raises
+    `ConfigurationError` here, so the bus is never built.
+    """
+
+    def bind(self, message_type: type, /) -> Step | None:
+        """Return what to run in `message_type`'s pipeline, or None to stay out of it."""
         ...

@@ -1,52 +1,55 @@
 """Composing one message type's pipeline, once, when a bus is built.
 
-A pipeline is a function ``(message, context) -> awaitable Result``. The handler call is wrapped in a
-terminal step that turns its return value into a `Result`; each behaviour, innermost first, is then
-wrapped around it in a link that hands it the next step. Links are plain functions made here, so a
-dispatch allocates no closures and looks nothing up.
+A pipeline is a function ``(message, context) -> awaitable Result``. The handler call is the innermost
+step; each behaviour's `Step` for the message type (what its ``bind`` hook returned, or the behaviour
+itself) is then wrapped around it, innermost first, as Starlette folds its middleware stack. Links are
+plain functions made here, so a dispatch allocates no closures and looks nothing up.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from types import FunctionType
 from typing import Any, TypeAlias
 
 from cqrskit._context import Context
+from cqrskit._contracts import Step
 from cqrskit._errors import ConfigurationError
-from cqrskit._outcome import mark_logged
-from cqrskit._results import _NO_ERRORS, WRAPPED_TYPES, Page, Result
-from cqrskit._status import OperationStatus
+from cqrskit._results import Result, handler_result
+from cqrskit._stages import Stage
 
 __all__ = [
+    "BoundBehaviours",
     "Pipeline",
-    "as_result",
-    "call_target",
+    "bind_behaviours",
     "check_behaviours",
     "compose",
     "direct_handle",
     "handler_step",
-    "selected_behaviours",
+    "require_kind",
 ]
 
 Pipeline: TypeAlias = Callable[[Any, Context], Awaitable[Result[Any]]]
 
-_SUCCESS = OperationStatus.SUCCESS
+BoundBehaviours: TypeAlias = tuple[tuple[object, Step], ...]
+"""The behaviours in one message type's pipeline, outermost first, each with the step it runs there."""
 
 
 def _name(obj: object) -> str:
     if isinstance(obj, type) or inspect.isfunction(obj):
         return f"{obj.__module__}.{obj.__qualname__}"
-    return repr(obj)
+    return type(obj).__name__
 
 
-def as_result(value: Any, operation_id: str | None) -> Result[Any]:
-    """Turn a handler's Result or Page into the dispatch's Result (the uncommon path)."""
-    if isinstance(value, Result):
-        return value if value.operation_id is operation_id else value.evolve(operation_id=operation_id)
-    page: Page[Any] = value
-    return Result(_SUCCESS, page, _NO_ERRORS, (), page.pagination, None, operation_id)
+def require_kind(behaviour: object, message_type: type, kind: type) -> None:
+    """Raise `ConfigurationError` unless `message_type` is a `kind` (for a ``bind`` hook to call)."""
+    if not issubclass(message_type, kind):
+        name = type(behaviour).__name__
+        raise ConfigurationError(
+            f"{name} works on {kind.__name__} buses only, and {message_type.__qualname__} is not a "
+            f"{kind.__name__}: remove {name} from this bus's behaviours"
+        )
 
 
 def _is_handler(value: object) -> bool:
@@ -64,10 +67,7 @@ def handler_step(message_type: type, value: object) -> Pipeline:
     if handle is not None:
 
         async def call_handler(message: Any, context: Context) -> Result[Any]:
-            data = await handle(message, context)
-            if type(data) in WRAPPED_TYPES:
-                return as_result(data, context._operation_id)
-            return Result(_SUCCESS, data, _NO_ERRORS, (), None, None, context._operation_id)
+            return handler_result(await handle(message, context), context.operation_id)
 
         return call_handler
 
@@ -91,10 +91,7 @@ def handler_step(message_type: type, value: object) -> Pipeline:
                     "'async def handle(self, message, context)' method"
                 )
             checked.add(type(handler))
-        data = await handler.handle(message, context)
-        if type(data) in WRAPPED_TYPES:
-            return as_result(data, context._operation_id)
-        return Result(_SUCCESS, data, _NO_ERRORS, (), None, None, context._operation_id)
+        return handler_result(await handler.handle(message, context), context.operation_id)
 
     return call_new_handler
 
@@ -113,51 +110,28 @@ def _require_no_arguments(message_type: type, factory: Callable[..., Any]) -> No
         ) from None
 
 
-def call_target(behaviour: Any) -> Callable[..., Awaitable[Result[Any]]]:
-    """Return what a link calls for `behaviour`: its bound ``__call__`` when that is a Python method.
-
-    Calling the object itself would look ``__call__`` up on every dispatch. Work it out once per bus.
-    """
-    if isinstance(getattr(type(behaviour), "__call__", None), FunctionType):  # noqa: B004
-        return behaviour.__call__  # type: ignore[no-any-return]
-    return behaviour  # type: ignore[no-any-return]
+def _stage(behaviour: object) -> Stage | None:
+    stage = getattr(behaviour, "stage", None)
+    return stage if isinstance(stage, Stage) else None
 
 
-def _link(call: Callable[..., Awaitable[Result[Any]]], call_next: Pipeline) -> Pipeline:
-    def step(message: Any, context: Context) -> Awaitable[Result[Any]]:
-        return call(message, context, call_next)
-
-    return step
-
-
-def _marking(call_next: Pipeline) -> Pipeline:
-    async def mark_errors(message: Any, context: Context) -> Result[Any]:
-        try:
-            return await call_next(message, context)
-        except Exception as exc:
-            mark_logged(exc, context._operation_id)
-            raise
-
-    return mark_errors
-
-
-def check_behaviours(behaviours: Sequence[object], kind: type) -> None:
-    """Refuse behaviours that cannot work: not callable, on the wrong bus, or in the wrong order."""
+def check_behaviours(behaviours: Sequence[object], bus_name: str) -> None:
+    """Refuse behaviours that cannot work: not callable, or listed against the order of `Stage`."""
     for behaviour in behaviours:
         _check_callable(behaviour)
-        kinds: tuple[type, ...] | None = getattr(behaviour, "message_kinds", None)
-        if kinds is not None and not any(issubclass(kind, k) for k in kinds):
-            allowed = ", ".join(k.__name__ for k in kinds)
+    outermost: object = None  # the behaviour with the latest stage so far
+    for behaviour in behaviours:
+        stage = _stage(behaviour)
+        if stage is None:
+            continue
+        outer_stage = _stage(outermost)
+        if outer_stage is not None and stage < outer_stage:
+            inner, outer = type(behaviour).__name__, type(outermost).__name__
             raise ConfigurationError(
-                f"{behaviour!r} works on {allowed} buses only, not on a {kind.__name__} bus"
+                f"{inner} must sit outside {outer}: "
+                f"list {inner} before {outer} in this {bus_name}'s behaviours"
             )
-    for position, behaviour in enumerate(behaviours):
-        for outer_type in getattr(behaviour, "inside_of", ()):
-            for inner in behaviours[position + 1 :]:
-                if isinstance(inner, outer_type):
-                    raise ConfigurationError(
-                        f"{inner!r} must sit outside {behaviour!r}: list it before it in the behaviours"
-                    )
+        outermost = behaviour
 
 
 def _check_callable(behaviour: Any) -> None:  # Any: mypy would not narrow a callable to a function
@@ -167,7 +141,7 @@ def _check_callable(behaviour: Any) -> None:  # Any: mypy would not narrow a cal
         )
     if not callable(behaviour):
         raise ConfigurationError(
-            f"{behaviour!r} is not a behaviour: give an object with "
+            f"a {type(behaviour).__name__} is not a behaviour: give an object with "
             "'async def __call__(self, message, context, call_next)' or an async function"
         )
     target: Any = behaviour if inspect.isfunction(behaviour) else getattr(behaviour, "__call__", None)  # noqa: B004
@@ -183,43 +157,51 @@ def _check_callable(behaviour: Any) -> None:  # Any: mypy would not narrow a cal
         signature.bind(None, None, None)
     except TypeError:
         raise ConfigurationError(
-            f"{behaviour!r} cannot be called as behaviour(message, context, call_next)"
+            f"{_name(behaviour)} cannot be called as behaviour(message, context, call_next)"
         ) from None
 
 
-def selected_behaviours(behaviours: Iterable[object], message_type: type) -> tuple[object, ...]:
-    """Return the behaviours, outermost first, that take part in `message_type`'s pipeline."""
-    selected = []
-    for behaviour in behaviours:
-        applies_to = getattr(behaviour, "applies_to", None)
-        if applies_to is None or applies_to(message_type):
-            selected.append(behaviour)
-    return tuple(selected)
+def _call_target(step: Any) -> Step:
+    """Return what a link calls for `step`: its bound ``__call__`` when that is a Python method.
 
-
-def compose(
-    terminal: Pipeline,
-    behaviours: Sequence[object],
-    targets: Mapping[int, Callable[..., Awaitable[Result[Any]]]] | None = None,
-    message_type: type | None = None,
-) -> Pipeline:
-    """Fold `behaviours` (outermost first) around `terminal`, innermost first.
-
-    `targets` maps ``id(behaviour)`` to its `call_target`, when the caller has worked them out already.
-    When `message_type` is given, a behaviour that defines ``for_message_type(message_type)`` is
-    called through what that returns: its work for this one type, with every per-type lookup done
-    now rather than per dispatch. Inside a behaviour that says `logs_errors` a step marks the
-    exceptions that pass up through it, so the bus logs only those it did not see; one that marks them
-    itself (`Logging`, with ``marks_logged_errors``) needs no such step.
+    Calling an object looks ``__call__`` up on its type on every call; the bound method, taken once
+    here, saves that lookup per behaviour per dispatch.
     """
+    if isinstance(getattr(type(step), "__call__", None), FunctionType):  # noqa: B004
+        return step.__call__  # type: ignore[no-any-return]
+    return step  # type: ignore[no-any-return]
+
+
+def bind_behaviours(behaviours: Sequence[object], message_type: type) -> BoundBehaviours:
+    """Ask each behaviour's ``bind`` hook, once, what it runs for `message_type` (outermost first).
+
+    A behaviour without the hook runs as itself; one whose hook returns None stays out.
+    """
+    bound: list[tuple[object, Step]] = []
+    for behaviour in behaviours:
+        hook = getattr(behaviour, "bind", None)
+        step: Any = behaviour if hook is None else hook(message_type)
+        if step is None:
+            continue
+        if not callable(step):
+            raise ConfigurationError(
+                f"{type(behaviour).__name__}.bind({message_type.__qualname__}) returned a "
+                f"{type(step).__name__}; return a callable step, the behaviour itself, or None"
+            )
+        bound.append((behaviour, _call_target(step)))
+    return tuple(bound)
+
+
+def _link(call: Step, call_next: Pipeline) -> Pipeline:
+    def step(message: Any, context: Context) -> Awaitable[Result[Any]]:
+        return call(message, context, call_next)
+
+    return step
+
+
+def compose(terminal: Pipeline, bound: BoundBehaviours) -> Pipeline:
+    """Fold the `bound` steps (outermost first) around `terminal`, innermost first."""
     pipeline = terminal
-    for behaviour in reversed(behaviours):
-        specialise = getattr(behaviour, "for_message_type", None) if message_type is not None else None
-        if specialise is not None:
-            call = specialise(message_type)
-        else:
-            call = targets[id(behaviour)] if targets is not None else call_target(behaviour)
-        if getattr(behaviour, "logs_errors", False) and not getattr(behaviour, "marks_logged_errors", False):
-            pipeline = _marking(pipeline)
+    for _, call in reversed(bound):
         pipeline = _link(call, pipeline)
     return pipeline

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from typing import Self
 
 __all__ = [
+    "WRAPPED_TYPES",
     "AffectedEntity",
     "CacheInfo",
     "OperationStatus",
@@ -23,6 +24,8 @@ __all__ = [
     "Pagination",
     "Result",
     "ResultError",
+    "failed_result",
+    "handler_result",
 ]
 
 T = TypeVar("T")
@@ -279,6 +282,46 @@ class ResultError(CqrsKitError):
     def __init__(self, result: Result[Any]) -> None:
         super().__init__(f"{result.status}: {dict(result.errors)}")
         self.result = result
+
+
+@attrs.define(repr=False, eq=False)
+class _FailedResult(Result[Any]):
+    """A failed Result that remembers, inside this process, the exception behind it.
+
+    `Result.unwrap` chains that exception to the `ResultError` it raises, so when a nested command
+    fails on a serialization failure or a deadlock and the outer handler unwraps its Result, the
+    outer `Retry` sees the transient cause and runs the whole transaction again. The cause takes no
+    part in equality or the repr, and never leaves the process.
+    """
+
+    _cause: BaseException | None = attrs.field(default=None, alias="cause")
+
+    def _failure_cause(self) -> BaseException | None:
+        return self._cause
+
+
+def failed_result(
+    status: OperationStatus, errors: Mapping[str, str], operation_id: str | None, cause: BaseException
+) -> Result[Any]:
+    """Return the failed Result of a dispatch that `cause` ended (see `cqrskit._outcome`)."""
+    return _FailedResult(status, None, errors, (), None, None, operation_id, cause)
+
+
+_SUCCESS = OperationStatus.SUCCESS
+
+
+def handler_result(value: Any, operation_id: str | None) -> Result[Any]:
+    """Return the dispatch's Result for what a handler returned: the one place this is decided.
+
+    A plain value becomes a SUCCESS Result carrying it; a `Page` fills in `pagination` too; a handler's
+    own `Result` is kept, with the dispatch's operation id.
+    """
+    if type(value) not in WRAPPED_TYPES:  # the common case first: one set lookup
+        return Result(_SUCCESS, value, _NO_ERRORS, (), None, None, operation_id)
+    if isinstance(value, Result):
+        return value if value._operation_id is operation_id else value.evolve(operation_id=operation_id)
+    page: Page[Any] = value
+    return Result(_SUCCESS, page, _NO_ERRORS, (), page.pagination, None, operation_id)
 
 
 WRAPPED_TYPES.update((Result, Page))

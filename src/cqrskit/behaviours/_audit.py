@@ -13,6 +13,7 @@ import structlog
 from cqrskit._context import Context
 from cqrskit._contracts import CallNext
 from cqrskit._results import AffectedEntity, Result
+from cqrskit._stages import Stage
 from cqrskit._status import OperationStatus
 from cqrskit.behaviours._log_context import logger_label
 from cqrskit.behaviours._outcomes import exception_status, type_name
@@ -87,17 +88,18 @@ class StructlogAuditSink:
     from the rest. Writing is synchronous logging: it does not wait on I/O.
     """
 
-    __slots__ = ("_logger",)
+    __slots__ = ("_label", "_logger")
 
     def __init__(self, logger: Any = None) -> None:
         self._logger: Any = structlog.get_logger("cqrskit.audit") if logger is None else logger
+        self._label = logger_label(self._logger, "cqrskit.audit" if logger is None else None)
 
     async def write(self, record: AuditRecord) -> None:
         """Log `record`."""
         self._logger.info("audit", **record.to_dict())
 
     def __repr__(self) -> str:
-        return f"StructlogAuditSink(logger={logger_label(self._logger)})"
+        return f"StructlogAuditSink(logger={self._label})"
 
 
 class Audit:
@@ -113,12 +115,12 @@ class Audit:
     `message_types` limits auditing to those types and their subclasses (say, your commands that
     change money); the others' pipelines leave Audit out and pay nothing for it.
 
-    Place: inside Tracing, Logging and Metrics, outside the rest (canonical order: Tracing, Logging,
-    Metrics, Audit, Timeout, Authorization, Validation, QueryCache or CacheInvalidation, Retry,
-    Transaction, Idempotency, handler), so denied and invalid requests are audited too.
+    Its place is `Stage.AUDIT`: inside Tracing, Logging and Metrics, outside the rest, so denied and
+    invalid requests are audited too.
     """
 
     __slots__ = ("_logger", "_message_types", "_sink")
+    stage = Stage.AUDIT
 
     def __init__(
         self, sink: AuditSink, *, message_types: Iterable[type] | None = None, logger: Any = None
@@ -127,18 +129,18 @@ class Audit:
         self._message_types = None if message_types is None else tuple(message_types)
         self._logger: Any = structlog.get_logger("cqrskit") if logger is None else logger
 
-    def applies_to(self, message_type: type) -> bool:
-        """Return whether `message_type` is audited; works out its sensitive fields now."""
+    def bind(self, message_type: type) -> Audit | None:
+        """Leave the pipeline (None) of a type that is not audited; work out its sensitive fields now."""
         if self._message_types is not None and not issubclass(message_type, self._message_types):
-            return False
+            return None
         sensitive_fields(message_type)
-        return True
+        return self
 
     def describe(self, message_type: type) -> Mapping[str, object]:
         """Return the sink, whether `message_type` is audited, and which of its fields are redacted."""
         return {
             "sink": repr(self._sink),
-            "audited": self.applies_to(message_type),
+            "audited": self.bind(message_type) is not None,
             "redacted_fields": sensitive_fields(message_type),
         }
 

@@ -7,16 +7,17 @@ The rules it applies live in `cqrskit.behaviours._authorization_rules` and are r
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
 import structlog
 
 from cqrskit._context import Context
-from cqrskit._contracts import CallNext
+from cqrskit._contracts import CallNext, Step
 from cqrskit._errors import DETAIL, ConfigurationError
 from cqrskit._results import Result
+from cqrskit._stages import Stage
 from cqrskit._status import OperationStatus
 from cqrskit.behaviours._authorization_rules import (
     ALLOW,
@@ -51,9 +52,9 @@ def _require_rule(rule: object, where: str) -> AuthorizationRule:
 class Authorization:
     """Refuses a dispatch its caller may not make: UNAUTHENTICATED or UNAUTHORIZED, before any work.
 
-    It sits inside Logging, Tracing, Metrics, Audit and Timeout (so refusals are recorded) and outside
-    Validation (a caller who may not act learns nothing about which fields are wrong), Retry and
-    Transaction. `rules` maps each message type to its rule; a type with no rule gets `default`, which
+    Its place is `Stage.AUTHORIZATION`: inside Logging, Metrics, Audit and Timeout (so refusals are
+    recorded) and outside Validation (a caller who may not act learns nothing about which fields are
+    wrong). `rules` maps each message type to its rule; a type with no rule gets `default`, which
     is `DENY`: a bus fails closed. Refusals carry a generic text; the rule that refused, and the
     principal, are logged at debug::
 
@@ -66,6 +67,8 @@ class Authorization:
             }
         )
     """
+
+    stage = Stage.AUTHORIZATION
 
     def __init__(
         self,
@@ -94,28 +97,30 @@ class Authorization:
         """Return the rule for `message_type`: its own, or the default."""
         return self._rules.get(message_type, self._default)
 
-    def applies_to(self, message_type: type) -> bool:
-        """Check the type's rule can work with it (raising `ConfigurationError` if not); always True."""
+    def bind(self, message_type: type) -> Step:
+        """Return the check of `message_type`'s rule, looked up now.
+
+        A rule that cannot work with that type raises `ConfigurationError` here.
+        """
         rule = self.rule_for(message_type)
         check_message_type = getattr(rule, "check_message_type", None)
         if check_message_type is not None:
             check_message_type(message_type)
-        return True
+        return functools.partial(
+            _authorized, self._checks.get(message_type, self._default_check), self._refuse
+        )
 
     def describe(self, message_type: type) -> Mapping[str, object]:
         """Return the rule for `message_type` in words, and whether it is the default."""
-        self.applies_to(message_type)
+        self.bind(message_type)
         return {"rule": self.rule_for(message_type).describe(), "default": message_type not in self._rules}
 
     async def __call__(self, message: Any, context: Context, call_next: CallNext) -> Result[Any]:
-        """Run the rest of the pipeline when the rule allows the caller; refuse otherwise."""
-        check = self._checks.get(type(message), self._default_check)
-        return await _authorized(check, self._refuse, message, context, call_next)
+        """Run the rest of the pipeline when the rule allows the caller; refuse otherwise.
 
-    def for_message_type(self, message_type: type) -> Callable[..., Awaitable[Result[Any]]]:
-        """Return this behaviour for `message_type` alone, its rule looked up now (the bus calls it)."""
-        check = self._checks.get(message_type, self._default_check)
-        return functools.partial(_authorized, check, self._refuse)
+        A bus never calls this: it runs what `bind` returned. It is here for a direct call.
+        """
+        return await self.bind(type(message))(message, context, call_next)
 
     def _refuse(self, message: Any, context: Context, decision: object) -> Result[Any]:
         status = UNAUTHENTICATED if decision is UNAUTHENTICATED else UNAUTHORIZED

@@ -55,7 +55,7 @@ class DeadlineQueue:
         self.time = loop.time
 
     def start(self, task: asyncio.Task[Any]) -> Entry:
-        """Set a deadline `seconds` from now that cancels `task` (`Timeout` inlines this)."""
+        """Set a deadline `seconds` from now that cancels `task`; give the entry back to `stop`."""
         entry: Entry = [task, self.time() + self.seconds, task.cancelling(), False]
         self.entries.append(entry)
         if self.timer is None:
@@ -66,8 +66,18 @@ class DeadlineQueue:
         """Arm the queue's timer for `when`."""
         self.timer = self.loop.call_at(when, self._expire)
 
+    def stop(self, entry: Entry) -> bool:
+        """End `entry`'s deadline; return True when it expired and no other cancellation is pending.
+
+        When it expired, the cancellation it caused is taken back (``task.uncancel()``), so a handler
+        that swallowed it and finished keeps its result.
+        """
+        task = entry[0]
+        self.finish(entry)
+        return bool(entry[3]) and task.uncancel() <= entry[2]
+
     def finish(self, entry: Entry) -> None:
-        """Forget `entry`: its dispatch is over (`Timeout` inlines the common case)."""
+        """Forget `entry`: its dispatch is over."""
         entry[0] = None
         entries = self.entries
         if entries and entries[0] is entry:

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
 
 import structlog
 
@@ -14,8 +14,9 @@ from cqrskit._context import Context
 from cqrskit._contracts import CallNext
 from cqrskit._outcome import mark_logged
 from cqrskit._results import Result
+from cqrskit._stages import Stage
 from cqrskit._status import OperationStatus
-from cqrskit.behaviours._log_context import DispatchIds, logger_label
+from cqrskit.behaviours._log_context import DispatchIds, is_lazy_logger, logger_label
 from cqrskit.behaviours._outcomes import CANCELLED, EXPECTED_FAILURES, exception_status, type_name
 from cqrskit.behaviours._redaction import redacted_fields, sensitive_fields
 
@@ -27,12 +28,6 @@ _ERROR = logging.ERROR
 _SUCCESS = OperationStatus.SUCCESS
 _perf_counter = time.perf_counter
 _METHODS = {_INFO: "info", _WARNING: "warning", _ERROR: "error"}
-# structlog's lazy proxy (what get_logger returns) is not exported; only its type is needed, to know
-# which loggers must be resolved per dispatch.
-_LazyProxy: type = getattr(structlog._config, "BoundLoggerLazyProxy", type(None))
-# structlog's live configuration, read (never written) to tell when a resolved lazy logger is stale;
-# None when a structlog release moves it, and then the logger is resolved on every dispatch.
-_STRUCTLOG_CONFIG: Any = getattr(structlog._config, "_CONFIG", None)
 
 
 class Logging:
@@ -49,13 +44,12 @@ class Logging:
     - at warning on an expected failure (validation, not found, unauthenticated, unauthorized, conflict,
       timeout) and on cancellation (status ``"cancelled"``);
     - at error on FAILED, with the traceback (``exc_info``) when an exception caused it. The exception
-      then goes on up to the bus, which turns it into the Result; since this behaviour logged the
-      traceback (`logs_errors` is True), the bus does not log it again. An exception raised outside
-      it (by a behaviour listed before it) never passed through it, and the bus logs that one.
+      then goes on up to the bus, which turns it into the Result and does not log it a second time;
+      one raised outside this behaviour (by a behaviour listed before it) never passed through it, and
+      the bus logs that one: an exception is logged exactly once either way.
 
-    Place: outermost but for `Tracing` (canonical order: Tracing, Logging, Metrics, Audit, Timeout,
-    Authorization, Validation, QueryCache or CacheInvalidation, Retry, Transaction, Idempotency, handler),
-    so its event covers everything the other behaviours decide.
+    Its place is `Stage.LOGGING`: outermost but for `Tracing`, so its event covers everything the
+    other behaviours decide.
 
     `logger` defaults to ``structlog.get_logger("cqrskit")``; cqrskit never configures structlog. When
     your logger filters by level (``structlog.make_filtering_bound_logger(logging.WARNING)``), a
@@ -63,32 +57,39 @@ class Logging:
     message's fields out of the event.
     """
 
-    logs_errors: ClassVar[bool] = True
-    # It marks what it logged itself (cqrskit._outcome.mark_logged): the bus adds no marking step.
-    marks_logged_errors: ClassVar[bool] = True
-
-    __slots__ = ("_ids", "_is_enabled_for", "_lazy", "_levels", "_levels_key", "_log_fields", "_logger")
+    __slots__ = (
+        "_ids",
+        "_is_enabled_for",
+        "_label",
+        "_lazy",
+        "_levels",
+        "_levels_key",
+        "_log_fields",
+        "_logger",
+    )
+    stage = Stage.LOGGING
 
     def __init__(self, logger: Any = None, *, log_fields: bool = True) -> None:
         self._logger: Any = structlog.get_logger("cqrskit") if logger is None else logger
         # A lazy proxy is resolved per dispatch, so configuration done after the container was built
         # (and structlog.testing.capture_logs) applies to it.
-        self._lazy = isinstance(self._logger, _LazyProxy)
+        self._lazy = is_lazy_logger(self._logger)
+        self._label = logger_label(self._logger, "cqrskit" if logger is None else None)
         self._is_enabled_for = None if self._lazy else getattr(self._logger, "is_enabled_for", None)
         self._levels: Any = None
         self._levels_key: tuple[object, object] | None = None
         self._log_fields = log_fields
         self._ids = DispatchIds()
 
-    def applies_to(self, message_type: type) -> bool:
-        """Return True: every message is logged. Works out `message_type`'s sensitive fields now."""
+    def bind(self, message_type: type) -> Logging:
+        """Stay in every pipeline; work out `message_type`'s sensitive fields now."""
         sensitive_fields(message_type)
-        return True
+        return self
 
     def describe(self, message_type: type) -> Mapping[str, object]:
         """Return the logger and which of `message_type`'s fields are redacted."""
         return {
-            "logger": logger_label(self._logger),
+            "logger": self._label,
             "log_fields": self._log_fields,
             "redacted_fields": sensitive_fields(message_type),
         }
@@ -121,7 +122,7 @@ class Logging:
                     exc_info=exc if unexpected else None,
                 )
                 if unexpected:
-                    mark_logged(exc, context.operation_id)
+                    mark_logged(exc, context)
                 raise
             except asyncio.CancelledError:
                 self._emit(_WARNING, message, context, CANCELLED, started)
@@ -148,13 +149,8 @@ class Logging:
         structlog is configured with another of either. Events are still built from a fresh
         resolution, so processors configured later (``capture_logs`` too) apply to them.
         """
-        config = _STRUCTLOG_CONFIG
-        if config is None:
-            return self._logger.bind()
-        key = (
-            getattr(self._logger, "_wrapper_class", None) or config.default_wrapper_class,
-            getattr(self._logger, "_logger", None) or config.logger_factory,
-        )
+        config = structlog.get_config()
+        key = (config["wrapper_class"], config["logger_factory"])
         if key != self._levels_key:
             self._levels = self._logger.bind()
             self._levels_key = key
@@ -198,7 +194,7 @@ class Logging:
         getattr(logger, _METHODS[level])("dispatch_completed", **event)
 
     def __repr__(self) -> str:
-        return f"Logging(logger={logger_label(self._logger)}, log_fields={self._log_fields!r})"
+        return f"Logging(logger={self._label}, log_fields={self._log_fields!r})"
 
 
 def _level_for(status: OperationStatus) -> int:

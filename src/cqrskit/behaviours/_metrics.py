@@ -7,15 +7,16 @@ import functools
 import threading
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Final
 
 import attrs
 
 from cqrskit._context import Context
-from cqrskit._contracts import CallNext
+from cqrskit._contracts import CallNext, Step
 from cqrskit._errors import MissingExtraError
 from cqrskit._results import Result
+from cqrskit._stages import Stage
 from cqrskit._status import OperationStatus
 from cqrskit.behaviours._outcomes import CANCELLED, exception_status, type_name
 
@@ -105,14 +106,14 @@ class Metrics:
     `registry` defaults to prometheus-client's global ``REGISTRY``. The metric objects are made once per
     registry, so any number of buses and `Metrics` objects can share one registry.
 
-    Place: inside Tracing and Logging, outside the rest (canonical order: Tracing, Logging, Metrics,
-    Audit, Timeout, Authorization, Validation, QueryCache or CacheInvalidation, Retry, Transaction,
-    Idempotency, handler), so the duration covers retries and the status is the caller's.
+    Its place is `Stage.METRICS`: inside Tracing and Logging, outside the rest, so the duration covers
+    retries and the status is the caller's.
 
     Needs ``pip install cqrskit[prometheus]``; without it, constructing this raises `MissingExtraError`.
     """
 
     __slots__ = ("_instruments", "_registry", "_types")
+    stage = Stage.METRICS
 
     def __init__(self, registry: Any = None) -> None:
         try:
@@ -123,10 +124,9 @@ class Metrics:
         self._instruments = _instruments_for(self._registry, prometheus_client)
         self._types: dict[type, _TypeMetrics] = {}
 
-    def applies_to(self, message_type: type) -> bool:
-        """Return True: every message is measured. Resolves `message_type`'s label children now."""
-        self._for(message_type)
-        return True
+    def bind(self, message_type: type) -> Step:
+        """Return this behaviour for `message_type` alone, its label children resolved now."""
+        return functools.partial(_measured, self._for(message_type))
 
     def describe(self, message_type: type) -> Mapping[str, object]:
         """Return the metric names and the ``message_type`` label `message_type` is recorded under."""
@@ -143,13 +143,11 @@ class Metrics:
         return metrics
 
     async def __call__(self, message: Any, context: Context, call_next: CallNext) -> Result[Any]:
-        """Run the rest of the pipeline, then count the dispatch and record its duration."""
-        metrics = self._types.get(type(message)) or self._for(type(message))
-        return await _measured(metrics, message, context, call_next)
+        """Run the rest of the pipeline, then count the dispatch and record its duration.
 
-    def for_message_type(self, message_type: type) -> Callable[..., Awaitable[Result[Any]]]:
-        """Return this behaviour for `message_type` alone, its metrics made now (the bus calls it)."""
-        return functools.partial(_measured, self._types.get(message_type) or self._for(message_type))
+        A bus never calls this: it runs what `bind` returned. It is here for a direct call.
+        """
+        return await self.bind(type(message))(message, context, call_next)
 
     def __repr__(self) -> str:
         return f"Metrics(registry={self._registry!r})"

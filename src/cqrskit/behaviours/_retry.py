@@ -16,6 +16,7 @@ from cqrskit._context import Context
 from cqrskit._contracts import CallNext
 from cqrskit._errors import ConfigurationError
 from cqrskit._results import Result
+from cqrskit._stages import Stage
 from cqrskit.behaviours._database_failures import CommitOutcomeUnknownError, is_transient
 from cqrskit.scope import current_transaction
 
@@ -124,10 +125,10 @@ def _commit_outcome_unknown(exc: BaseException) -> bool:
 class Retry:
     """Runs the rest of the pipeline again when it raises a transient error.
 
-    It sits outside `Transaction` (a serialization failure surfaces at COMMIT, so the whole transaction
-    must run again) and inside Timeout, Authorization and Validation, whose outcomes are Results and are
-    never retried; the bus refuses a `Transaction` listed before it. It retries an exception the
-    `classifier` (default `is_transient`) calls transient, or one of the policy's `retry_on` types, up to
+    Its place is `Stage.RETRY`: outside `Transaction` (a serialization failure surfaces at COMMIT, so
+    the whole transaction must run again; the bus refuses a `Transaction` listed before it) and inside
+    Authorization and Validation, whose outcomes are Results and are never retried. It retries an
+    exception the `classifier` (default `is_transient`) calls transient, or one of the policy's `retry_on` types, up to
     `max_attempts`, sleeping with full-jitter exponential backoff in between and logging a warning each
     time; the last exception propagates and the bus makes it FAILED. It never retries a cancellation,
     a failure Result, or a `CommitOutcomeUnknownError`. Inside a transaction a nested command joined
@@ -138,6 +139,8 @@ class Retry:
 
     `sleep` and `random` are injectable so tests need not wait.
     """
+
+    stage = Stage.RETRY
 
     def __init__(
         self,
@@ -171,9 +174,9 @@ class Retry:
         """Return the policy that applies to `message_type`: its own, or the default."""
         return self._policies.get(message_type, self._default)
 
-    def applies_to(self, message_type: type) -> bool:
-        """Return False when the type's policy allows a single attempt: then there is nothing to do."""
-        return self.policy_for(message_type).max_attempts > 1
+    def bind(self, message_type: type) -> Retry | None:
+        """Leave the pipeline (None) of a type whose policy allows a single attempt: nothing to do."""
+        return self if self.policy_for(message_type).max_attempts > 1 else None
 
     def describe(self, message_type: type) -> Mapping[str, object]:
         """Return the retry policy for `message_type` and the classifier in use."""

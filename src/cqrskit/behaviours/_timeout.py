@@ -13,8 +13,9 @@ from cqrskit._context import Context
 from cqrskit._contracts import CallNext
 from cqrskit._errors import DETAIL, ConfigurationError
 from cqrskit._results import Result
+from cqrskit._stages import Stage
 from cqrskit._status import OperationStatus
-from cqrskit.behaviours._deadlines import DeadlineQueue, Entry
+from cqrskit.behaviours._deadlines import DeadlineQueue
 
 __all__ = ["Timeout"]
 
@@ -36,8 +37,8 @@ def _seconds(value: object, where: str) -> float | None:
 class Timeout:
     """Cancels the rest of the pipeline when it runs longer than its deadline, and returns TIMEOUT.
 
-    It sits outside Authorization, Validation, Retry and Transaction, inside Logging, Tracing, Metrics
-    and Audit (so they record the TIMEOUT), and one deadline covers every attempt Retry makes. `default`
+    Its place is `Stage.TIMEOUT`: inside Logging, Metrics and Audit (so they record the TIMEOUT) and
+    outside Retry, so one deadline covers every attempt Retry makes. `default`
     is the deadline in seconds for every message type, `per_message` overrides it per type (None there
     means no deadline for that type); a type with no deadline leaves Timeout out of its pipeline::
 
@@ -51,6 +52,8 @@ class Timeout:
     Deadlines are kept in one queue per duration and event loop, served by a single loop timer, which
     costs a fraction of an `asyncio.timeout` per dispatch and behaves the same way.
     """
+
+    stage = Stage.TIMEOUT
 
     def __init__(
         self, default: float | None = None, per_message: Mapping[type[Any], float | None] = _NO_OVERRIDES
@@ -72,9 +75,9 @@ class Timeout:
         """Return the deadline in seconds for `message_type`, or None when it has none."""
         return self._per_message.get(message_type, self._default)
 
-    def applies_to(self, message_type: type) -> bool:
-        """Return False for a type with no deadline: the bus leaves Timeout out of its pipeline."""
-        return self.seconds_for(message_type) is not None
+    def bind(self, message_type: type) -> Timeout | None:
+        """Leave the pipeline of a type with no deadline (None); stay in the others."""
+        return None if self.seconds_for(message_type) is None else self
 
     def describe(self, message_type: type) -> Mapping[str, object]:
         """Return the deadline for `message_type`, in seconds."""
@@ -82,39 +85,24 @@ class Timeout:
 
     async def __call__(self, message: Any, context: Context, call_next: CallNext) -> Result[Any]:
         """Run the rest of the pipeline under the deadline of the message's type."""
-        # The hot path inlines DeadlineQueue.start and .finish: each saved call is ~5% of a dispatch.
         queue = self._queues.get(type(message))
         if queue is None or get_ident() != queue.thread or (task := _current_task(queue.loop)) is None:
-            queue, task = self._bind(type(message))
+            queue, task = self._queue_for(type(message))
             if queue is None or task is None:
                 return await call_next(message, context)
-        entry: Entry = [task, queue.time() + queue.seconds, task.cancelling(), False]
-        queue.entries.append(entry)
-        if queue.timer is None:
-            queue.arm(entry[1])
+        entry = queue.start(task)
         try:
             result = await call_next(message, context)
         except BaseException as exc:
-            queue.finish(entry)
-            # entry[3]: the deadline fired. Ours was one of the cancellations: report a timeout only
-            # when no other is pending and the cancellation came back out (a handler may turn it into
-            # another error, which then travels up).
-            if entry[3] and task.uncancel() <= entry[2] and isinstance(exc, asyncio.CancelledError):
+            # Ours was one of the cancellations: a timeout only when the cancellation came back out (a
+            # handler may turn it into another error, which then travels up).
+            if queue.stop(entry) and isinstance(exc, asyncio.CancelledError):
                 return Result.failure(_TIMEOUT, self._errors[queue.seconds])
             raise
-        entry[0] = None
-        entries = queue.entries
-        if entries and entries[0] is entry:
-            entries.popleft()
-            if entries and entries[0][0] is None:
-                queue.drop_finished()
-        else:
-            queue.finished_behind(entry)
-        if entry[3]:
-            task.uncancel()  # the handler swallowed the cancellation and finished: keep its result
+        queue.stop(entry)
         return result
 
-    def _bind(self, message_type: type) -> tuple[DeadlineQueue | None, asyncio.Task[Any] | None]:
+    def _queue_for(self, message_type: type) -> tuple[DeadlineQueue | None, asyncio.Task[Any] | None]:
         """Find the running task and the deadline queue for `message_type` on its loop (the slow path).
 
         It runs once per message type and event loop: afterwards the queue remembers both.

@@ -11,6 +11,7 @@ from cqrskit._contracts import CallNext
 from cqrskit._errors import MissingExtraError
 from cqrskit._messages import Command, Query
 from cqrskit._results import Result
+from cqrskit._stages import Stage
 from cqrskit._status import OperationStatus
 from cqrskit.behaviours._outcomes import CANCELLED, SERVER_FAILURES, exception_status, type_name
 from cqrskit.behaviours._redaction import field_plan, redacted_fields
@@ -36,9 +37,8 @@ class Tracing:
     dispatch opens become its children. With `record_fields` the message's fields are added as
     ``cqrskit.field.<name>`` attributes, sensitive ones as ``"***"``.
 
-    Place: outermost (canonical order: Tracing, Logging, Metrics, Audit, Timeout, Authorization,
-    Validation, QueryCache or CacheInvalidation, Retry, Transaction, Idempotency, handler), so the span
-    covers the whole pipeline and log lines inside it can carry its trace id.
+    Its place is `Stage.TRACING`, outermost, so the span covers the whole pipeline and log lines
+    inside it can carry its trace id.
 
     `tracer` defaults to ``opentelemetry.trace.get_tracer("cqrskit")``, which follows the global tracer
     provider. Needs ``pip install cqrskit[otel]``; without it, constructing this raises
@@ -54,6 +54,7 @@ class Tracing:
         "_status_code",
         "_tracer",
     )
+    stage = Stage.TRACING
 
     def __init__(self, tracer: Tracer | None = None, *, record_fields: bool = False) -> None:
         try:

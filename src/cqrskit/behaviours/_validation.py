@@ -9,6 +9,7 @@ from cqrskit._context import Context
 from cqrskit._contracts import CallNext
 from cqrskit._messages import Message
 from cqrskit._results import Result
+from cqrskit._stages import Stage
 from cqrskit._status import OperationStatus
 
 __all__ = ["Validation"]
@@ -23,10 +24,10 @@ class Validation:
     It calls ``message.validate()``; when that reports errors the dispatch returns VALIDATION_ERROR
     carrying every field's message, and the handler does not run.
 
-    It sits inside Timeout and Authorization (an unauthorized caller learns nothing about which fields
-    are wrong) and outside Retry and Transaction (an invalid message opens no transaction and is never
-    retried). A message type that does not override `Message.validate` has nothing to check, so the
-    bus leaves Validation out of its pipeline. Define the checks on the message::
+    Its place is `Stage.VALIDATION`: inside Authorization (an unauthorized caller learns nothing about
+    which fields are wrong) and outside Retry and Transaction (an invalid message opens no transaction
+    and is never retried). A message type that does not override `Message.validate` has nothing to
+    check, so the bus leaves Validation out of its pipeline. Define the checks on the message::
 
         @attrs.frozen
         class CreateUser(Command[UUID]):
@@ -36,14 +37,16 @@ class Validation:
                 return {} if "@" in self.email else {"email": "must contain @"}
     """
 
-    def applies_to(self, message_type: type) -> bool:
-        """Return True when `message_type` overrides `Message.validate`."""
+    stage = Stage.VALIDATION
+
+    def bind(self, message_type: type) -> Validation | None:
+        """Stay in the pipeline of a type that overrides `Message.validate`; leave the others (None)."""
         validate = getattr(message_type, "validate", _NO_VALIDATION)
-        return validate is not _NO_VALIDATION
+        return None if validate is _NO_VALIDATION else self
 
     def describe(self, message_type: type) -> Mapping[str, object]:
         """Return which ``validate`` method checks `message_type`, or None."""
-        if not self.applies_to(message_type):
+        if self.bind(message_type) is None:
             return {"validate": None}
         return {"validate": f"{message_type.__qualname__}.validate"}
 

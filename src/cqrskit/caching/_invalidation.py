@@ -14,7 +14,9 @@ from cqrskit._context import Context
 from cqrskit._contracts import CallNext
 from cqrskit._errors import ConfigurationError
 from cqrskit._messages import Command
+from cqrskit._pipeline import require_kind
 from cqrskit._results import Result
+from cqrskit._stages import Stage
 from cqrskit._status import OperationStatus
 from cqrskit.caching._aiocache import as_backend
 from cqrskit.caching._failures import FailureLog
@@ -41,10 +43,10 @@ class CacheInvalidation:
     It runs after the command's transaction commits (through `cqrskit.scope.defer_until_commit`;
     at once when no transaction is open) and never for a failed or rolled-back command. A cache
     failure is logged (at most one line per `warn_interval` seconds) and never fails the command.
-    Sit it where the canonical order puts it, outside Retry and Transaction.
+    Its place is `Stage.CACHE`, outside Retry and Transaction.
     """
 
-    message_kinds = (Command,)
+    stage = Stage.CACHE
 
     def __init__(
         self,
@@ -68,6 +70,11 @@ class CacheInvalidation:
         """The `CacheBackend` whose tags this behaviour bumps."""
         return self._backend
 
+    def bind(self, message_type: type) -> CacheInvalidation:
+        """Stay in every command's pipeline; on any bus but a command bus, raise `ConfigurationError`."""
+        require_kind(self, message_type, Command)
+        return self
+
     def describe(self, message_type: type) -> Mapping[str, object]:  # noqa: ARG002 - same for every type
         """Return what this behaviour does for `message_type`, for the route inspector."""
         return {"invalidates": "query results tagged with the affected entities, after commit"}
@@ -75,10 +82,10 @@ class CacheInvalidation:
     async def __call__(self, message: Any, context: Context, call_next: CallNext) -> Result[Any]:
         """Run the rest of the pipeline; on success, invalidate its affected entities after commit."""
         result = await call_next(message, context)
-        if result._status is not _SUCCESS or not result._affected_entities:
+        if result.status is not _SUCCESS or not result.affected_entities:
             return result
         keys: dict[str, None] = {}
-        for entity in result._affected_entities:
+        for entity in result.affected_entities:
             for key in entity_tag_keys(entity.kind, str(entity.id)):
                 keys[key] = None
         work = functools.partial(self._invalidate, tuple(keys))

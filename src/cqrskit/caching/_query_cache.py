@@ -14,7 +14,9 @@ from cqrskit._context import Context
 from cqrskit._contracts import CallNext
 from cqrskit._errors import ConfigurationError
 from cqrskit._messages import Query
-from cqrskit._results import _NO_ERRORS, CacheInfo, Result
+from cqrskit._pipeline import require_kind
+from cqrskit._results import CacheInfo, Result
+from cqrskit._stages import Stage
 from cqrskit._status import OperationStatus
 from cqrskit.caching._aiocache import as_backend
 from cqrskit.caching._failures import FailureLog
@@ -48,12 +50,12 @@ class QueryCache:
     fails, the handler answers and a warning is logged (at most one per operation every
     `warn_interval` seconds).
 
-    Sit it inside Authorization and Validation and outside Retry and Transaction::
+    Its place is `Stage.CACHE`: inside Authorization and Validation, outside Retry and Transaction::
 
         QueryCache(cache, {GetUser: CachePolicy(ttl=300, tags=lambda q: [("user", q.user_id)])})
     """
 
-    message_kinds = (Query,)
+    stage = Stage.CACHE
 
     def __init__(
         self,
@@ -106,9 +108,13 @@ class QueryCache:
         """The `CacheBackend` this behaviour reads and writes."""
         return self._backend
 
-    def applies_to(self, message_type: type) -> bool:
-        """Return True for the query types that have a policy."""
-        return message_type in self._plans
+    def bind(self, message_type: type) -> QueryCache | None:
+        """Stay in the pipeline of a query type with a policy; leave the others (None).
+
+        On a bus that is not a query bus it raises `ConfigurationError`.
+        """
+        require_kind(self, message_type, Query)
+        return self if message_type in self._plans else None
 
     def describe(self, message_type: type) -> Mapping[str, object]:
         """Return the policy of `message_type`, for the route inspector."""
@@ -174,7 +180,8 @@ class QueryCache:
             self._failures.record("decode", exc, key=key)
             return None
         info = CacheInfo(hit=True, key=key, ttl=ttl)
-        return Result(_SUCCESS, value, _NO_ERRORS, (), pagination, info, context._operation_id)
+        hit = Result.success(value, pagination=pagination, cache_info=info)
+        return hit.evolve(operation_id=context.operation_id)
 
     async def _read(self, key: str, tag_keys: list[str] | None) -> tuple[Any, list[Any]]:
         """Return the entry under `key` and the current versions of `tag_keys`, in one round trip."""

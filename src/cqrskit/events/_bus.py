@@ -8,19 +8,9 @@ from typing import Any
 
 import structlog
 
-from cqrskit import _operation_ids
-from cqrskit._bus import _type_name
-from cqrskit._context import Context, dispatch_context
+from cqrskit._bus import BusCore, type_name
+from cqrskit._context import Context
 from cqrskit._errors import ConfigurationError, HandlerNotFoundError
-from cqrskit._outcome import result_from_exception, was_logged
-from cqrskit._pipeline import (
-    Pipeline,
-    call_target,
-    check_behaviours,
-    compose,
-    handler_step,
-    selected_behaviours,
-)
 from cqrskit._results import Result
 from cqrskit.events._event import Event
 
@@ -40,14 +30,6 @@ def _subscriber_name(value: object) -> str:
     return f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', repr(target))}"
 
 
-class _Subscription:
-    __slots__ = ("name", "pipeline")
-
-    def __init__(self, name: str, pipeline: Pipeline) -> None:
-        self.name = name
-        self.pipeline = pipeline
-
-
 class EventBus:
     """Delivers an event to every subscriber of its type, each through the behaviours given.
 
@@ -56,10 +38,10 @@ class EventBus:
     class, or a mapping of name to handler when you want to choose the names. A name is how the
     `Consumer`'s inbox remembers that a subscriber has handled a message, so keep it stable.
     Behaviours are listed outermost first; one pipeline per (event type, subscriber) is composed
-    here, once.
+    here, once, by the core every bus shares.
     """
 
-    __slots__ = ("_behaviours", "_by_name", "_chains", "_logger", "_routes", "_subscriptions")
+    __slots__ = ("_chains", "_core", "_logger", "_routes", "_subscribers")
 
     def __init__(
         self,
@@ -72,30 +54,25 @@ class EventBus:
             raise ConfigurationError(
                 f"handlers must map event types to sequences of subscribers, got {type(handlers).__name__}"
             )
-        behaviour_list = tuple(behaviours)
-        check_behaviours(behaviour_list, Event)
-        targets = {id(b): call_target(b) for b in behaviour_list}
-        subscriptions: dict[type, tuple[_Subscription, ...]] = {}
+        self._core = core = BusCore(behaviours, "EventBus", logger)
+        subscribers: dict[type, tuple[str, ...]] = {}
         chains: dict[type, tuple[object, ...]] = {}
         routes: dict[type, Mapping[str, object]] = {}
-        for event_type, subscribers in handlers.items():
+        for event_type, given in handlers.items():
             if not (isinstance(event_type, type) and issubclass(event_type, Event)):  # type: ignore[redundant-expr]  # checked for callers without a type checker
                 raise ConfigurationError(
-                    f"EventBus routes Event subclasses only; {_type_name(event_type)} is not one"
+                    f"EventBus routes Event subclasses only; {type_name(event_type)} is not one"
                 )
-            named = self._named(event_type, subscribers)
-            chain = selected_behaviours(behaviour_list, event_type)
-            subscriptions[event_type] = tuple(
-                _Subscription(name, compose(handler_step(event_type, value), chain, targets, event_type))
-                for name, value in named.items()
-            )
-            chains[event_type] = chain
+            named = self._named(event_type, given)
+            bound = core.bind(event_type)
+            for name, value in named.items():
+                core.add_route((event_type, name), event_type, value, bound)
+            subscribers[event_type] = tuple(named)
+            chains[event_type] = tuple(behaviour for behaviour, _ in bound)
             routes[event_type] = MappingProxyType(named)
-        self._subscriptions = subscriptions
-        self._by_name = {(t, s.name): s for t, subs in subscriptions.items() for s in subs}
+        self._subscribers = subscribers
         self._chains: Mapping[type, tuple[object, ...]] = MappingProxyType(chains)
         self._routes: Mapping[type, Mapping[str, object]] = MappingProxyType(routes)
-        self._behaviours = behaviour_list
         self._logger = logger if logger is not None else structlog.get_logger("cqrskit")
 
     @staticmethod
@@ -104,7 +81,7 @@ class EventBus:
             return {str(name): value for name, value in subscribers.items()}
         if isinstance(subscribers, (str, bytes)) or not isinstance(subscribers, Iterable):
             raise ConfigurationError(
-                f"the subscribers of {_type_name(event_type)} must be a sequence of handlers or a "
+                f"the subscribers of {type_name(event_type)} must be a sequence of handlers or a "
                 f"mapping of name to handler, got {subscribers!r}"
             )
         named: dict[str, object] = {}
@@ -125,7 +102,7 @@ class EventBus:
     @property
     def behaviours(self) -> tuple[object, ...]:
         """Every behaviour the bus was built with, outermost first."""
-        return self._behaviours
+        return self._core.behaviours
 
     def behaviours_for(self, event_type: type) -> tuple[object, ...]:
         """Return the behaviours in `event_type`'s pipelines, outermost first."""
@@ -136,7 +113,7 @@ class EventBus:
 
     def subscribers(self, event_type: type) -> tuple[str, ...]:
         """Return the names of `event_type`'s subscribers, in the order they run (maybe none)."""
-        return tuple(s.name for s in self._subscriptions.get(event_type, ()))
+        return self._subscribers.get(event_type, ())
 
     async def publish(self, event: Event, context: Context | None = None) -> tuple[Result[Any], ...]:
         """Run every subscriber of ``type(event)``, one after the other; return one Result each.
@@ -145,45 +122,32 @@ class EventBus:
         gets a failed Result (an unexpected exception is logged with its traceback) and the others
         still run. An event type nobody subscribes to gives an empty tuple.
         """
-        subscriptions = self._subscriptions.get(type(event))
-        if not subscriptions:
+        names = self._subscribers.get(type(event))
+        if not names:
             return ()
-        return tuple([await self._run(s, event, context) for s in subscriptions])
+        return tuple([await self._run(name, event, context) for name in names])
 
     async def deliver(self, event: Event, subscriber: str, context: Context | None = None) -> Result[Any]:
         """Run one subscriber, by name, and return its Result (the `Consumer` calls this)."""
-        subscription = self._by_name.get((type(event), subscriber))
-        if subscription is None:
-            raise HandlerNotFoundError(type(event))
-        return await self._run(subscription, event, context)
+        return await self._run(subscriber, event, context)
 
-    async def _run(self, subscription: _Subscription, event: Event, context: Context | None) -> Result[Any]:
-        operation_id = _operation_ids.new_operation_id()
-        context = dispatch_context(context, operation_id)
-        try:
-            result = await subscription.pipeline(event, context)
-        except (HandlerNotFoundError, ConfigurationError):
-            raise
-        except Exception as exc:  # noqa: BLE001 - one subscriber's failure never stops the others
-            return result_from_exception(
-                exc, event, context, log=not was_logged(exc, operation_id), logger=self._logger
-            )
+    async def _run(self, subscriber: str, event: Event, context: Context | None) -> Result[Any]:
+        result = await self._core.dispatch(event, context, (type(event), subscriber))
         if result.is_failure:
             self._logger.warning(
                 "subscriber_failed",
                 event_type=type(event).__qualname__,
-                subscriber=subscription.name,
+                subscriber=subscriber,
                 status=str(result.status),
-                operation_id=operation_id,
-                correlation_id=context.correlation_id,
+                operation_id=result.operation_id,
+                correlation_id=(context.correlation_id if context is not None else None)
+                or result.operation_id,
             )
-        if result._operation_id is None:  # a behaviour's own Result: the bus fills the id in
-            result = result.evolve(operation_id=operation_id)
         return result
 
     def __repr__(self) -> str:
-        count = sum(len(s) for s in self._subscriptions.values())
+        count = sum(len(names) for names in self._subscribers.values())
         return (
-            f"EventBus({len(self._subscriptions)} event types, {count} subscribers, "
-            f"{len(self._behaviours)} behaviours)"
+            f"EventBus({len(self._subscribers)} event types, {count} subscribers, "
+            f"{len(self._core.behaviours)} behaviours)"
         )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import time
 import typing
@@ -16,7 +15,9 @@ from cqrskit._context import Context
 from cqrskit._contracts import CallNext
 from cqrskit._errors import ConflictError
 from cqrskit._messages import Command
+from cqrskit._pipeline import require_kind
 from cqrskit._results import AffectedEntity, Result
+from cqrskit._stages import Stage
 from cqrskit._status import OperationStatus
 from cqrskit.events._envelope import default_converter
 from cqrskit.events._tables import create_event_tables, event_tables, insert_for
@@ -49,12 +50,13 @@ class Idempotency:
     that fails rolls its row back with everything else, so a repeat runs afresh. A key used again
     for another command type is a CONFLICT; keys expire `expires_after` seconds after use.
 
-    Sits INSIDE `Transaction` (list it after it), so its row commits with the command's effects;
+    Its place is `Stage.IDEMPOTENCY`, inside `Transaction` (list it after it), so its row commits with
+    the command's effects;
     data is stored with cattrs and comes back as the command's return type. Create its table with
     `create_tables` (or `cqrskit.events.create_event_tables`).
     """
 
-    message_kinds: tuple[type, ...] = (Command,)
+    stage = Stage.IDEMPOTENCY
 
     def __init__(
         self,
@@ -73,19 +75,15 @@ class Idempotency:
         self._return_types: dict[type, Any] = {}
         self._names: dict[type, str] = {}
 
-    @property
-    def inside_of(self) -> tuple[type, ...]:
-        """`Transaction` must sit outside this behaviour."""
-        try:
-            return (importlib.import_module("cqrskit.sqlalchemy").Transaction,)
-        except (ImportError, AttributeError):
-            return ()
+    def bind(self, message_type: type) -> Idempotency:
+        """Stay in every command's pipeline; learn its return type and stored name now, once.
 
-    def applies_to(self, message_type: type) -> bool:
-        """Take part in every command's pipeline; learn its return type and stored name now, once."""
+        On a bus that is not a command bus it raises `ConfigurationError`.
+        """
+        require_kind(self, message_type, Command)
         self._return_types[message_type] = _return_type(message_type)
         self._names[message_type] = f"{message_type.__module__}.{message_type.__qualname__}"
-        return True
+        return self
 
     def describe(self, message_type: type) -> dict[str, object]:  # noqa: ARG002 - same for every type
         """Return the key lifetime, for the route inspector."""

@@ -12,10 +12,12 @@ import sqlalchemy as sa
 from cqrskit._context import Context
 from cqrskit._contracts import CallNext
 from cqrskit._messages import Command
+from cqrskit._pipeline import require_kind
 from cqrskit._results import Result
+from cqrskit._stages import Stage
 from cqrskit.events._envelope import envelope_for
 from cqrskit.events._event import Event
-from cqrskit.events._publishers import _current_context, outer_behaviour_types
+from cqrskit.events._publishers import CURRENT_CONTEXT
 from cqrskit.events._tables import create_event_tables, event_tables, key_lock_id, partition_of
 
 if TYPE_CHECKING:
@@ -33,11 +35,12 @@ class OutboxPublisher:
     raises. Events with the same ordering key are written one transaction at a time (a
     transaction-scoped advisory lock on PostgreSQL), so their outbox order is their commit order.
 
-    List it as a command-bus behaviour too, inside `Transaction`, and the rows carry the command's
-    correlation id and principal without handlers passing their context.
+    List it as a command-bus behaviour too, at `Stage.PUBLISHING` (inside `Transaction`, before
+    `Idempotency`), and the rows carry the command's correlation id and principal without handlers
+    passing their context.
     """
 
-    message_kinds: tuple[type, ...] = (Command,)
+    stage = Stage.PUBLISHING
 
     def __init__(
         self,
@@ -55,10 +58,10 @@ class OutboxPublisher:
         self._notified = f"cqrskit_outbox_notified:{schema or ''}"
         self._postgres = database.dialect_name == "postgresql"
 
-    @property
-    def inside_of(self) -> tuple[type, ...]:
-        """Retry and Transaction must sit outside this behaviour."""
-        return outer_behaviour_types()
+    def bind(self, message_type: type) -> OutboxPublisher:
+        """Stay in every command's pipeline; on any bus but a command bus, raise `ConfigurationError`."""
+        require_kind(self, message_type, Command)
+        return self
 
     async def create_tables(self) -> None:
         """Create the outbox (and the other event tables) in this publisher's schema."""
@@ -66,16 +69,16 @@ class OutboxPublisher:
 
     async def __call__(self, message: Any, context: Context, call_next: CallNext) -> Result[Any]:
         """Make the command's context the one its published events carry."""
-        token = _current_context.set(context)
+        token = CURRENT_CONTEXT.set(context)
         try:
             return await call_next(message, context)
         finally:
-            _current_context.reset(token)
+            CURRENT_CONTEXT.reset(token)
 
     async def publish(self, event: Event, context: Context | None = None) -> None:
         """Insert `event` into the outbox through the current transaction's session."""
         if context is None:
-            context = _current_context.get()
+            context = CURRENT_CONTEXT.get()
         envelope = envelope_for(event, context, converter=self._converter, names=self._names)
         session = self._database.session
         postgres = self._postgres

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Protocol
@@ -10,14 +9,16 @@ from typing import TYPE_CHECKING, Any, Protocol
 from cqrskit._context import Context
 from cqrskit._contracts import CallNext
 from cqrskit._messages import Command
+from cqrskit._pipeline import require_kind
 from cqrskit._results import Result
+from cqrskit._stages import Stage
 from cqrskit.events._event import Event
 from cqrskit.scope import defer_until_commit
 
 if TYPE_CHECKING:
     from cqrskit.events._bus import EventBus
 
-__all__ = ["EventPublisher", "InProcessPublisher", "current_context", "outer_behaviour_types"]
+__all__ = ["CURRENT_CONTEXT", "EventPublisher", "InProcessPublisher", "current_context"]
 
 
 class EventPublisher(Protocol):
@@ -32,34 +33,21 @@ class EventPublisher(Protocol):
         ...
 
 
-_current_context: ContextVar[Context | None] = ContextVar("cqrskit_events_context", default=None)
+CURRENT_CONTEXT: ContextVar[Context | None] = ContextVar("cqrskit_events_context", default=None)
+"""The context of the command a publisher behaviour wraps in this task (set by both publishers)."""
 
 
 def current_context() -> Context | None:
     """Return the context of the command a publisher behaviour wraps in this task, or None."""
-    return _current_context.get()
-
-
-def outer_behaviour_types() -> tuple[type, ...]:
-    """Behaviour types that must sit outside a publisher: Retry and Transaction, when installed."""
-    types: list[type] = []
-    # Both live in modules that may be missing (another extra, another part of cqrskit): look them
-    # up by name rather than import them at module level.
-    for module, name in (("cqrskit.behaviours._retry", "Retry"), ("cqrskit.sqlalchemy", "Transaction")):
-        try:
-            found = getattr(importlib.import_module(module), name)
-        except (ImportError, AttributeError):
-            continue
-        types.append(found)
-    return tuple(types)
+    return CURRENT_CONTEXT.get()
 
 
 class InProcessPublisher:
     """Delivers published events to an `EventBus` in this process, once the command's work is durable.
 
     Use the same object twice in the container: injected into handlers as their `EventPublisher`,
-    and listed as a command-bus behaviour INSIDE `Retry` and `Transaction` (last, or just before
-    `Idempotency`). As a behaviour it collects what the handler publishes; when the command
+    and listed as a command-bus behaviour at `Stage.PUBLISHING`: inside `Retry` and `Transaction`, before
+    `Idempotency`. As a behaviour it collects what the handler publishes; when the command
     succeeds, it hands the events to the open transaction to deliver after the outermost COMMIT
     (before ``execute`` returns, outside the committed session), or, with no transaction open,
     delivers them as soon as the handler has returned. An attempt that fails or rolls back,
@@ -67,7 +55,7 @@ class InProcessPublisher:
     command's context. A subscriber's failure is logged and never changes the command's Result.
     """
 
-    message_kinds: tuple[type, ...] = (Command,)
+    stage = Stage.PUBLISHING
 
     def __init__(self, event_bus: EventBus) -> None:
         self._event_bus = event_bus
@@ -76,20 +64,20 @@ class InProcessPublisher:
             f"cqrskit_in_process_{id(self):x}", default=None
         )
 
-    @property
-    def inside_of(self) -> tuple[type, ...]:
-        """Retry and Transaction must sit outside this behaviour."""
-        return outer_behaviour_types()
+    def bind(self, message_type: type) -> InProcessPublisher:
+        """Stay in every command's pipeline; on any bus but a command bus, raise `ConfigurationError`."""
+        require_kind(self, message_type, Command)
+        return self
 
     async def __call__(self, message: Any, context: Context, call_next: CallNext) -> Result[Any]:
         """Collect the events the rest of the pipeline publishes; deliver them when it succeeds."""
         pending: list[Event] = []
         token = self._pending.set(pending)
-        context_token = _current_context.set(context)
+        context_token = CURRENT_CONTEXT.set(context)
         try:
             result = await call_next(message, context)
         finally:
-            _current_context.reset(context_token)
+            CURRENT_CONTEXT.reset(context_token)
             self._pending.reset(token)
         if result.is_success and pending:
             await self._deliver_later(tuple(pending), context.child())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
@@ -11,7 +10,9 @@ from cqrskit._context import Context
 from cqrskit._contracts import CallNext
 from cqrskit._errors import ConfigurationError
 from cqrskit._messages import Command
+from cqrskit._pipeline import require_kind
 from cqrskit._results import Result
+from cqrskit._stages import Stage
 from cqrskit.sqlalchemy._block import TransactionBlock
 from cqrskit.sqlalchemy._database import Database
 from cqrskit.sqlalchemy._isolation import check_level
@@ -22,8 +23,9 @@ __all__ = ["Transaction"]
 class Transaction:
     """Run each command in one transaction: commit on a SUCCESS Result, roll back on anything else.
 
-    Put it on the command bus, inside `Retry` (a serialization failure surfaces at COMMIT, so `Retry`
-    must re-run the whole transaction; the bus refuses the reverse order) and outside `Idempotency`.
+    Put it on the command bus. Its place is `Stage.TRANSACTION`: inside `Retry` (a serialization
+    failure surfaces at COMMIT, so `Retry` must re-run the whole transaction; the bus refuses the
+    reverse order) and outside the event publishers and `Idempotency`.
     Handlers and repositories reach the transaction's session through ``database.session``::
 
         providers.Singleton(
@@ -42,7 +44,7 @@ class Transaction:
     own writes, and its deferred work waits for the outermost commit.
     """
 
-    message_kinds: tuple[type, ...] = (Command,)
+    stage = Stage.TRANSACTION
 
     def __init__(
         self,
@@ -71,14 +73,10 @@ class Transaction:
         for each in {*levels.values(), self._default}:
             database._maker(each)  # build each level's session factory now, not at the first command
 
-    @property
-    def inside_of(self) -> tuple[type, ...]:
-        """`Retry` must sit outside this behaviour (it re-runs the whole transaction)."""
-        try:
-            retry = importlib.import_module("cqrskit.behaviours._retry")
-        except ImportError:  # the policy behaviours are not there: nothing to order against
-            return ()
-        return (retry.Retry,)
+    def bind(self, message_type: type) -> Transaction:
+        """Stay in every command's pipeline; on any bus but a command bus, raise `ConfigurationError`."""
+        require_kind(self, message_type, Command)
+        return self
 
     def isolation_for(self, message_type: type) -> str | None:
         """Return the isolation level `message_type` runs at (None: the database default)."""
