@@ -8,7 +8,7 @@ from typing import Any
 import attrs
 from dependency_injector import containers, providers
 
-from cqrskit import CallNext, Command, CommandBus, Context, Query, QueryBus, Result
+from cqrskit import CallNext, Command, CommandBus, Context, Query, QueryBus, Result, Stage
 from cqrskit.behaviours import Authenticated, Authorization, RequirePermissions, Retry
 from cqrskit.events import Event, EventBus
 from cqrskit.sqlalchemy import Database, Transaction
@@ -55,20 +55,22 @@ class Timing:
     async def __call__(self, message: Any, context: Context, call_next: CallNext) -> Result[Any]:
         return await call_next(message, context)
 
-    def applies_to(self, message_type: type) -> bool:
-        return message_type is not GetOrder
+    def bind(self, message_type: type) -> Timing | None:
+        return None if message_type is GetOrder else self
 
     def describe(self, message_type: type) -> Mapping[str, object]:
         return {"timeout": 2.5}
 
 
 class Outer:
+    stage = Stage.LOGGING
+
     async def __call__(self, message: Any, context: Context, call_next: CallNext) -> Result[Any]:
         return await call_next(message, context)
 
 
 class Inner:
-    inside_of = (Outer,)
+    stage = Stage.RETRY
 
     async def __call__(self, message: Any, context: Context, call_next: CallNext) -> Result[Any]:
         return await call_next(message, context)
@@ -118,7 +120,7 @@ class MissingRuleContainer(containers.DeclarativeContainer):
 
 
 class WrongOrderContainer(containers.DeclarativeContainer):
-    """Inner must sit inside Outer; listing it first is refused when the bus is built."""
+    """Inner's stage is inside Outer's; listing it first is refused when the bus is built."""
 
     command_bus = providers.Singleton(
         CommandBus,

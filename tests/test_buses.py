@@ -25,8 +25,10 @@ from cqrskit import (
     QueryBus,
     Result,
     ResultError,
+    Stage,
     ValidationFailedError,
 )
+from cqrskit.behaviours import Logging
 from cqrskit.testing import Recorded, RecordingBehaviour
 
 
@@ -98,8 +100,8 @@ class OnlyFor:
         self.journal = journal
         self.types = types
 
-    def applies_to(self, message_type: type) -> bool:
-        return message_type in self.types
+    def bind(self, message_type: type) -> OnlyFor | None:
+        return self if message_type in self.types else None
 
     async def __call__(self, message: Any, context: Context, call_next: CallNext) -> Result[Any]:
         self.journal.append(type(message).__name__)
@@ -160,9 +162,9 @@ class TestPipelineOrder:
         assert [(r.behaviour, r.error) for r in journal if r.phase == "after"] == [("b", error), ("a", error)]
 
 
-class TestAppliesTo:
+class TestBindHook:
     async def test_a_behaviour_is_left_out_for_other_types(self) -> None:
-        """A behaviour whose applies_to says False is not in that type's pipeline and never runs for it."""
+        """A behaviour whose bind returns None is not in that type's pipeline and never runs for it."""
         journal: list[str] = []
         only = OnlyFor(journal, CreateUser)
         bus = CommandBus({CreateUser: CreateUserHandler(), DeleteUser: DeleteUserHandler()}, [only])
@@ -173,8 +175,8 @@ class TestAppliesTo:
         assert bus.behaviours_for(DeleteUser) == ()
         assert bus.behaviours == (only,)
 
-    async def test_for_message_type_specialises_a_behaviour_once_per_type(self) -> None:
-        """A behaviour's for_message_type is asked once per type at build; dispatches call what it gave."""
+    async def test_bind_is_asked_once_per_type_and_can_specialise(self) -> None:
+        """A behaviour's bind is asked once per type at build; dispatches call what it returned."""
         asked: list[str] = []
         ran: list[str] = []
 
@@ -182,7 +184,7 @@ class TestAppliesTo:
             async def __call__(self, message: Any, context: Context, call_next: CallNext) -> Result[Any]:
                 raise AssertionError("the bus must call the specialised form")
 
-            def for_message_type(self, message_type: type) -> Any:
+            def bind(self, message_type: type) -> Any:
                 asked.append(message_type.__name__)
 
                 async def specialised(message: Any, context: Context, call_next: CallNext) -> Result[Any]:
@@ -198,6 +200,16 @@ class TestAppliesTo:
         assert (await bus.execute(DeleteUser(NEW_ID))).is_success
         assert ran == ["CreateUser", "CreateUser", "CreateUser", "DeleteUser"]
         assert sorted(asked) == ["CreateUser", "DeleteUser"]
+
+    def test_a_bind_that_returns_no_callable_is_refused(self) -> None:
+        """bind must return a callable step, the behaviour itself, or None."""
+
+        class Broken(Outer):
+            def bind(self, message_type: type) -> Any:
+                return 42
+
+        with pytest.raises(ConfigurationError, match=r"Broken.bind\(CreateUser\) returned a int"):
+            CommandBus({CreateUser: CreateUserHandler()}, [Broken()])
 
     def test_behaviours_for_an_unrouted_type(self) -> None:
         """behaviours_for a type with no route raises HandlerNotFoundError."""
@@ -276,19 +288,24 @@ class NeedsArgument:
 
 
 class QueryOnly:
-    message_kinds = (Query,)
+    def bind(self, message_type: type) -> QueryOnly:
+        if not issubclass(message_type, Query):
+            raise ConfigurationError("QueryOnly works on Query buses only")
+        return self
 
     async def __call__(self, message: Any, context: Context, call_next: CallNext) -> Result[Any]:
         return await call_next(message, context)
 
 
 class Outer:
+    stage = Stage.LOGGING
+
     async def __call__(self, message: Any, context: Context, call_next: CallNext) -> Result[Any]:
         return await call_next(message, context)
 
 
 class Inner:
-    inside_of = (Outer,)
+    stage = Stage.RETRY
 
     async def __call__(self, message: Any, context: Context, call_next: CallNext) -> Result[Any]:
         return await call_next(message, context)
@@ -378,9 +395,9 @@ class TestWiringChecks:
             CommandBus({CreateUser: CreateUserHandler()}, [QueryOnly()])
         QueryBus({GetUser: GetUserHandler()}, [QueryOnly()])
 
-    def test_inside_of_order_violation(self) -> None:
-        """A behaviour listed outside one it must sit inside of is refused; the right order is accepted."""
-        with pytest.raises(ConfigurationError, match="must sit outside"):
+    def test_stage_order_violation(self) -> None:
+        """Behaviours listed against the order of their stages are refused; the right order is accepted."""
+        with pytest.raises(ConfigurationError, match="list Outer before Inner in this CommandBus's behaviours"):
             CommandBus({CreateUser: CreateUserHandler()}, [Inner(), Outer()])
         CommandBus({CreateUser: CreateUserHandler()}, [Outer(), Inner()])
         CommandBus({CreateUser: CreateUserHandler()}, [Inner()])
@@ -604,38 +621,40 @@ class TestExceptionsBecomeResults:
         assert isinstance(entry["exc_info"], RuntimeError)
         assert entry["exc_info"].__traceback__ is not None
 
-    async def test_a_self_logging_behaviour_stops_the_bus_logging(self) -> None:
-        """When a behaviour in the chain says logs_errors, the bus does not log the exception again."""
-
-        class SelfLogging(Outer):
-            logs_errors = True
-
-        bus = CommandBus(
-            {CreateUser: Raising(RuntimeError("x")), DeleteUser: Raising(RuntimeError("y"))},
-            [OnlyForLogging(SelfLogging(), CreateUser)],
-        )
+    async def test_logged_once_by_logging_when_it_is_present(self) -> None:
+        """An exception that passed through Logging is logged there, with its traceback, and not again."""
+        bus = CommandBus({CreateUser: Raising(RuntimeError("x"))}, [Logging()])
         with structlog.testing.capture_logs() as logs:
-            created = await bus.execute(CreateUser("x"))
-            deleted = await bus.execute(DeleteUser(NEW_ID))
-        assert created.status is deleted.status is OperationStatus.FAILED
-        assert [entry["operation_id"] for entry in logs] == [deleted.operation_id]
+            result = await bus.execute(CreateUser("x"))
+        assert result.status is OperationStatus.FAILED
+        tracebacks = [entry for entry in logs if "exc_info" in entry]
+        assert [(entry["event"], entry["operation_id"]) for entry in tracebacks] == [
+            ("dispatch_completed", result.operation_id)
+        ]
 
-    async def test_an_error_raised_outside_a_self_logging_behaviour_is_logged(self) -> None:
-        """The bus still logs an exception that never passed through the self-logging behaviour."""
-
-        class SelfLogging(Outer):
-            logs_errors = True
+    async def test_logged_once_by_the_bus_when_raised_outside_logging(self) -> None:
+        """An exception raised by a behaviour listed before Logging never passed through it: the bus logs it."""
 
         async def broken(message: Any, context: Context, call_next: CallNext) -> Result[Any]:
             raise RuntimeError("outside")
 
-        bus = CommandBus({CreateUser: CreateUserHandler()}, [broken, SelfLogging()])
+        bus = CommandBus({CreateUser: CreateUserHandler()}, [broken, Logging()])
         with structlog.testing.capture_logs() as logs:
             result = await bus.execute(CreateUser("x"))
         assert result.status is OperationStatus.FAILED
         assert [(entry["event"], entry["operation_id"]) for entry in logs] == [
             ("dispatch_failed", result.operation_id)
         ]
+
+    async def test_the_same_exception_raised_again_is_logged_again(self) -> None:
+        """The mark names its dispatch: an exception object raised by a later dispatch is logged afresh."""
+        error = RuntimeError("again")
+        bus = CommandBus({CreateUser: Raising(error)}, [Logging()])
+        with structlog.testing.capture_logs() as logs:
+            first = await bus.execute(CreateUser("x"))
+            second = await bus.execute(CreateUser("x"))
+        tracebacks = [entry["operation_id"] for entry in logs if "exc_info" in entry]
+        assert tracebacks == [first.operation_id, second.operation_id]
 
     async def test_a_behaviour_that_raises(self) -> None:
         """An exception raised by a behaviour becomes a Result too."""
@@ -645,22 +664,6 @@ class TestExceptionsBecomeResults:
 
         result = await CommandBus({CreateUser: CreateUserHandler()}, [broken]).execute(CreateUser("x"))
         assert result.status is OperationStatus.CONFLICT
-
-
-class OnlyForLogging:
-    """Wraps a self-logging behaviour so that it applies to some types only."""
-
-    def __init__(self, inner: Any, *types: type) -> None:
-        self.inner = inner
-        self.types = types
-        self.logs_errors = True
-
-    def applies_to(self, message_type: type) -> bool:
-        return message_type in self.types
-
-    async def __call__(self, message: Any, context: Context, call_next: CallNext) -> Result[Any]:
-        result: Result[Any] = await self.inner(message, context, call_next)
-        return result
 
 
 class TestCancellation:

@@ -115,10 +115,10 @@ class TestAuditDirect:
         assert sink.records[0].fields == {"credentials": {"username": "alice", "secret": "***"}}
 
     def test_message_types_restrict_what_is_audited(self) -> None:
-        """applies_to is True for the listed types (and their subclasses) only; describe says so."""
+        """bind keeps Audit for the listed types (and their subclasses) only; describe says so."""
         audit = Audit(MemoryAuditSink(), message_types=[Register])
-        assert audit.applies_to(Register) is True
-        assert audit.applies_to(FindUser) is False
+        assert audit.bind(Register) is not None
+        assert audit.bind(FindUser) is None
         assert audit.describe(Register) == {
             "sink": "MemoryAuditSink()",
             "audited": True,

@@ -182,10 +182,10 @@ class TestAuthorization:
         ) == ("RequirePermissions('x', resource_field='id', allow_owner=True, allow_admin_override=False)")
         assert (repr(Public()), repr(Authenticated()), repr(DENY)) == ("Public()", "Authenticated()", "DENY")
 
-    def test_applies_to_every_type(self) -> None:
+    def test_binds_to_every_type(self) -> None:
         """Authorization takes part in every pipeline, mapped or not (fail closed)."""
         authorization = Authorization(RULES)
-        assert all(authorization.applies_to(t) for t in (Ping, Rename, Sleep, GetName))
+        assert all(authorization.bind(t) is not None for t in (Ping, Rename, Sleep, GetName))
 
 
 class TestRuleConfiguration:
@@ -212,7 +212,7 @@ class TestRuleConfiguration:
         """A resource_field the message type lacks is refused when the bus asks about that type."""
         authorization = Authorization({Ping: RequirePermissions("x", resource_field="user_id")})
         with pytest.raises(ConfigurationError, match=r"Ping\.user_id"):
-            authorization.applies_to(Ping)
+            authorization.bind(Ping)
         with pytest.raises(ConfigurationError, match=r"Ping\.user_id"):
             authorization.describe(Ping)
 
@@ -245,7 +245,7 @@ class TestRuleConfiguration:
                 return self.path.rsplit("/", 1)[0]
 
         authorization = Authorization({Move: RequirePermissions("fs:write", resource_field="folder")})
-        assert authorization.applies_to(Move)
+        assert authorization.bind(Move) is not None
 
     @pytest.mark.parametrize(
         ("rules", "default"),

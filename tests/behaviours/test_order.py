@@ -1,4 +1,4 @@
-"""The canonical order of the policy behaviours, and the inside_of check that enforces part of it."""
+"""The canonical order of the behaviours (`Stage`), checked when a bus is built, and what it buys."""
 
 from __future__ import annotations
 
@@ -15,10 +15,14 @@ from cqrskit import (
     Context,
     OperationStatus,
     Principal,
+    Query,
+    QueryBus,
     Result,
+    Stage,
 )
 from cqrskit.behaviours import (
     Authorization,
+    Logging,
     Public,
     RequirePermissions,
     Retry,
@@ -35,14 +39,18 @@ MEMBER = Principal("1", {"user:register"})
 
 
 class FakeTransaction:
-    """A stand-in for the SQLAlchemy Transaction: commands only, inside Retry, opens a scope.
+    """A stand-in for the SQLAlchemy Transaction: commands only, at its stage, opens a scope.
 
     It records each begin, commit and rollback, and raises the errors in `commit_errors` at COMMIT,
     as a serialization failure would.
     """
 
-    message_kinds = (Command,)
-    inside_of = (Retry,)
+    stage = Stage.TRANSACTION
+
+    def bind(self, message_type: type) -> FakeTransaction:
+        if not issubclass(message_type, Command):
+            raise ConfigurationError("FakeTransaction works on Command buses only")
+        return self
 
     def __init__(self, *commit_errors: Exception) -> None:
         self.journal: list[str] = []
@@ -107,13 +115,59 @@ def canonical_container(transaction: FakeTransaction, handler: object) -> contai
     return Container()
 
 
-class TestInsideOf:
-    """A behaviour's inside_of names the behaviour types that must sit outside it."""
+class TestStageOrder:
+    """Behaviours that declare a `Stage` must be listed in the order of their stages."""
 
     def test_transaction_before_retry_is_refused(self) -> None:
-        """Listing the transaction stand-in before Retry raises ConfigurationError naming both."""
-        with pytest.raises(ConfigurationError, match=r"Retry\(.*must sit outside.*FakeTransaction"):
+        """Listing the transaction stand-in before Retry raises one short sentence naming both classes."""
+        with pytest.raises(ConfigurationError) as raised:
             CommandBus({Ping: RegisterHandler()}, [FakeTransaction(), Retry()])
+        assert str(raised.value) == (
+            "Retry must sit outside FakeTransaction: "
+            "list Retry before FakeTransaction in this CommandBus's behaviours"
+        )
+
+    def test_the_message_names_classes_not_reprs(self) -> None:
+        """The message shows class names only, whatever the behaviours' reprs hold."""
+        with pytest.raises(ConfigurationError) as raised:
+            QueryBus({}, [Validation(), Logging()])
+        assert str(raised.value) == (
+            "Logging must sit outside Validation: list Logging before Validation in this QueryBus's behaviours"
+        )
+
+    def test_equal_stages_may_sit_in_any_order(self) -> None:
+        """Two behaviours of one stage are accepted either way round."""
+        CommandBus({Register: RegisterHandler()}, [Logging(), Logging(log_fields=False)])
+
+    def test_an_undeclared_behaviour_may_sit_anywhere(self) -> None:
+        """A behaviour with no stage, object or function, is accepted before, between and after the others."""
+
+        async def anywhere(message: Any, context: Context, call_next: CallNext) -> Result[Any]:
+            return await call_next(message, context)
+
+        class Anywhere:
+            async def __call__(self, message: Any, context: Context, call_next: CallNext) -> Result[Any]:
+                return await call_next(message, context)
+
+        other = Anywhere()
+        bus = CommandBus(
+            {Register: RegisterHandler()},
+            [anywhere, Timeout(1), other, Validation(), anywhere, Retry(), FakeTransaction(), other],
+        )
+        assert len(bus.behaviours_for(Register)) == 8
+
+    def test_a_wrong_kind_behaviour_is_refused(self) -> None:
+        """A behaviour for commands only refuses, from its hook, to sit on a query bus."""
+
+        class Lookup(Query[str]):
+            pass
+
+        class LookupHandler:
+            async def handle(self, query: Lookup, context: Context) -> str:
+                return "x"
+
+        with pytest.raises(ConfigurationError, match="Command buses only"):
+            QueryBus({Lookup: LookupHandler()}, [FakeTransaction()])
 
     def test_transaction_before_retry_with_others_between_is_refused(self) -> None:
         """The check holds however far apart the two are listed."""
@@ -126,7 +180,7 @@ class TestInsideOf:
         assert [type(b) for b in bus.behaviours_for(Register)] == [Retry, FakeTransaction]
 
     def test_transaction_without_retry_is_accepted(self) -> None:
-        """inside_of only constrains behaviours that are present."""
+        """The order only constrains behaviours that are present."""
         bus = CommandBus({Register: RegisterHandler()}, [FakeTransaction()])
         assert [type(b) for b in bus.behaviours_for(Register)] == [FakeTransaction]
 

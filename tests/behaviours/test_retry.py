@@ -15,6 +15,7 @@ from cqrskit import (
     CommandBus,
     ConfigurationError,
     ConflictError,
+    Stage,
     Context,
     NotFoundError,
     OperationStatus,
@@ -389,11 +390,11 @@ class TestRetry:
         assert retry.policy_for(Ping).max_attempts == 4
         assert retry.policy_for(object).max_attempts == 2
 
-    def test_applies_to_only_when_it_can_retry(self) -> None:
+    def test_binds_only_when_it_can_retry(self) -> None:
         """A policy of one attempt leaves Retry out of the pipeline."""
         retry = Retry(per_message={Ping: RetryPolicy(max_attempts=1)})
-        assert not retry.applies_to(Ping)
-        assert retry.applies_to(object)
+        assert retry.bind(Ping) is None
+        assert retry.bind(object) is not None
 
     def test_describe_gives_the_policy(self) -> None:
         """describe() gives the policy's values and the classifier."""
@@ -436,9 +437,9 @@ class TestRetry:
 
 
 class InsideRetry:
-    """A stand-in for Transaction: it must sit inside Retry."""
+    """A stand-in for Transaction: it declares the transaction's stage, inside Retry."""
 
-    inside_of = (Retry,)
+    stage = Stage.TRANSACTION
 
     async def __call__(self, message: Any, context: Context, call_next: Any) -> Result[Any]:
         return await call_next(message, context)
@@ -482,8 +483,8 @@ class TestRetryOnABus:
         assert handler.calls == 2
 
     def test_a_behaviour_inside_of_retry_must_follow_it(self) -> None:
-        """A behaviour declaring inside_of=(Retry,) listed before Retry is a ConfigurationError."""
-        with pytest.raises(ConfigurationError, match="must sit outside"):
+        """A behaviour at Stage.TRANSACTION listed before Retry is a ConfigurationError."""
+        with pytest.raises(ConfigurationError, match="list Retry before InsideRetry"):
             make_container(FlakyHandler(), InsideRetry(), Retry()).command_bus()
 
     async def test_a_behaviour_inside_of_retry_after_it_is_accepted(self) -> None:

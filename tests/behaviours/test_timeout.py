@@ -207,11 +207,11 @@ class TestTimeout:
         assert timeout.describe(Sleep) == {"seconds": 30.0}
 
     def test_no_deadline_leaves_it_out(self) -> None:
-        """applies_to is False for a type with no deadline configured."""
+        """bind leaves Timeout out (None) for a type with no deadline configured."""
         timeout = Timeout(per_message={Sleep: 1})
-        assert timeout.applies_to(Sleep)
-        assert not timeout.applies_to(Ping)
-        assert not Timeout().applies_to(Ping)
+        assert timeout.bind(Sleep) is not None
+        assert timeout.bind(Ping) is None
+        assert Timeout().bind(Ping) is None
 
     async def test_called_for_a_type_without_deadline_passes_through(self) -> None:
         """Called anyway for a type with no deadline, it just runs the rest of the pipeline."""

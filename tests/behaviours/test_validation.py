@@ -88,9 +88,9 @@ class TestValidation:
     def test_applies_only_where_validate_is_overridden(self) -> None:
         """Types that keep Message.validate are left out; those that override it are not."""
         validation = Validation()
-        assert validation.applies_to(Register)
-        assert not validation.applies_to(Ping)
-        assert not validation.applies_to(GetName)
+        assert validation.bind(Register) is not None
+        assert validation.bind(Ping) is None
+        assert validation.bind(GetName) is None
 
     def test_describe(self) -> None:
         """describe() names the validate method, or None."""

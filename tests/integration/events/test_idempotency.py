@@ -241,7 +241,7 @@ class TestIdempotency:
         """Called directly inside a transaction, the second call returns the first Result, not call_next's."""
         database = container.database()
         idempotency = Idempotency(database, schema=container.config.schema())
-        idempotency.applies_to(PlaceOrder)
+        idempotency.bind(PlaceOrder)
         calls: list[str] = []
 
         async def call_next(message: Any, context: Context) -> Result[Any]:
