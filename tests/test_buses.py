@@ -397,7 +397,9 @@ class TestWiringChecks:
 
     def test_stage_order_violation(self) -> None:
         """Behaviours listed against the order of their stages are refused; the right order is accepted."""
-        with pytest.raises(ConfigurationError, match="list Outer before Inner in this CommandBus's behaviours"):
+        with pytest.raises(
+            ConfigurationError, match="list Outer before Inner in this CommandBus's behaviours"
+        ):
             CommandBus({CreateUser: CreateUserHandler()}, [Inner(), Outer()])
         CommandBus({CreateUser: CreateUserHandler()}, [Outer(), Inner()])
         CommandBus({CreateUser: CreateUserHandler()}, [Inner()])

@@ -239,7 +239,10 @@ class TestLoggingDirect:
 
     def test_repr_and_stage(self) -> None:
         """The repr shows the settings; Logging declares its stage and stays in every pipeline."""
-        assert repr(Logging(log_fields=False)) == "Logging(logger=structlog.get_logger('cqrskit'), log_fields=False)"
+        assert (
+            repr(Logging(log_fields=False))
+            == "Logging(logger=structlog.get_logger('cqrskit'), log_fields=False)"
+        )
         assert Logging.stage is Stage.LOGGING
         behaviour = Logging()
         assert behaviour.bind(Register) is behaviour
