@@ -635,7 +635,7 @@ class TestExceptionsBecomeResults:
         ]
 
     async def test_logged_once_by_the_bus_when_raised_outside_logging(self) -> None:
-        """An exception raised by a behaviour listed before Logging never passed through it: the bus logs it."""
+        """An exception raised by a behaviour listed before Logging skips Logging, so the bus logs it."""
 
         async def broken(message: Any, context: Context, call_next: CallNext) -> Result[Any]:
             raise RuntimeError("outside")

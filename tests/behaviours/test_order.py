@@ -140,7 +140,7 @@ class TestStageOrder:
         CommandBus({Register: RegisterHandler()}, [Logging(), Logging(log_fields=False)])
 
     def test_an_undeclared_behaviour_may_sit_anywhere(self) -> None:
-        """A behaviour with no stage, object or function, is accepted before, between and after the others."""
+        """A behaviour with no stage, object or function, is accepted before, between and after others."""
 
         async def anywhere(message: Any, context: Context, call_next: CallNext) -> Result[Any]:
             return await call_next(message, context)

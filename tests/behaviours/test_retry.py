@@ -15,13 +15,13 @@ from cqrskit import (
     CommandBus,
     ConfigurationError,
     ConflictError,
-    Stage,
     Context,
     NotFoundError,
     OperationStatus,
     PermissionDeniedError,
     Result,
     ResultError,
+    Stage,
 )
 from cqrskit.behaviours import Retry, RetryPolicy, is_transient
 from cqrskit.scope import TransactionScope
