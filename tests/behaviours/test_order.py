@@ -132,7 +132,8 @@ class TestStageOrder:
         with pytest.raises(ConfigurationError) as raised:
             QueryBus({}, [Validation(), Logging()])
         assert str(raised.value) == (
-            "Logging must sit outside Validation: list Logging before Validation in this QueryBus's behaviours"
+            "Logging must sit outside Validation: "
+            "list Logging before Validation in this QueryBus's behaviours"
         )
 
     def test_equal_stages_may_sit_in_any_order(self) -> None:

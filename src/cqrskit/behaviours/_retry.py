@@ -131,9 +131,9 @@ class Retry:
     exception the `classifier` (default `is_transient`) calls transient, or one of the policy's
     `retry_on` types, up to `max_attempts`, sleeping with full-jitter exponential backoff in between
     and logging a warning each time; the last exception propagates and the bus makes it FAILED. It
-    never retries a cancellation, a failure Result, or a `CommitOutcomeUnknownError`. Inside a transaction a nested command joined
-    (`cqrskit.scope.current_transaction()` is set) it makes one attempt: only the outermost Retry may
-    run the transaction again::
+    never retries a cancellation, a failure Result, or a `CommitOutcomeUnknownError`. Inside a
+    transaction a nested command joined (`cqrskit.scope.current_transaction()` is set) it makes one
+    attempt: only the outermost Retry may run the transaction again::
 
         Retry(RetryPolicy(max_attempts=5), per_message={ImportUsers: RetryPolicy(max_attempts=1)})
 
