@@ -22,6 +22,7 @@ from cqrskit import (
     AffectedEntity,
     Command,
     CommandBus,
+    ConfigurationError,
     Context,
     NotFoundError,
     OperationStatus,
@@ -155,7 +156,8 @@ class Container(containers.DeclarativeContainer):
     """One SQLite database and one cache shared by a query bus and a command bus.
 
     ``config.order`` says where CacheInvalidation sits: ``"canonical"`` (outside Retry and
-    Transaction, as the canonical order has it) or ``"inside"`` (inside Transaction).
+    Transaction, as the canonical order has it) or ``"inside"`` (inside Transaction, which the bus
+    refuses).
     """
 
     config = providers.Configuration()
@@ -196,7 +198,16 @@ class Container(containers.DeclarativeContainer):
 Container.rename_both.add_kwargs(bus=Container.command_bus.provider)
 
 
-@pytest.fixture(params=["canonical", "inside"])
+def test_invalidation_inside_the_transaction_is_refused(tmp_path: Path) -> None:
+    """Listed after Transaction, CacheInvalidation breaks the canonical order: the bus is not built."""
+    container = Container(
+        config={"database_url": f"sqlite+aiosqlite:///{tmp_path / 'people.db'}", "order": "inside"}
+    )
+    with pytest.raises(ConfigurationError, match="list CacheInvalidation before Transaction"):
+        container.command_bus()
+
+
+@pytest.fixture(params=["canonical"])
 async def container(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Container]:
     container = Container(
         config={"database_url": f"sqlite+aiosqlite:///{tmp_path / 'people.db'}", "order": request.param}

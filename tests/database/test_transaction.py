@@ -21,6 +21,7 @@ from cqrskit import (
     Query,
     QueryBus,
     Result,
+    Stage,
 )
 from cqrskit.behaviours import Retry, RetryPolicy, Timeout
 from cqrskit.sqlalchemy import Database, NoActiveSessionError, Transaction
@@ -310,11 +311,18 @@ class TestTransactionOnTheBus:
 class TestTransactionBehaviour:
     """The behaviour object itself: its settings, its checks, and a fake call_next."""
 
-    def test_it_belongs_on_command_buses_inside_retry(self, database: Database) -> None:
-        """It declares commands only, and that Retry must sit outside it."""
+    def test_it_declares_its_stage_inside_retry(self, database: Database) -> None:
+        """It sits at Stage.TRANSACTION, inside Retry's stage, and stays in every command's pipeline."""
         transaction = Transaction(database)
-        assert transaction.message_kinds == (Command,)
-        assert transaction.inside_of == (Retry,)
+        assert transaction.stage is Stage.TRANSACTION
+        assert Stage.RETRY < Stage.TRANSACTION
+
+        class Handler:
+            async def handle(self, command: Other, context: Context) -> None:
+                return None
+
+        bus = CommandBus({Other: Handler()}, [Retry(), transaction])
+        assert bus.behaviours_for(Other)[-1] is transaction
 
     def test_a_query_bus_refuses_it(self, database: Database) -> None:
         """Queries are not run in a write transaction."""
