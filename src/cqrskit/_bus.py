@@ -21,6 +21,7 @@ from cqrskit._pipeline import (
     compose,
     direct_handle,
     handler_step,
+    prepare_behaviours,
 )
 from cqrskit._results import Result, handler_result
 
@@ -43,12 +44,13 @@ class BusCore:
     (event type, subscriber name) and passes that key to `dispatch`.
     """
 
-    __slots__ = ("_behaviours", "_logger", "_pipelines")
+    __slots__ = ("_behaviours", "_logger", "_pipelines", "_prepared")
 
     def __init__(self, behaviours: Iterable[object], bus_name: str, logger: Any = None) -> None:
         behaviour_list = tuple(behaviours)
         check_behaviours(behaviour_list, bus_name)
         self._behaviours = behaviour_list
+        self._prepared = prepare_behaviours(behaviour_list)
         self._pipelines: dict[object, tuple[Pipeline, Callable[[Any, Context], Awaitable[Any]] | None]] = {}
         self._logger = logger if logger is not None else structlog.get_logger("cqrskit")
 
@@ -59,7 +61,7 @@ class BusCore:
 
     def bind(self, message_type: type) -> BoundBehaviours:
         """Return the behaviours of `message_type`'s pipeline, each hook asked once (call once per type)."""
-        return bind_behaviours(self._behaviours, message_type)
+        return bind_behaviours(self._prepared, message_type)
 
     def add_route(self, key: object, message_type: type, handler: object, bound: BoundBehaviours) -> None:
         """Compose the pipeline of `handler` inside the `bound` behaviours, reached by `key`."""

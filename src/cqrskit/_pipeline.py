@@ -22,11 +22,13 @@ from cqrskit._stages import Stage
 __all__ = [
     "BoundBehaviours",
     "Pipeline",
+    "Prepared",
     "bind_behaviours",
     "check_behaviours",
     "compose",
     "direct_handle",
     "handler_step",
+    "prepare_behaviours",
     "require_kind",
 ]
 
@@ -172,23 +174,37 @@ def _call_target(step: Any) -> Step:
     return step  # type: ignore[no-any-return]
 
 
-def bind_behaviours(behaviours: Sequence[object], message_type: type) -> BoundBehaviours:
+Prepared: TypeAlias = tuple[tuple[object, Any, Step], ...]
+"""Each behaviour of a bus with its ``bind`` hook (or None) and its call target, worked out once."""
+
+
+def prepare_behaviours(behaviours: Sequence[object]) -> Prepared:
+    """Look up each behaviour's hook and call target once per bus, not once per message type."""
+    return tuple((b, getattr(b, "bind", None), _call_target(b)) for b in behaviours)
+
+
+def bind_behaviours(prepared: Prepared, message_type: type) -> BoundBehaviours:
     """Ask each behaviour's ``bind`` hook, once, what it runs for `message_type` (outermost first).
 
     A behaviour without the hook runs as itself; one whose hook returns None stays out.
     """
     bound: list[tuple[object, Step]] = []
-    for behaviour in behaviours:
-        hook = getattr(behaviour, "bind", None)
-        step: Any = behaviour if hook is None else hook(message_type)
+    for behaviour, hook, target in prepared:
+        if hook is None:
+            bound.append((behaviour, target))
+            continue
+        step: Any = hook(message_type)
         if step is None:
             continue
-        if not callable(step):
+        if step is behaviour:
+            bound.append((behaviour, target))
+        elif callable(step):
+            bound.append((behaviour, _call_target(step)))
+        else:
             raise ConfigurationError(
                 f"{type(behaviour).__name__}.bind({message_type.__qualname__}) returned a "
                 f"{type(step).__name__}; return a callable step, the behaviour itself, or None"
             )
-        bound.append((behaviour, _call_target(step)))
     return tuple(bound)
 
 
