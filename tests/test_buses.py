@@ -389,7 +389,7 @@ class TestWiringChecks:
         with pytest.raises(ConfigurationError, match="cannot be called"):
             QueryBus({GetUser: GetUserHandler()}, [two])
 
-    def test_message_kinds_mismatch(self) -> None:
+    def test_a_bind_that_refuses_the_bus_kind(self) -> None:
         """A behaviour for queries only on the command bus is refused; on the query bus it is fine."""
         with pytest.raises(ConfigurationError, match="Query buses only"):
             CommandBus({CreateUser: CreateUserHandler()}, [QueryOnly()])

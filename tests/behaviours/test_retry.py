@@ -482,12 +482,12 @@ class TestRetryOnABus:
         assert (await container.command_bus().execute(Ping())).is_success
         assert handler.calls == 2
 
-    def test_a_behaviour_inside_of_retry_must_follow_it(self) -> None:
+    def test_a_behaviour_at_a_later_stage_must_follow_retry(self) -> None:
         """A behaviour at Stage.TRANSACTION listed before Retry is a ConfigurationError."""
         with pytest.raises(ConfigurationError, match="list Retry before InsideRetry"):
             make_container(FlakyHandler(), InsideRetry(), Retry()).command_bus()
 
-    async def test_a_behaviour_inside_of_retry_after_it_is_accepted(self) -> None:
+    async def test_a_behaviour_at_a_later_stage_after_retry_is_accepted(self) -> None:
         """The same behaviour listed after Retry builds, and every attempt goes through it."""
         handler = FlakyHandler(serialization_failure())
         container = make_container(handler, Retry(sleep=RecordingSleep()), InsideRetry())
