@@ -11,6 +11,7 @@ import structlog
 from cqrskit._context import Context
 from cqrskit._errors import ConfigurationError, HandlerNotFoundError
 from cqrskit._messages import Command, Message, Query
+from cqrskit._names import qualified_name
 from cqrskit._operation_ids import state as _ids
 from cqrskit._outcome import result_from_exception, was_logged
 from cqrskit._pipeline import (
@@ -32,12 +33,6 @@ __all__ = ["CommandBus", "QueryBus"]
 R = TypeVar("R")
 
 _SUCCESS = OperationStatus.SUCCESS
-
-
-def _type_name(message_type: object) -> str:
-    if isinstance(message_type, type):
-        return f"{message_type.__module__}.{message_type.__qualname__}"
-    return repr(message_type)
 
 
 class _Bus:
@@ -80,7 +75,7 @@ class _Bus:
         if not (isinstance(message_type, type) and issubclass(message_type, kind)):
             raise ConfigurationError(
                 f"{type(self).__name__} routes {kind.__name__} subclasses only; "
-                f"{_type_name(message_type)} is not one"
+                f"{qualified_name(message_type)} is not one"
             )
 
     @property

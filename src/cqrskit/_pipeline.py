@@ -15,6 +15,7 @@ from typing import Any, TypeAlias
 
 from cqrskit._context import Context
 from cqrskit._errors import ConfigurationError
+from cqrskit._names import qualified_name as _name
 from cqrskit._outcome import mark_logged
 from cqrskit._results import _NO_ERRORS, WRAPPED_TYPES, Page, Result
 from cqrskit._status import OperationStatus
@@ -33,12 +34,6 @@ __all__ = [
 Pipeline: TypeAlias = Callable[[Any, Context], Awaitable[Result[Any]]]
 
 _SUCCESS = OperationStatus.SUCCESS
-
-
-def _name(obj: object) -> str:
-    if isinstance(obj, type) or inspect.isfunction(obj):
-        return f"{obj.__module__}.{obj.__qualname__}"
-    return repr(obj)
 
 
 def as_result(value: Any, operation_id: str | None) -> Result[Any]:

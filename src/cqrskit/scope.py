@@ -15,6 +15,8 @@ from typing import Any
 
 import structlog
 
+from cqrskit._names import short_name
+
 __all__ = [
     "DEADLINE_EXPIRED",
     "AfterCommit",
@@ -77,7 +79,7 @@ class TransactionScope:
                 await work()
             except Exception:  # noqa: BLE001 - the command has committed; its outcome stands
                 (logger or structlog.get_logger("cqrskit")).exception(
-                    "after_commit_failed", work=getattr(work, "__qualname__", repr(work))
+                    "after_commit_failed", work=short_name(work)
                 )
 
     @contextmanager

@@ -15,7 +15,7 @@ from cqrskit._messages import Command
 from cqrskit._results import Result
 from cqrskit.events._envelope import envelope_for
 from cqrskit.events._event import Event
-from cqrskit.events._publishers import _current_context, outer_behaviour_types
+from cqrskit.events._publishers import command_context, outer_behaviour_types
 from cqrskit.events._tables import create_event_tables, event_tables, key_lock_id, partition_of
 
 if TYPE_CHECKING:
@@ -66,16 +66,16 @@ class OutboxPublisher:
 
     async def __call__(self, message: Any, context: Context, call_next: CallNext) -> Result[Any]:
         """Make the command's context the one its published events carry."""
-        token = _current_context.set(context)
+        token = command_context.set(context)
         try:
             return await call_next(message, context)
         finally:
-            _current_context.reset(token)
+            command_context.reset(token)
 
     async def publish(self, event: Event, context: Context | None = None) -> None:
         """Insert `event` into the outbox through the current transaction's session."""
         if context is None:
-            context = _current_context.get()
+            context = command_context.get()
         envelope = envelope_for(event, context, converter=self._converter, names=self._names)
         session = self._database.session
         postgres = self._postgres

@@ -17,7 +17,7 @@ from cqrskit.scope import defer_until_commit
 if TYPE_CHECKING:
     from cqrskit.events._bus import EventBus
 
-__all__ = ["EventPublisher", "InProcessPublisher", "current_context", "outer_behaviour_types"]
+__all__ = ["EventPublisher", "InProcessPublisher", "command_context", "outer_behaviour_types"]
 
 
 class EventPublisher(Protocol):
@@ -32,12 +32,8 @@ class EventPublisher(Protocol):
         ...
 
 
-_current_context: ContextVar[Context | None] = ContextVar("cqrskit_events_context", default=None)
-
-
-def current_context() -> Context | None:
-    """Return the context of the command a publisher behaviour wraps in this task, or None."""
-    return _current_context.get()
+command_context: ContextVar[Context | None] = ContextVar("cqrskit_events_context", default=None)
+"""The context of the command a publisher behaviour wraps in this task (None outside one)."""
 
 
 def outer_behaviour_types() -> tuple[type, ...]:
@@ -85,11 +81,11 @@ class InProcessPublisher:
         """Collect the events the rest of the pipeline publishes; deliver them when it succeeds."""
         pending: list[Event] = []
         token = self._pending.set(pending)
-        context_token = _current_context.set(context)
+        context_token = command_context.set(context)
         try:
             result = await call_next(message, context)
         finally:
-            _current_context.reset(context_token)
+            command_context.reset(context_token)
             self._pending.reset(token)
         if result.is_success and pending:
             await self._deliver_later(tuple(pending), context.child())

@@ -90,7 +90,6 @@ class Database:
             read_engine = self._create(_async_url(read_url), options)
         self.read_engine: AsyncEngine = read_engine if read_engine is not None else engine
         """The engine `read_session` reads through: the one for `read_url`, else `engine`."""
-        self._busy_timeout = sqlite_busy_timeout
         self._is_sqlite = self.engine.dialect.name == "sqlite"  # decided once, read per transaction
         for each in {id(e): e for e in (self.engine, self.read_engine)}.values():
             if each.dialect.name == "sqlite" and each.sync_engine not in _hooked_engines:
@@ -153,10 +152,10 @@ class Database:
         only; a savepoint cannot ask for a stricter level than its transaction has.
         """
         level = None if isolation is None else check_level(isolation, self.dialect_name, "transaction()")
-        return TransactionBlock(self, level)
+        return TransactionBlock(self._active, self._maker(level), level, self._effective_level(level))
 
     def _maker(self, level: str | None) -> async_sessionmaker[AsyncSession]:
-        """Return the session factory for `level`, built once per level (SQLite ignores levels)."""
+        """Return the session factory for `level`, built at its first use (SQLite ignores levels)."""
         if self._is_sqlite:
             level = None
         maker = self._makers.get(level)

@@ -12,7 +12,6 @@ from cqrskit._contracts import CallNext
 from cqrskit._errors import ConfigurationError
 from cqrskit._messages import Command
 from cqrskit._results import Result
-from cqrskit.sqlalchemy._block import TransactionBlock
 from cqrskit.sqlalchemy._database import Database
 from cqrskit.sqlalchemy._isolation import check_level
 
@@ -69,7 +68,7 @@ class Transaction:
         self._levels: Mapping[type, str] = MappingProxyType(levels)
         self._database = database
         for each in {*levels.values(), self._default}:
-            database._maker(each)  # build each level's session factory now, not at the first command
+            database.transaction(each)  # builds each level's session factory now, not at the first command
 
     @property
     def inside_of(self) -> tuple[type, ...]:
@@ -93,7 +92,7 @@ class Transaction:
 
     async def __call__(self, message: Any, context: Context, call_next: CallNext) -> Result[Any]:
         """Run the rest of the pipeline inside a transaction (or a savepoint of the open one)."""
-        block = TransactionBlock(self._database, self._levels.get(type(message), self._default))
+        block = self._database.transaction(self._levels.get(type(message), self._default))
         async with block:
             result = await call_next(message, context)
             if not result.is_success:
