@@ -35,6 +35,7 @@ from cqrskit import (
 from cqrskit import Query as CqrsQuery
 from cqrskit.fastapi import (
     CORRELATION_ID_HEADER,
+    OPERATION_ID_HEADER,
     PROBLEM_MEDIA_TYPE,
     PayloadError,
     context_dependency,
@@ -303,7 +304,7 @@ def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
     body: dict[str, Any] = response.json()
     assert body["status"] == status
     assert str(body["type"]).startswith("urn:cqrskit:problem:")
-    assert body["operation_id"] == response.headers["X-Operation-ID"]  # every problem carries one
+    assert body["operation_id"] == response.headers[OPERATION_ID_HEADER]  # every problem carries one
     return body
 
 
@@ -350,7 +351,7 @@ class TestProblemResponse:
         response = problem_response(result, instance="/users")
         assert response.status_code == 422
         assert response.media_type == PROBLEM_MEDIA_TYPE
-        assert response.headers["X-Operation-ID"] == "op-1"
+        assert response.headers[OPERATION_ID_HEADER] == "op-1"
         body = parse_json(bytes(response.body))
         assert body == {
             "type": "urn:cqrskit:problem:validation_error",
@@ -521,12 +522,12 @@ class TestEndpoints:
         )
         assert response.status_code == 201, response.text
         assert response.headers[CORRELATION_ID_HEADER] == "trace-42"
-        assert response.headers["X-Operation-ID"]
+        assert response.headers[OPERATION_ID_HEADER]
         pet_id = response.json()["id"]
         context = container.store().contexts[-1]
         assert context.principal == TOKENS["alice-token"]
         assert context.correlation_id == "trace-42"
-        assert context.operation_id == response.headers["X-Operation-ID"]
+        assert context.operation_id == response.headers[OPERATION_ID_HEADER]
 
         read = await client.get(f"/pets/{pet_id}")
         assert read.status_code == 200
@@ -546,7 +547,7 @@ class TestEndpoints:
         with structlog.testing.capture_logs() as logs:
             response = await client.post("/pets", json=pet_body(age="secret-value"))
         body = assert_problem(response, 422)
-        assert body["operation_id"] == response.headers["X-Operation-ID"]
+        assert body["operation_id"] == response.headers[OPERATION_ID_HEADER]
         refused = [log for log in logs if log["event"] == "request_refused"]
         assert len(refused) == 1
         assert refused[0]["operation_id"] == body["operation_id"]
@@ -594,7 +595,7 @@ class TestEndpoints:
         """NOT_FOUND from a handler is a 404 problem with the operation id."""
         response = await client.get(f"/pets/{uuid.uuid4()}")
         body = assert_problem(response, 404)
-        assert body["operation_id"] == response.headers["X-Operation-ID"]
+        assert body["operation_id"] == response.headers[OPERATION_ID_HEADER]
         assert str(body["detail"]).startswith("no pet")
         assert body["correlation_id"] == response.headers[CORRELATION_ID_HEADER]
         assert body["instance"] == response.request.url.path
@@ -635,7 +636,7 @@ class TestEndpoints:
         """A handler crash is a 500 problem with an operation id and no internal text."""
         response = await client.post("/explode")
         body = assert_problem(response, 500)
-        assert body["operation_id"] == response.headers["X-Operation-ID"]
+        assert body["operation_id"] == response.headers[OPERATION_ID_HEADER]
         assert "secret" not in response.text
         assert "RuntimeError" not in response.text
 

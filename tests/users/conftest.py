@@ -12,6 +12,7 @@ from dependency_injector import providers
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from cqrskit.fastapi import OPERATION_ID_HEADER
 from tests import services
 
 if TYPE_CHECKING:
@@ -125,6 +126,6 @@ def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
     assert body["title"]
     assert body["detail"]
     assert body["instance"] == response.request.url.path
-    assert body["operation_id"] == response.headers["X-Operation-ID"]
+    assert body["operation_id"] == response.headers[OPERATION_ID_HEADER]
     assert body["correlation_id"] == response.headers["X-Correlation-ID"]
     return body
