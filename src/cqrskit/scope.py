@@ -53,6 +53,11 @@ class TransactionScope:
         self._waiting: list[AfterCommit] = []
 
     @property
+    def pending(self) -> int:
+        """How many pieces of work wait in this scope for the commit (not counting a parent's)."""
+        return len(self._waiting)
+
+    @property
     def is_outermost(self) -> bool:
         """True when this scope is the real transaction, not a savepoint inside one."""
         return self.parent is None
