@@ -50,6 +50,7 @@ from cqrskit.fastapi import (
     structure,
 )
 from cqrskit.testing import override_handler
+from tests.asgi import asgi_client
 
 # --- a small service -------------------------------------------------------------------------------
 
@@ -277,11 +278,7 @@ def container() -> Iterator[PetContainer]:
 @pytest.fixture
 async def client(container: PetContainer) -> AsyncIterator[httpx.AsyncClient]:
     app = make_app(container)
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=transport, base_url="http://test") as client,
-    ):
+    async with asgi_client(app) as client:
         yield client
 
 
@@ -704,8 +701,7 @@ class TestFromContainer:
         async def endpoint(bus: Commands) -> dict[str, str]:
             return {"bus": repr(bus)}
 
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        async with asgi_client(app) as client:
             response = await client.get("/x")
         assert_problem(response, 500)
 
@@ -731,8 +727,7 @@ class TestContextDependency:
             seen.append(context)
             return {"id": context.principal.id if context.principal else None}
 
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        async with asgi_client(app, raise_app_exceptions=True) as client:
             named = await client.get("/whoami", headers={"X-User": "ada", "Idempotency-Key": "k-1"})
             anonymous = await client.get("/whoami")
         assert named.json() == {"id": "ada"}
@@ -776,8 +771,7 @@ class TestPathParams:
         async def rename(command: BadRename) -> dict[str, str]:
             return {"name": command.name}
 
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        async with asgi_client(app) as client:
             response = await client.patch("/pets", json={"name": "Max"})
         assert_problem(response, 500)
 
