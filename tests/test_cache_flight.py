@@ -1,4 +1,4 @@
-"""SingleFlight, the one-load-per-key machinery under QueryCache, on its own."""
+"""Unit tests of cqrskit.caching._flight: SingleFlight, the one-load-per-key machinery under QueryCache."""
 
 from __future__ import annotations
 

@@ -48,7 +48,7 @@ class FakeTransaction:
         with scope.entered():
             result = await call_next(message, context)
         if result.is_success and not self.fail_after:
-            self.pending_at_commit.append(len(scope._waiting))
+            self.pending_at_commit.append(scope.pending)
             await scope.run_after_commit()
             return result
         scope.discard()

@@ -1,3 +1,5 @@
+"""Unit tests of cqrskit._context: Context, Principal and the dispatch context of a task."""
+
 from __future__ import annotations
 
 import attrs

@@ -35,6 +35,7 @@ from cqrskit import (
 from cqrskit import Query as CqrsQuery
 from cqrskit.fastapi import (
     CORRELATION_ID_HEADER,
+    OPERATION_ID_HEADER,
     PROBLEM_MEDIA_TYPE,
     PayloadError,
     context_dependency,
@@ -49,6 +50,7 @@ from cqrskit.fastapi import (
     structure,
 )
 from cqrskit.testing import override_handler
+from tests.asgi import asgi_client
 
 # --- a small service -------------------------------------------------------------------------------
 
@@ -276,11 +278,7 @@ def container() -> Iterator[PetContainer]:
 @pytest.fixture
 async def client(container: PetContainer) -> AsyncIterator[httpx.AsyncClient]:
     app = make_app(container)
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=transport, base_url="http://test") as client,
-    ):
+    async with asgi_client(app) as client:
         yield client
 
 
@@ -303,7 +301,7 @@ def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
     body: dict[str, Any] = response.json()
     assert body["status"] == status
     assert str(body["type"]).startswith("urn:cqrskit:problem:")
-    assert body["operation_id"] == response.headers["X-Operation-ID"]  # every problem carries one
+    assert body["operation_id"] == response.headers[OPERATION_ID_HEADER]  # every problem carries one
     return body
 
 
@@ -350,7 +348,7 @@ class TestProblemResponse:
         response = problem_response(result, instance="/users")
         assert response.status_code == 422
         assert response.media_type == PROBLEM_MEDIA_TYPE
-        assert response.headers["X-Operation-ID"] == "op-1"
+        assert response.headers[OPERATION_ID_HEADER] == "op-1"
         body = parse_json(bytes(response.body))
         assert body == {
             "type": "urn:cqrskit:problem:validation_error",
@@ -521,12 +519,12 @@ class TestEndpoints:
         )
         assert response.status_code == 201, response.text
         assert response.headers[CORRELATION_ID_HEADER] == "trace-42"
-        assert response.headers["X-Operation-ID"]
+        assert response.headers[OPERATION_ID_HEADER]
         pet_id = response.json()["id"]
         context = container.store().contexts[-1]
         assert context.principal == TOKENS["alice-token"]
         assert context.correlation_id == "trace-42"
-        assert context.operation_id == response.headers["X-Operation-ID"]
+        assert context.operation_id == response.headers[OPERATION_ID_HEADER]
 
         read = await client.get(f"/pets/{pet_id}")
         assert read.status_code == 200
@@ -546,7 +544,7 @@ class TestEndpoints:
         with structlog.testing.capture_logs() as logs:
             response = await client.post("/pets", json=pet_body(age="secret-value"))
         body = assert_problem(response, 422)
-        assert body["operation_id"] == response.headers["X-Operation-ID"]
+        assert body["operation_id"] == response.headers[OPERATION_ID_HEADER]
         refused = [log for log in logs if log["event"] == "request_refused"]
         assert len(refused) == 1
         assert refused[0]["operation_id"] == body["operation_id"]
@@ -594,7 +592,7 @@ class TestEndpoints:
         """NOT_FOUND from a handler is a 404 problem with the operation id."""
         response = await client.get(f"/pets/{uuid.uuid4()}")
         body = assert_problem(response, 404)
-        assert body["operation_id"] == response.headers["X-Operation-ID"]
+        assert body["operation_id"] == response.headers[OPERATION_ID_HEADER]
         assert str(body["detail"]).startswith("no pet")
         assert body["correlation_id"] == response.headers[CORRELATION_ID_HEADER]
         assert body["instance"] == response.request.url.path
@@ -635,7 +633,7 @@ class TestEndpoints:
         """A handler crash is a 500 problem with an operation id and no internal text."""
         response = await client.post("/explode")
         body = assert_problem(response, 500)
-        assert body["operation_id"] == response.headers["X-Operation-ID"]
+        assert body["operation_id"] == response.headers[OPERATION_ID_HEADER]
         assert "secret" not in response.text
         assert "RuntimeError" not in response.text
 
@@ -703,8 +701,7 @@ class TestFromContainer:
         async def endpoint(bus: Commands) -> dict[str, str]:
             return {"bus": repr(bus)}
 
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        async with asgi_client(app) as client:
             response = await client.get("/x")
         assert_problem(response, 500)
 
@@ -730,8 +727,7 @@ class TestContextDependency:
             seen.append(context)
             return {"id": context.principal.id if context.principal else None}
 
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        async with asgi_client(app, raise_app_exceptions=True) as client:
             named = await client.get("/whoami", headers={"X-User": "ada", "Idempotency-Key": "k-1"})
             anonymous = await client.get("/whoami")
         assert named.json() == {"id": "ada"}
@@ -775,8 +771,7 @@ class TestPathParams:
         async def rename(command: BadRename) -> dict[str, str]:
             return {"name": command.name}
 
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        async with asgi_client(app) as client:
             response = await client.patch("/pets", json={"name": "Max"})
         assert_problem(response, 500)
 

@@ -1,4 +1,4 @@
-"""The route inspector: ``python -m cqrskit routes`` and ``check``."""
+"""Unit tests of cqrskit._inspect, the route inspector: ``python -m cqrskit routes`` and ``check``."""
 
 from __future__ import annotations
 

@@ -1,3 +1,5 @@
+"""Unit tests of cqrskit._operation_ids: how operation ids are made."""
+
 from __future__ import annotations
 
 import asyncio

@@ -1,3 +1,5 @@
+"""Unit tests of cqrskit.behaviours._redaction: which fields are sensitive and how they are hidden."""
+
 from __future__ import annotations
 
 import dataclasses

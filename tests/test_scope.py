@@ -83,8 +83,9 @@ class TestTransactionScope:
             raise AssertionError
 
         scope.after_commit(work)
+        assert scope.pending == 1
         scope.release()
-        assert scope._waiting == []
+        assert scope.pending == 0
 
 
 class TestCurrentTransaction:

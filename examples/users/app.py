@@ -20,7 +20,14 @@ from starlette.responses import JSONResponse, Response
 
 from cqrskit import CommandBus, ConflictError, Context, QueryBus
 from cqrskit.events import create_event_tables
-from cqrskit.fastapi import context_dependency, from_container, install, payload, result_response
+from cqrskit.fastapi import (
+    OPERATION_ID_HEADER,
+    context_dependency,
+    from_container,
+    install,
+    payload,
+    result_response,
+)
 from examples.users.auth import current_principal
 from examples.users.container import Container
 from examples.users.events import UserCreated
@@ -180,7 +187,7 @@ def add_routes(app: FastAPI, max_bytes: int) -> None:
         result = await bus.execute(DeleteUser(user_id), context)
         if result.is_failure:
             return result_response(result)
-        return Response(status_code=204, headers={"X-Operation-ID": result.operation_id or ""})
+        return Response(status_code=204, headers={OPERATION_ID_HEADER: result.operation_id or ""})
 
     @app.get("/healthz", include_in_schema=False)
     async def health() -> JSONResponse:

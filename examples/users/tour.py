@@ -23,6 +23,8 @@ from typing import Any
 
 import httpx
 
+from cqrskit.fastapi import OPERATION_ID_HEADER
+
 ADMIN = {"Authorization": "Bearer admin-token"}
 ALICE = {"Authorization": "Bearer alice-token"}
 BOB = {"Authorization": "Bearer bob-token"}
@@ -132,7 +134,7 @@ class Tour:
         print(f"   {method} {path}  [{who}]  {_short(_masked(kwargs.get('json')), 90)}".rstrip())
         extra = "".join(
             f"  {name}={response.headers[name]}"
-            for name in ("X-Cache", "X-Operation-ID")
+            for name in ("X-Cache", OPERATION_ID_HEADER)
             if name in response.headers
         )
         body = response.json() if response.content else None

@@ -11,6 +11,7 @@ import structlog
 from cqrskit._context import Context, dispatch_context
 from cqrskit._errors import ConfigurationError, HandlerNotFoundError
 from cqrskit._messages import Command, Message, Query
+from cqrskit._names import qualified_name
 from cqrskit._operation_ids import state as _ids
 from cqrskit._outcome import result_from_exception
 from cqrskit._pipeline import (
@@ -25,16 +26,9 @@ from cqrskit._pipeline import (
 )
 from cqrskit._results import Result, handler_result
 
-__all__ = ["BusCore", "CommandBus", "QueryBus", "type_name"]
+__all__ = ["BusCore", "CommandBus", "QueryBus"]
 
 R = TypeVar("R")
-
-
-def type_name(message_type: object) -> str:
-    """Return ``module.QualName`` for a class (the repr of anything else), for error messages."""
-    if isinstance(message_type, type):
-        return f"{message_type.__module__}.{message_type.__qualname__}"
-    return repr(message_type)
 
 
 class BusCore:
@@ -129,7 +123,7 @@ class _Bus(BusCore):
         if not (isinstance(message_type, type) and issubclass(message_type, kind)):
             raise ConfigurationError(
                 f"{type(self).__name__} routes {kind.__name__} subclasses only; "
-                f"{type_name(message_type)} is not one"
+                f"{qualified_name(message_type)} is not one"
             )
 
     @property

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import ClassVar
 
+from cqrskit._names import qualified_name
 from cqrskit._status import OperationStatus
 
 __all__ = [
@@ -89,7 +90,7 @@ class HandlerNotFoundError(CqrsKitError, LookupError):
 
     def __init__(self, message_type: type) -> None:
         super().__init__(
-            f"no handler for {message_type.__module__}.{message_type.__qualname__} on this bus; "
+            f"no handler for {qualified_name(message_type)} on this bus; "
             "add it to the bus's handlers mapping in your container"
         )
         self.message_type = message_type

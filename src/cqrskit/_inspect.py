@@ -18,6 +18,7 @@ from dependency_injector import containers, providers
 from cqrskit._bus import CommandBus
 from cqrskit._errors import ConfigurationError
 from cqrskit._messages import Command, Message, Query
+from cqrskit._names import qualified_name
 
 __all__ = [
     "BusReport",
@@ -39,9 +40,8 @@ class BusReport:
 
 
 def _qualified(obj: object) -> str:
-    if isinstance(obj, type) or inspect.isfunction(obj):
-        return f"{obj.__module__}.{obj.__qualname__}"
-    return f"{type(obj).__module__}.{type(obj).__qualname__}"
+    """Name a class or function; an instance by its class."""
+    return qualified_name(obj if isinstance(obj, type) or inspect.isfunction(obj) else type(obj))
 
 
 def load_container(spec: str) -> containers.Container:

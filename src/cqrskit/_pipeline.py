@@ -16,6 +16,7 @@ from typing import Any, TypeAlias
 from cqrskit._context import Context
 from cqrskit._contracts import Step
 from cqrskit._errors import ConfigurationError
+from cqrskit._names import qualified_name
 from cqrskit._results import Result, handler_result
 from cqrskit._stages import Stage
 
@@ -39,8 +40,10 @@ BoundBehaviours: TypeAlias = tuple[tuple[object, Step], ...]
 
 
 def _name(obj: object) -> str:
+    # A class or function by its qualified name; an instance by its class's name, never its repr (a
+    # repr can hold settings such as a temporary database path).
     if isinstance(obj, type) or inspect.isfunction(obj):
-        return f"{obj.__module__}.{obj.__qualname__}"
+        return qualified_name(obj)
     return type(obj).__name__
 
 

@@ -15,6 +15,8 @@ from typing import Any
 
 import structlog
 
+from cqrskit._names import short_name
+
 __all__ = [
     "DEADLINE_EXPIRED",
     "AfterCommit",
@@ -51,6 +53,11 @@ class TransactionScope:
         self._waiting: list[AfterCommit] = []
 
     @property
+    def pending(self) -> int:
+        """How many pieces of work wait in this scope for the commit (not counting a parent's)."""
+        return len(self._waiting)
+
+    @property
     def is_outermost(self) -> bool:
         """True when this scope is the real transaction, not a savepoint inside one."""
         return self.parent is None
@@ -77,7 +84,7 @@ class TransactionScope:
                 await work()
             except Exception:  # noqa: BLE001 - the command has committed; its outcome stands
                 (logger or structlog.get_logger("cqrskit")).exception(
-                    "after_commit_failed", work=getattr(work, "__qualname__", repr(work))
+                    "after_commit_failed", work=short_name(work)
                 )
 
     @contextmanager

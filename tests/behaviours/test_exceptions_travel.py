@@ -9,8 +9,6 @@ import pytest
 from structlog.testing import capture_logs
 
 from cqrskit import CallNext, Command, CommandBus, Context, OperationStatus, Result
-from cqrskit._errors import DETAIL
-from cqrskit._outcome import INTERNAL_ERROR
 from cqrskit.behaviours import Logging
 from tests.behaviours.observed_app import ObservedContainer, Register, UnloggedContainer
 
@@ -33,7 +31,8 @@ class TestExceptionsTravelUp:
         with capture_logs() as logs:
             result = await container.command_bus().execute(Register("boom@example.com", "pw"), Context())
         assert result.status is OperationStatus.FAILED
-        assert dict(result.errors) == {DETAIL: INTERNAL_ERROR}
+        assert list(result.errors) == ["detail"]
+        assert result.errors["detail"].startswith("an internal error occurred")
         (logged,) = with_traceback(logs)
         assert isinstance(logged["exc_info"], RuntimeError)
         assert logged["operation_id"] == result.operation_id
@@ -56,7 +55,7 @@ class TestExceptionsTravelUp:
         with capture_logs() as logs:
             result = await container.command_bus().execute(Register("taken@example.com", "pw"))
         assert result.status is OperationStatus.CONFLICT
-        assert dict(result.errors) == {DETAIL: "that email is taken"}
+        assert dict(result.errors) == {"detail": "that email is taken"}
         assert with_traceback(logs) == []
         (record,) = container.audit_sink().records
         assert (record.status, record.error_type) == (OperationStatus.CONFLICT, "ConflictError")

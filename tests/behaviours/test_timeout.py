@@ -1,4 +1,4 @@
-"""Timeout and the deadline queue behind it."""
+"""Timeout (its deadline queue's unit tests are in test_deadlines.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from dependency_injector import containers, providers
 
 from cqrskit import CommandBus, ConfigurationError, Context, OperationStatus, Result
 from cqrskit.behaviours import Retry, RetryPolicy, Timeout
-from cqrskit.behaviours._deadlines import DeadlineQueue
 from tests.behaviours.policy_support import CONTEXT, CallNextStub, Ping, Sleep, ok
 
 BOUND = 10  # seconds: a generous bound on anything the tests wait for
@@ -276,44 +275,6 @@ class TestTimeout:
 
 async def _return(result: Result[Any]) -> Result[Any]:
     return result
-
-
-class TestDeadlineQueue:
-    """The queue that serves every deadline of one duration on one loop with one timer."""
-
-    async def test_finished_entries_leave_the_queue(self) -> None:
-        """Entries finished in order leave at once; the queue ends empty."""
-        task = asyncio.current_task()
-        assert task is not None
-        queue = DeadlineQueue(asyncio.get_running_loop(), BOUND)
-        entries = [queue.start(task) for _ in range(10)]
-        for entry in entries:
-            queue.finish(entry)
-        assert len(queue) == 0
-
-    async def test_entries_finished_behind_a_slow_one_are_compacted(self) -> None:
-        """Entries finished out of order behind a running one do not pile up without bound."""
-        task = asyncio.current_task()
-        assert task is not None
-        queue = DeadlineQueue(asyncio.get_running_loop(), BOUND)
-        slow = queue.start(task)
-        for _ in range(1000):
-            queue.finish(queue.start(task))
-        assert len(queue) < 200
-        queue.finish(slow)
-        assert len(queue) == 0
-
-    async def test_one_timer_serves_many_deadlines(self) -> None:
-        """However many deadlines are open, the queue keeps a single timer armed."""
-        task = asyncio.current_task()
-        assert task is not None
-        queue = DeadlineQueue(asyncio.get_running_loop(), BOUND)
-        entries = [queue.start(task) for _ in range(100)]
-        timer = queue.timer
-        assert timer is not None
-        assert all(queue.timer is timer for _ in entries)
-        for entry in entries:
-            queue.finish(entry)
 
 
 def make_container(handler: object, *behaviours: object) -> containers.DeclarativeContainer:

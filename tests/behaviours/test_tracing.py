@@ -170,9 +170,22 @@ class TestTracingDirect:
         assert Tracing(record_fields=True).describe(Register)["redacted_fields"] == ("password",)
         assert repr(tracing).startswith("Tracing(tracer=")
 
-    def test_the_default_tracer_follows_the_global_provider(self) -> None:
+    async def test_the_default_tracer_follows_the_global_provider(
+        self, provider: TracerProvider, exporter: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         """Without a tracer, Tracing asks opentelemetry for the "cqrskit" tracer."""
-        assert isinstance(Tracing()._tracer, trace.ProxyTracer | trace.Tracer)
+        asked: list[str] = []
+
+        def get_tracer(name: str, *args: Any, **kwargs: Any) -> trace.Tracer:
+            asked.append(name)
+            return provider.get_tracer(name)
+
+        monkeypatch.setattr(trace, "get_tracer", get_tracer)
+        await Tracing()(FindUser("x"), CONTEXT, succeed)
+        assert asked == ["cqrskit"]
+        [span] = exporter.get_finished_spans()
+        assert span.instrumentation_scope is not None
+        assert span.instrumentation_scope.name == "cqrskit"
 
     def test_without_opentelemetry_it_says_which_extra_to_install(
         self, monkeypatch: pytest.MonkeyPatch

@@ -20,8 +20,6 @@ from sqlalchemy.util import await_
 from cqrskit import ConfigurationError, ConflictError
 from cqrskit.scope import current_transaction, defer_until_commit
 from cqrskit.sqlalchemy import Database, NoActiveSessionError
-from cqrskit.sqlalchemy._classify import is_connection_lost, is_unique_violation, sqlstate
-from cqrskit.sqlalchemy._completion import to_completion
 from tests.database.support import Item, create_tables, item_names, items
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -343,88 +341,3 @@ class TestTransactionBlock:
         event.remove(database.engine.sync_engine, "commit", slow_commit)
         assert await item_names(database) == ["committed"]
         assert database.engine.pool.checkedout() == 0
-
-
-class TestToCompletion:
-    """The helper that shields a COMMIT from cancellation."""
-
-    async def test_returns_the_value(self) -> None:
-        """Uncancelled, it is a plain await."""
-
-        async def work() -> int:
-            return 7
-
-        assert await to_completion(work()) == 7
-
-    async def test_cancellation_waits_for_the_work_and_is_raised_after(self) -> None:
-        """The work completes, then the cancellation propagates (never swallowed)."""
-        done: list[str] = []
-        started = asyncio.Event()
-
-        async def work() -> None:
-            started.set()
-            await asyncio.sleep(0.05)
-            done.append("finished")
-
-        task = asyncio.create_task(to_completion(work()))
-        await started.wait()
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        assert done == ["finished"]
-
-    async def test_a_failure_during_cancellation_is_chained(self) -> None:
-        """If the work fails while the caller is cancelled, CancelledError is raised from its error."""
-        started = asyncio.Event()
-
-        async def work() -> None:
-            started.set()
-            await asyncio.sleep(0.05)
-            raise ValueError("commit failed")
-
-        task = asyncio.create_task(to_completion(work()))
-        await started.wait()
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError) as raised:
-            await task
-        assert isinstance(raised.value.__cause__, ValueError)
-
-
-class _Sqlstate(Exception):
-    def __init__(self, code: str) -> None:
-        super().__init__(code)
-        self.sqlstate = code
-
-
-class _SqliteError(Exception):
-    def __init__(self, code: int) -> None:
-        super().__init__(code)
-        self.sqlite_errorcode = code
-
-
-class TestClassify:
-    """Reading unique violations and lost connections through SQLAlchemy's wrapping."""
-
-    def test_unique_violation_through_orig_and_cause(self) -> None:
-        """SQLSTATE 23505 or SQLite's unique/primary-key codes, wherever they sit in the chain."""
-        wrapper = Exception("wrapped")
-        wrapper.orig = _Sqlstate("23505")  # type: ignore[attr-defined]
-        assert is_unique_violation(wrapper)
-        outer = RuntimeError("outer")
-        outer.__cause__ = _SqliteError(2067)
-        assert is_unique_violation(outer)
-        assert is_unique_violation(_SqliteError(1555))
-        assert not is_unique_violation(_Sqlstate("23503"))  # a foreign key, not a duplicate
-        assert not is_unique_violation(_SqliteError(787))
-        assert sqlstate(wrapper) == "23505"
-
-    def test_connection_lost(self) -> None:
-        """Class 08, 57P01, a ConnectionError or an invalidated connection; not a server refusal."""
-        assert is_connection_lost(_Sqlstate("08006"))
-        assert is_connection_lost(_Sqlstate("57P01"))
-        assert is_connection_lost(ConnectionResetError())
-        invalidated = Exception()
-        invalidated.connection_invalidated = True  # type: ignore[attr-defined]
-        assert is_connection_lost(invalidated)
-        assert not is_connection_lost(_Sqlstate("40001"))
-        assert not is_connection_lost(_SqliteError(5))

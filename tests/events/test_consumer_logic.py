@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from collections.abc import AsyncIterator, Collection, Sequence
 from typing import Any
 
@@ -12,9 +13,9 @@ import pytest
 import sqlalchemy as sa
 
 from cqrskit import Command, CommandBus, ConfigurationError, Context, NotFoundError
-from cqrskit.events import CommandSender, Consumer, Envelope, Event, EventBus, _consumer, create_event_tables
-from cqrskit.events._envelope import envelope_for
+from cqrskit.events import CommandSender, Consumer, Envelope, Event, EventBus, create_event_tables
 from cqrskit.sqlalchemy import Database
+from tests.events.support import wrap
 
 
 @attrs.frozen
@@ -122,7 +123,7 @@ class TestConsumerLogic:
         transport, counter = InMemoryTransport(), Counter(fail_times=2)
         consumer = pinged_consumer(transport, database, [counter], max_attempts=3, backoff=0.001)
         async with consuming(consumer):
-            envelope = envelope_for(Pinged(1), None)
+            envelope = wrap(Pinged(1))
             await transport.publish([envelope])
             await until(lambda: transport.settled)
         assert transport.settled == [("ack", envelope.message_id)]
@@ -140,13 +141,13 @@ class TestConsumerLogic:
                 bounds.append((low, high))
                 return 0.0
 
-        monkeypatch.setattr(_consumer, "random", NoJitter)
+        monkeypatch.setattr(random, "uniform", NoJitter.uniform)
         transport, counter = InMemoryTransport(), Counter(fail_times=99)
         consumer = pinged_consumer(
             transport, database, [counter], max_attempts=5, backoff=0.01, max_backoff=0.03
         )
         async with consuming(consumer):
-            envelope = envelope_for(Pinged(1), None)
+            envelope = wrap(Pinged(1))
             await transport.publish([envelope])
             await until(lambda: transport.settled)
         assert counter.calls == 5
@@ -158,7 +159,7 @@ class TestConsumerLogic:
         transport, counter = InMemoryTransport(), Counter(fail_times=9, error=NotFoundError("gone"))
         consumer = pinged_consumer(transport, database, [counter])
         async with consuming(consumer):
-            envelope = envelope_for(Pinged(1), None)
+            envelope = wrap(Pinged(1))
             await transport.publish([envelope])
             await until(lambda: transport.settled)
         assert transport.settled == [("dead", envelope.message_id)]
@@ -169,7 +170,7 @@ class TestConsumerLogic:
         transport, counter = InMemoryTransport(), Counter()
         consumer = pinged_consumer(transport, database, [counter])
         async with consuming(consumer):
-            envelope = envelope_for(Pinged(1), None)
+            envelope = wrap(Pinged(1))
             await transport.publish([envelope, envelope])
             await until(lambda: len(transport.settled) == 2)
         assert counter.calls == 1
@@ -197,7 +198,7 @@ class TestConsumerLogic:
         transport, counter = InMemoryTransport(), Counter(fail_times=9)
         consumer = pinged_consumer(transport, database, {"flaky": counter}, max_attempts=2, backoff=0.001)
         async with consuming(consumer):
-            await transport.publish([envelope_for(Pinged(1), None)])
+            await transport.publish([wrap(Pinged(1))])
             await until(lambda: transport.settled)
         async with database.engine.connect() as connection:
             count = await connection.scalar(sa.text("SELECT count(*) FROM cqrskit_inbox"))
@@ -230,7 +231,7 @@ class TestHousekeeping:
         transport = InMemoryTransport()
         consumer = pinged_consumer(transport, database, [Counter()])
         async with consuming(consumer):
-            await transport.publish([envelope_for(Pinged(1), None)])
+            await transport.publish([wrap(Pinged(1))])
             await until(lambda: transport.settled)
         publisher = OutboxPublisher(database)
         async with database.transaction():
@@ -250,7 +251,7 @@ class TestUnreadableMessages:
         """A name outside `types` and a message without an id both go to the dead letters."""
         transport, counter = InMemoryTransport(), Counter()
         consumer = pinged_consumer(transport, database, [counter])
-        good = envelope_for(Pinged(1), None)
+        good = wrap(Pinged(1))
         async with consuming(consumer):
             await transport.publish([attrs.evolve(good, name="Other"), attrs.evolve(good, message_id="")])
             await until(lambda: len(transport.settled) == 2)

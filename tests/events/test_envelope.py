@@ -1,4 +1,4 @@
-"""Envelopes: what travels through the outbox and the broker, and how it turns back into a message."""
+"""Unit tests of cqrskit.events._envelope: what travels through the outbox and the broker, and back."""
 
 from __future__ import annotations
 

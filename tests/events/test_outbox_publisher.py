@@ -13,8 +13,8 @@ from dependency_injector import containers, providers
 
 from cqrskit import Command, CommandBus, Context, OperationStatus, Result
 from cqrskit.events import Event, OutboxPublisher, create_event_tables
-from cqrskit.events._tables import event_tables
 from cqrskit.sqlalchemy import Database, Transaction
+from tests.events.support import outbox
 
 NOTES = sa.Table("notes", sa.MetaData(), sa.Column("text", sa.String, primary_key=True))
 
@@ -75,14 +75,14 @@ class TestOutboxPublisherOnABus:
         result = await container.command_bus().execute(Note("a", fail=True))
         assert result.status is OperationStatus.FAILED
         assert await rows(container.database(), NOTES) == []
-        assert await rows(container.database(), event_tables(None).outbox) == []
+        assert await rows(container.database(), await outbox(container.database())) == []
 
     async def test_a_committed_command_leaves_both_with_its_context(self, container: Container) -> None:
         """A successful command leaves its note and one unpublished outbox row carrying its ids."""
         result = await container.command_bus().execute(Note("b"), Context(correlation_id="corr-b"))
         assert result.is_success
         assert len(await rows(container.database(), NOTES)) == 1
-        [row] = await rows(container.database(), event_tables(None).outbox)
+        [row] = await rows(container.database(), await outbox(container.database()))
         headers = json.loads(row.headers)
         assert (row.name, json.loads(row.payload), row.published_at) == ("Noted", {"text": "b"}, None)
         assert (headers["correlation_id"], headers["causation_id"]) == ("corr-b", result.operation_id)
@@ -105,7 +105,7 @@ class TestOutboxPublisherCalledDirectly:
             context = Context(principal=None, correlation_id="corr", operation_id="op-1")
             async with database.transaction():
                 await publisher(Note("j"), context, call_next)
-            [row] = await rows(database, event_tables(None).outbox)
+            [row] = await rows(database, await outbox(database))
             headers = json.loads(row.headers)
             assert (row.name, headers["correlation_id"], headers["causation_id"]) == ("Noted", "corr", "op-1")
         finally:

@@ -24,6 +24,7 @@ from examples.users.passwords import ScryptCost
 from examples.users.settings import Settings
 
 from cqrskit.events import RabbitMQTransport
+from tests.asgi import asgi_client
 from tests.users.conftest import ADMIN, create, service_schema
 
 pytestmark = [pytest.mark.postgres, pytest.mark.rabbitmq, pytest.mark.redis]
@@ -102,11 +103,7 @@ async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     container = Container()
     container.settings.override(providers.Object(settings))
     app = create_app(container)
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=transport, base_url="http://users.test") as client,
-    ):
+    async with asgi_client(app, base_url="http://users.test") as client:
         yield client
 
 

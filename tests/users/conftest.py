@@ -12,7 +12,9 @@ from dependency_injector import providers
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from cqrskit.fastapi import OPERATION_ID_HEADER
 from tests import services
+from tests.asgi import asgi_client
 
 if TYPE_CHECKING:
     from examples.users.container import Container
@@ -99,11 +101,7 @@ async def client(container: Container) -> AsyncIterator[httpx.AsyncClient]:
     from examples.users.app import create_app
 
     app = create_app(container)
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=transport, base_url="http://users.test") as client,
-    ):
+    async with asgi_client(app, base_url="http://users.test") as client:
         yield client
 
 
@@ -125,6 +123,6 @@ def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
     assert body["title"]
     assert body["detail"]
     assert body["instance"] == response.request.url.path
-    assert body["operation_id"] == response.headers["X-Operation-ID"]
+    assert body["operation_id"] == response.headers[OPERATION_ID_HEADER]
     assert body["correlation_id"] == response.headers["X-Correlation-ID"]
     return body

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from cqrskit import Context
+from cqrskit.fastapi import OPERATION_ID_HEADER
 from cqrskit.testing import override_handler
 
 # The example is built on the caching behaviours; until they are merged these tests cannot run.
@@ -60,7 +61,7 @@ class TestUserLifecycle:
 
         deleted = await client.delete(f"/users/{user_id}", headers=ADMIN)
         assert deleted.status_code == 204
-        assert deleted.headers["X-Operation-ID"]
+        assert deleted.headers[OPERATION_ID_HEADER]
         assert_problem(await client.get(f"/users/{user_id}", headers=ADMIN), 404)
         assert_problem(await client.delete(f"/users/{user_id}", headers=ADMIN), 404)
         assert_problem(await client.patch(f"/users/{user_id}", json={"full_name": "X"}, headers=ADMIN), 404)
@@ -348,7 +349,7 @@ class TestProblems:
         """A 404 carries the dispatch's operation id and the caller's correlation id."""
         response = await client.get(f"/users/{uuid.uuid4()}", headers={**ADMIN, "X-Correlation-ID": "tour-7"})
         problem = assert_problem(response, 404)
-        assert problem["operation_id"] == response.headers["X-Operation-ID"]
+        assert problem["operation_id"] == response.headers[OPERATION_ID_HEADER]
         assert problem["correlation_id"] == "tour-7"
         assert response.headers["X-Correlation-ID"] == "tour-7"
         assert problem["instance"] == response.request.url.path
@@ -370,7 +371,7 @@ class TestProblems:
         with override_handler(container, GetUser, Crashing()):
             response = await client.get(f"/users/{ALICE_ID}", headers=ADMIN)
         problem = assert_problem(response, 500)
-        assert problem["operation_id"] == response.headers["X-Operation-ID"]
+        assert problem["operation_id"] == response.headers[OPERATION_ID_HEADER]
         assert "hunter2" not in response.text
         assert "db-7" not in response.text
         assert "RuntimeError" not in response.text

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from cqrskit import CommandBus, ConfigurationError, Context, OperationStatus
 from cqrskit.testing import override_handler
+from tests.asgi import asgi_client
 from tests.users.conftest import ADMIN, ALICE_ID, assert_problem, new_user
 
 # Any JSON document, NaN and infinities included (json.dumps writes them; the service must refuse them).
@@ -109,11 +110,7 @@ class TestFailures:
                 raise AssertionError("unreachable")
 
         app = create_app(container)
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with (
-            app.router.lifespan_context(app),
-            httpx.AsyncClient(transport=transport, base_url="http://users.test") as client,
-        ):
+        async with asgi_client(app, base_url="http://users.test") as client:
             with override_handler(container, GetUser, Stuck()):
                 response = await client.get(f"/users/{ALICE_ID}", headers=ADMIN)
         problem = assert_problem(response, 504)

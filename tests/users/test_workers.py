@@ -7,6 +7,8 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from cqrskit.fastapi import OPERATION_ID_HEADER
+
 # The example is built on the caching behaviours; until they are merged these tests cannot run.
 pytest.importorskip("cqrskit.caching", reason="examples/users needs cqrskit.caching, not merged yet")
 
@@ -26,7 +28,7 @@ async def schema(postgres_url: str, redis_url: str, unique_name: str) -> AsyncIt
 
 def _worker(response: httpx.Response) -> str:
     """The process that answered: operation ids start with a random prefix of their process."""
-    return response.headers["X-Operation-ID"].rsplit("-", 1)[0]
+    return response.headers[OPERATION_ID_HEADER].rsplit("-", 1)[0]
 
 
 async def _reads_from_both(client: httpx.AsyncClient, user_id: str) -> list[httpx.Response]:

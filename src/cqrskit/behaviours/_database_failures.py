@@ -1,36 +1,51 @@
-"""Telling a transient failure (worth running the whole dispatch again) from any other, by duck typing.
+"""What a database failure means, read by duck typing: transient, connection lost, unique violation, bad data.
 
-Nothing here imports SQLAlchemy or a database driver: the checks read attributes those libraries put
-on their exceptions (``sqlstate``, ``pgcode``, ``orig``, ``sqlite_errorcode``, ``connection_invalidated``)
-and walk the chain of causes, so one classifier serves SQLAlchemy, asyncpg, psycopg and sqlite3 alike.
+`Retry` (through `is_transient`) and the SQLAlchemy `Transaction` both classify failures here, so the
+two can never disagree on what a lost connection or a serialization failure looks like. Nothing here
+imports SQLAlchemy or a database driver: the checks read attributes those libraries put on their
+exceptions (``sqlstate``, ``pgcode``, ``code``, ``orig``, ``sqlite_errorcode``,
+``connection_invalidated``) and walk the chain of causes once (`causes`), so one classifier serves
+SQLAlchemy, asyncpg, psycopg and sqlite3 alike. SQLAlchemy wraps the driver's exception
+(``DBAPIError.orig``) and its asyncio adapters wrap it once more (the asyncpg error is the adapter
+error's ``__cause__``), which is why every check looks at the whole chain.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
+from collections.abc import Iterator
 
 from cqrskit._errors import CqrsKitError, DomainError
 from cqrskit._results import ResultError
 from cqrskit._status import OperationStatus
 
-__all__ = ["CommitOutcomeUnknownError", "is_transient"]
+__all__ = [
+    "CommitOutcomeUnknownError",
+    "causes",
+    "is_connection_lost",
+    "is_data_error",
+    "is_transient",
+    "is_unique_violation",
+]
 
-_RETRYABLE_SQLSTATES = frozenset(
-    {
-        "40001",  # serialization_failure
-        "40P01",  # deadlock_detected
-        "57P01",  # admin_shutdown: the server ended the session (a restart, a failover)
-        "57P02",  # crash_shutdown
-        "57P03",  # cannot_connect_now: the server is starting up
-    }
-)
-_CONNECTION_SQLSTATE_CLASS = "08"  # connection_exception and its subclasses
-_SQLSTATE_ATTRIBUTES = ("sqlstate", "pgcode", "code")
-_SQLSTATE_LENGTH = 5
+_CHAIN_LIMIT = 16  # exceptions looked at per classification: chains are short, cycles are possible
+_SQLSTATE_ATTRIBUTES = ("sqlstate", "pgcode", "code")  # asyncpg and psycopg 3, psycopg2, others
+_SQLSTATE_LENGTH = 5  # tells an SQLSTATE from SQLAlchemy's own four-character ``code``
+
+_SERIALIZATION_SQLSTATES = frozenset({"40001", "40P01"})  # serialization_failure, deadlock_detected
+# Class 08 is "connection exception"; 57P01-57P03 are the server ending the session (a restart, a
+# failover, pg_terminate_backend), crashing, or still starting up.
+_LOST_SQLSTATE_PREFIXES = ("08", "57P01", "57P02", "57P03")
+_UNIQUE_SQLSTATE = "23505"
+_DATA_SQLSTATE_CLASS = "22"  # data_exception: out of range, too long, bad encoding, division by zero
+
 _SQLITE_BUSY = 5
 _SQLITE_LOCKED = 6
 _SQLITE_LOCK_MESSAGES = ("database is locked", "database table is locked")
+# SQLITE_CONSTRAINT_UNIQUE and SQLITE_CONSTRAINT_PRIMARYKEY (extended result codes).
+_SQLITE_UNIQUE_CODES = frozenset({2067, 1555})
+
 _CONNECTION_ERRNOS = frozenset(
     getattr(errno, name)
     for name in (
@@ -47,8 +62,16 @@ _CONNECTION_ERRNOS = frozenset(
     )
     if hasattr(errno, name)
 )
-_CONNECTION_ERROR_NAMES = frozenset({"ConnectionDoesNotExistError"})  # asyncpg, matched by class name
-_CHAIN_LIMIT = 16  # exceptions looked at per classification: chains are short, cycles are possible
+_LOST_CONNECTION_NAMES = frozenset({"ConnectionDoesNotExistError"})  # asyncpg, matched by class name
+# At COMMIT, these also mean the reply never came (asyncpg's and the DB-API's InterfaceError for a
+# closed connection, asyncpg's ConnectionFailureError), so the outcome is unknown.
+_NO_REPLY_NAMES = frozenset({"InterfaceError", "ConnectionFailureError"})
+# PEP 249 names the error for "problems with the processed data" DataError; asyncpg raises one of
+# that name when it cannot encode a parameter.
+_DATA_ERROR_NAMES = frozenset({"DataError"})
+# sqlite3 raises plain OverflowError / UnicodeEncodeError when it cannot bind a parameter; we count
+# them only when raised inside one of these packages, not when a handler's own code raises them.
+_DRIVER_PACKAGES = frozenset({"sqlite3", "aiosqlite", "sqlalchemy", "asyncpg", "psycopg", "psycopg2"})
 
 
 class CommitOutcomeUnknownError(CqrsKitError):
@@ -58,6 +81,20 @@ class CommitOutcomeUnknownError(CqrsKitError):
     whatever its cause, because running the command again could apply it twice; the bus turns it into
     FAILED. Check the outcome (or rely on `Idempotency`) before you ask again.
     """
+
+
+def causes(exc: BaseException) -> Iterator[BaseException]:
+    """Yield `exc` and what it wraps (``orig``, ``__cause__``, ``__context__``), each once, 16 at most."""
+    pending: list[BaseException] = [exc]
+    seen: set[int] = set()
+    while pending and len(seen) < _CHAIN_LIMIT:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        linked = (current.__context__, current.__cause__, getattr(current, "orig", None))
+        pending.extend(item for item in linked if isinstance(item, BaseException))  # orig comes first
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -88,38 +125,69 @@ def is_transient(exc: BaseException) -> bool:
         return exc.result.status is OperationStatus.FAILED and cause is not None and is_transient(cause)
     if isinstance(exc, DomainError):
         return False
-    pending: list[BaseException] = [exc]
-    seen: set[int] = set()
     found = False
-    while pending and len(seen) < _CHAIN_LIMIT:
-        current = pending.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, (CommitOutcomeUnknownError, asyncio.CancelledError)):
+    for each in causes(exc):
+        if isinstance(each, (CommitOutcomeUnknownError, asyncio.CancelledError)):
             return False
-        if not found:
-            found = _looks_transient(current)
-        linked = (getattr(current, "orig", None), current.__cause__, current.__context__)
-        pending.extend(item for item in linked if isinstance(item, BaseException))
+        found = found or _is_serialization_failure(each) or _is_sqlite_busy(each) or _is_lost_connection(each)
     return found
 
 
-def _looks_transient(exc: BaseException) -> bool:
-    """Judge one exception on its own, without its chain."""
-    return _has_transient_sqlstate(exc) or _is_sqlite_busy(exc) or _is_lost_connection(exc)
+def is_connection_lost(exc: BaseException) -> bool:
+    """Tell whether `exc` says the connection broke or the reply never came (not that the server refused).
+
+    `Transaction` asks this of a failed COMMIT: such a commit may or may not have been applied. It is
+    everything `is_transient` calls a lost connection, plus a `TimeoutError` and an ``InterfaceError``
+    or ``ConnectionFailureError`` (by class name), which at COMMIT mean no answer came back.
+    """
+    return any(
+        _is_lost_connection(each) or isinstance(each, TimeoutError) or _named(each, _NO_REPLY_NAMES)
+        for each in causes(exc)
+    )
 
 
-def _has_transient_sqlstate(exc: BaseException) -> bool:
-    for attribute in _SQLSTATE_ATTRIBUTES:
-        code = getattr(exc, attribute, None)
-        if (
-            isinstance(code, str)
-            and len(code) == _SQLSTATE_LENGTH
-            and (code in _RETRYABLE_SQLSTATES or code.startswith(_CONNECTION_SQLSTATE_CLASS))
-        ):
-            return True
-    return False
+def is_unique_violation(exc: BaseException) -> bool:
+    """Tell whether `exc` reports a unique or primary-key constraint violation.
+
+    PostgreSQL's SQLSTATE 23505, or SQLite's extended codes 2067 (unique) and 1555 (primary key).
+    """
+    return any(
+        _UNIQUE_SQLSTATE in _sqlstates(each)
+        or getattr(each, "sqlite_errorcode", None) in _SQLITE_UNIQUE_CODES
+        for each in causes(exc)
+    )
+
+
+def is_data_error(exc: BaseException) -> bool:
+    """Tell whether the database (or its driver) refused a value it was given, not the statement.
+
+    PostgreSQL's SQLSTATE class 22 "data exception" (a number out of range, a string too long for its
+    column, a byte the encoding cannot hold, a division by zero), a PEP 249 ``DataError`` (by class
+    name; asyncpg raises one when it cannot encode a parameter), and the `OverflowError` or
+    `UnicodeEncodeError` sqlite3 raises when it cannot bind a parameter ("Python int too large to
+    convert to SQLite INTEGER", a lone surrogate in a string) when raised inside the driver, so the
+    same error raised by your own code does not count.
+    """
+    return any(
+        any(code.startswith(_DATA_SQLSTATE_CLASS) for code in _sqlstates(each))
+        or _named(each, _DATA_ERROR_NAMES)
+        or (isinstance(each, (OverflowError, UnicodeEncodeError)) and _raised_in_driver(each))
+        for each in causes(exc)
+    )
+
+
+def _sqlstates(exc: BaseException) -> tuple[str, ...]:
+    """Return the SQLSTATEs `exc` itself carries (not its chain's), in any attribute drivers use."""
+    codes = (getattr(exc, attribute, None) for attribute in _SQLSTATE_ATTRIBUTES)
+    return tuple(code for code in codes if isinstance(code, str) and len(code) == _SQLSTATE_LENGTH)
+
+
+def _named(exc: BaseException, names: frozenset[str]) -> bool:
+    return any(cls.__name__ in names for cls in type(exc).__mro__)
+
+
+def _is_serialization_failure(exc: BaseException) -> bool:
+    return any(code in _SERIALIZATION_SQLSTATES for code in _sqlstates(exc))
 
 
 def _is_sqlite_busy(exc: BaseException) -> bool:
@@ -130,10 +198,24 @@ def _is_sqlite_busy(exc: BaseException) -> bool:
 
 
 def _is_lost_connection(exc: BaseException) -> bool:
+    """Tell whether the connection to the server broke, judging `exc` alone (not its chain)."""
     if isinstance(exc, ConnectionError):
         return True
     if isinstance(exc, OSError) and exc.errno in _CONNECTION_ERRNOS:
         return True
     if getattr(exc, "connection_invalidated", False) is True:
         return True
-    return any(cls.__name__ in _CONNECTION_ERROR_NAMES for cls in type(exc).__mro__)
+    if any(code.startswith(_LOST_SQLSTATE_PREFIXES) for code in _sqlstates(exc)):
+        return True
+    return _named(exc, _LOST_CONNECTION_NAMES)
+
+
+def _raised_in_driver(exc: BaseException) -> bool:
+    """Tell whether the innermost Python frame `exc` passed through belongs to a database package."""
+    traceback = exc.__traceback__
+    if traceback is None:
+        return False
+    while traceback.tb_next is not None:
+        traceback = traceback.tb_next
+    module = traceback.tb_frame.f_globals.get("__name__")
+    return isinstance(module, str) and module.partition(".")[0] in _DRIVER_PACKAGES

@@ -15,6 +15,7 @@ import structlog
 from cqrskit._context import Context
 from cqrskit._contracts import CallNext
 from cqrskit._errors import ConfigurationError
+from cqrskit._names import qualified_name, short_name
 from cqrskit._results import Result
 from cqrskit._stages import Stage
 from cqrskit.behaviours._database_failures import CommitOutcomeUnknownError, is_transient
@@ -102,7 +103,7 @@ class RetryPolicy:
             "backoff": self.backoff,
             "max_delay": self.max_delay,
             "jitter": self.jitter,
-            "retry_on": [f"{t.__module__}.{t.__qualname__}" for t in self.retry_on],
+            "retry_on": [qualified_name(t) for t in self.retry_on],
         }
 
 
@@ -182,7 +183,7 @@ class Retry:
         """Return the retry policy for `message_type` and the classifier in use."""
         described = self.policy_for(message_type).describe()
         classifier = self._classifier
-        described["classifier"] = getattr(classifier, "__qualname__", repr(classifier))
+        described["classifier"] = short_name(classifier)
         return described
 
     async def __call__(self, message: Any, context: Context, call_next: CallNext) -> Result[Any]:

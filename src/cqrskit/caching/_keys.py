@@ -22,6 +22,7 @@ from cattrs.preconf.json import make_converter
 
 from cqrskit._errors import ConfigurationError
 from cqrskit._messages import Message, Query
+from cqrskit._names import qualified_name
 from cqrskit._results import Page
 
 if TYPE_CHECKING:
@@ -74,10 +75,6 @@ def make_cache_converter() -> cattrs.Converter:
     return converter
 
 
-def _qualified_name(cls: type) -> str:
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
 def _substitute(type_: Any, mapping: dict[Any, Any]) -> Any:
     if isinstance(type_, TypeVar):
         return mapping.get(type_, type_)
@@ -108,7 +105,7 @@ def query_result_type(query_type: type) -> Any:
     Raises `ConfigurationError` when the class does not say what it returns.
     """
     found = _find_result_type(query_type, {})
-    name = _qualified_name(query_type)
+    name = qualified_name(query_type)
     if found is _NOT_FOUND or isinstance(found, TypeVar) or getattr(found, "__parameters__", None):
         raise ConfigurationError(
             f"cannot tell what {name} returns: give it a concrete type argument, "
@@ -159,7 +156,7 @@ def key_function(
     converter: cattrs.Converter,
 ) -> KeyFunction:
     """Build, once, the function that turns a query of `query_type` into its cache key."""
-    prefix = f"{_qualified_name(query_type)}:v{version}:"
+    prefix = f"{qualified_name(query_type)}:v{version}:"
     if key is not None:
         custom = key
 
@@ -169,7 +166,7 @@ def key_function(
         return custom_key
 
     types = _field_types(query_type)
-    name = _qualified_name(query_type)
+    name = qualified_name(query_type)
     if vary_by is None:
         if types is None:
             raise ConfigurationError(

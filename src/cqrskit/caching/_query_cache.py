@@ -14,6 +14,7 @@ from cqrskit._context import Context
 from cqrskit._contracts import CallNext
 from cqrskit._errors import ConfigurationError
 from cqrskit._messages import Query
+from cqrskit._names import short_name
 from cqrskit._pipeline import require_kind
 from cqrskit._results import CacheInfo, Result
 from cqrskit._stages import Stage
@@ -31,10 +32,6 @@ _SUCCESS = OperationStatus.SUCCESS
 # never repeats a version an old entry recorded.
 _START_BITS = 48
 DEFAULT_TAG_TTL = 7 * 24 * 3600.0
-
-
-def _name(value: object) -> str:
-    return getattr(value, "__qualname__", None) or repr(value)
 
 
 class QueryCache:
@@ -120,10 +117,10 @@ class QueryCache:
         """Return the policy of `message_type`, for the route inspector."""
         policy = self._plans[message_type].policy
         return {
-            "ttl": _name(policy.ttl) if callable(policy.ttl) else policy.ttl,
+            "ttl": short_name(policy.ttl) if callable(policy.ttl) else policy.ttl,
             "vary_by": list(policy.vary_by) if policy.vary_by is not None else "all fields",
-            "tags": _name(policy.tags) if policy.tags is not None else None,
-            "key": _name(policy.key) if policy.key is not None else None,
+            "tags": short_name(policy.tags) if policy.tags is not None else None,
+            "key": short_name(policy.key) if policy.key is not None else None,
             "version": policy.version,
             "cache_null_results": policy.cache_null_results,
         }

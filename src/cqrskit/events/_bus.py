@@ -8,9 +8,10 @@ from typing import Any
 
 import structlog
 
-from cqrskit._bus import BusCore, type_name
+from cqrskit._bus import BusCore
 from cqrskit._context import Context
 from cqrskit._errors import ConfigurationError, HandlerNotFoundError
+from cqrskit._names import qualified_name
 from cqrskit._results import Result
 from cqrskit.events._event import Event
 
@@ -27,7 +28,7 @@ def _subscriber_name(value: object) -> str:
         target = provides
     if not isinstance(target, type):
         target = target if callable(target) and not hasattr(target, "handle") else type(target)
-    return f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', repr(target))}"
+    return qualified_name(target)
 
 
 class EventBus:
@@ -61,7 +62,7 @@ class EventBus:
         for event_type, given in handlers.items():
             if not (isinstance(event_type, type) and issubclass(event_type, Event)):  # type: ignore[redundant-expr]  # checked for callers without a type checker
                 raise ConfigurationError(
-                    f"EventBus routes Event subclasses only; {type_name(event_type)} is not one"
+                    f"EventBus routes Event subclasses only; {qualified_name(event_type)} is not one"
                 )
             named = self._named(event_type, given)
             bound = core.bind(event_type)
@@ -81,7 +82,7 @@ class EventBus:
             return {str(name): value for name, value in subscribers.items()}
         if isinstance(subscribers, (str, bytes)) or not isinstance(subscribers, Iterable):
             raise ConfigurationError(
-                f"the subscribers of {type_name(event_type)} must be a sequence of handlers or a "
+                f"the subscribers of {qualified_name(event_type)} must be a sequence of handlers or a "
                 f"mapping of name to handler, got {subscribers!r}"
             )
         named: dict[str, object] = {}

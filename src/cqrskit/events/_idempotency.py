@@ -15,6 +15,7 @@ from cqrskit._context import Context
 from cqrskit._contracts import CallNext
 from cqrskit._errors import ConflictError
 from cqrskit._messages import Command
+from cqrskit._names import qualified_name
 from cqrskit._pipeline import require_kind
 from cqrskit._results import AffectedEntity, Result
 from cqrskit._stages import Stage
@@ -82,7 +83,7 @@ class Idempotency:
         """
         require_kind(self, message_type, Command)
         self._return_types[message_type] = _return_type(message_type)
-        self._names[message_type] = f"{message_type.__module__}.{message_type.__qualname__}"
+        self._names[message_type] = qualified_name(message_type)
         return self
 
     def describe(self, message_type: type) -> dict[str, object]:  # noqa: ARG002 - same for every type
@@ -109,7 +110,7 @@ class Idempotency:
         session = self._database.session
         principal = context.principal.id if context.principal is not None else ""
         message_type = type(message)
-        name = self._names.get(message_type) or f"{message_type.__module__}.{message_type.__qualname__}"
+        name = self._names.get(message_type) or qualified_name(message_type)
         table = self._table
         if await self._claim(session, principal, key, name):
             result = await call_next(message, context)

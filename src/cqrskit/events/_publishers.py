@@ -18,7 +18,7 @@ from cqrskit.scope import defer_until_commit
 if TYPE_CHECKING:
     from cqrskit.events._bus import EventBus
 
-__all__ = ["CURRENT_CONTEXT", "EventPublisher", "InProcessPublisher", "current_context"]
+__all__ = ["CURRENT_CONTEXT", "EventPublisher", "InProcessPublisher"]
 
 
 class EventPublisher(Protocol):
@@ -35,11 +35,6 @@ class EventPublisher(Protocol):
 
 CURRENT_CONTEXT: ContextVar[Context | None] = ContextVar("cqrskit_events_context", default=None)
 """The context of the command a publisher behaviour wraps in this task (set by both publishers)."""
-
-
-def current_context() -> Context | None:
-    """Return the context of the command a publisher behaviour wraps in this task, or None."""
-    return CURRENT_CONTEXT.get()
 
 
 class InProcessPublisher:

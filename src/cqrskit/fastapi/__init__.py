@@ -34,6 +34,7 @@ from cqrskit.fastapi._requests import (
     read_body,
 )
 from cqrskit.fastapi._responses import (
+    OPERATION_ID_HEADER,
     PROBLEM_MEDIA_TYPE,
     http_status,
     problem_body,
@@ -46,6 +47,7 @@ __all__ = [
     "CORRELATION_ID_HEADER",
     "DEFAULT_MAX_BODY_BYTES",
     "IDEMPOTENCY_KEY_HEADER",
+    "OPERATION_ID_HEADER",
     "PROBLEM_MEDIA_TYPE",
     "CorrelationIdMiddleware",
     "PayloadError",

@@ -31,6 +31,8 @@ PROBLEM_MEDIA_TYPE = "application/problem+json"
 """The media type of RFC 9457 problem details."""
 
 OPERATION_ID_HEADER = "X-Operation-ID"
+"""The response header that carries the dispatch's operation id (the one its logs carry)."""
+
 CACHE_HEADER = "X-Cache"
 
 current_request: ContextVar[tuple[str, str] | None] = ContextVar("cqrskit_http_request", default=None)

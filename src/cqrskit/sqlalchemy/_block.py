@@ -1,24 +1,27 @@
-"""One transaction or savepoint opened by `Database.transaction` (and by the `Transaction` behaviour)."""
+"""One transaction or savepoint opened by `Database.transaction` (and by the `Transaction` behaviour).
+
+The block does not know `Database`: the database hands it, when it is made, the context variable that
+holds the transaction open in this task and the session factory for the block's isolation level.
+"""
 
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
-from contextvars import Token
+from contextvars import ContextVar, Token
 from types import TracebackType
-from typing import TYPE_CHECKING
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncSession, AsyncSessionTransaction
+from sqlalchemy.ext.asyncio import AsyncSession, AsyncSessionTransaction, async_sessionmaker
 
 from cqrskit._errors import ConfigurationError, ConflictError
-from cqrskit.behaviours._database_failures import CommitOutcomeUnknownError
+from cqrskit.behaviours._database_failures import (
+    CommitOutcomeUnknownError,
+    is_connection_lost,
+    is_unique_violation,
+)
 from cqrskit.scope import TransactionScope, is_deadline
-from cqrskit.sqlalchemy._classify import is_connection_lost, is_unique_violation
 from cqrskit.sqlalchemy._completion import commit_to_completion, to_completion
 from cqrskit.sqlalchemy._isolation import stricter_than
-
-if TYPE_CHECKING:
-    from cqrskit.sqlalchemy._database import Database
 
 __all__ = ["Open", "TransactionBlock", "close_session"]
 
@@ -71,24 +74,43 @@ class TransactionBlock:
     """``async with database.transaction() as session:``; see `Database.transaction`.
 
     `rollback_only` set to True before the block ends makes it roll back instead of committing (the
-    `Transaction` behaviour does so for a failure Result).
+    `Transaction` behaviour does so for a failure Result). `Database.transaction` makes it: `active`
+    holds the transaction open in the task, `maker` opens the session of an outermost transaction at
+    `level`, which then runs at `effective_level` (SQLite's transactions are all serializable).
     """
 
-    __slots__ = ("_database", "_entered", "_level", "_open", "_savepoint", "_token", "rollback_only")
+    __slots__ = (
+        "_active",
+        "_effective_level",
+        "_entered",
+        "_level",
+        "_maker",
+        "_open",
+        "_savepoint",
+        "_token",
+        "rollback_only",
+    )
 
-    def __init__(self, database: Database, level: str | None) -> None:
-        self._database = database
+    def __init__(
+        self,
+        active: ContextVar[Open | None],
+        maker: async_sessionmaker[AsyncSession],
+        level: str | None,
+        effective_level: str | None,
+    ) -> None:
+        self._active = active
+        self._maker = maker
         self._level = level
+        self._effective_level = effective_level
         self._savepoint: AsyncSessionTransaction | None = None
         self.rollback_only = False
 
     async def __aenter__(self) -> AsyncSession:
-        database = self._database
-        outer = database._active.get()
+        outer = self._active.get()
         if outer is None:
-            session = database._maker(self._level)()
+            session = self._maker()
             scope = TransactionScope()
-            level = database._effective_level(self._level)
+            level = self._effective_level
         else:
             if self._level is not None and stricter_than(self._level, outer.level):
                 raise ConfigurationError(
@@ -100,7 +122,7 @@ class TransactionBlock:
             scope = TransactionScope(outer.scope)
             level = outer.level
         self._open = Open(session, scope, level)
-        self._token: Token[Open | None] = database._active.set(self._open)
+        self._token: Token[Open | None] = self._active.set(self._open)
         self._entered: AbstractContextManager[TransactionScope] = scope.entered()
         self._entered.__enter__()
         return session
@@ -112,7 +134,7 @@ class TransactionBlock:
         traceback: TracebackType | None,
     ) -> None:
         self._entered.__exit__(None, None, None)
-        self._database._active.reset(self._token)
+        self._active.reset(self._token)
         opened = self._open
         if self._savepoint is not None:
             await self._exit_savepoint(self._savepoint, opened.scope, exc)

@@ -12,11 +12,11 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from cqrskit._errors import ConfigurationError
-from cqrskit.sqlalchemy import _sqlite
 from cqrskit.sqlalchemy._block import Open, TransactionBlock, close_session
 from cqrskit.sqlalchemy._completion import to_completion
 from cqrskit.sqlalchemy._errors import NoActiveSessionError
 from cqrskit.sqlalchemy._isolation import SERIALIZABLE, check_level
+from cqrskit.sqlalchemy._sqlite import BEGIN_OPTION, install_hooks, private_database_url
 
 __all__ = ["Database"]
 
@@ -80,7 +80,7 @@ class Database:
         self._owned: list[AsyncEngine] = []
         self._cleanup: weakref.finalize[Any, Any] | None = None
         if engine is None:
-            target, self._cleanup = _sqlite.private_database_url(
+            target, self._cleanup = private_database_url(
                 _async_url(url if url is not None else "sqlite+aiosqlite://"), self
             )
             engine = self._create(target, options)
@@ -90,11 +90,10 @@ class Database:
             read_engine = self._create(_async_url(read_url), options)
         self.read_engine: AsyncEngine = read_engine if read_engine is not None else engine
         """The engine `read_session` reads through: the one for `read_url`, else `engine`."""
-        self._busy_timeout = sqlite_busy_timeout
         self._is_sqlite = self.engine.dialect.name == "sqlite"  # decided once, read per transaction
         for each in {id(e): e for e in (self.engine, self.read_engine)}.values():
             if each.dialect.name == "sqlite" and each.sync_engine not in _hooked_engines:
-                _sqlite.install_hooks(each, sqlite_busy_timeout)
+                install_hooks(each, sqlite_busy_timeout)
                 _hooked_engines.add(each.sync_engine)
 
         self._session_options: dict[str, Any] = {"expire_on_commit": False, **(session_options or {})}
@@ -103,7 +102,7 @@ class Database:
         }
         reader = self.read_engine
         if reader.dialect.name == "sqlite":
-            reader = reader.execution_options(**{_sqlite.BEGIN_OPTION: "DEFERRED"})
+            reader = reader.execution_options(**{BEGIN_OPTION: "DEFERRED"})
         self._read_maker = async_sessionmaker(reader, **self._session_options)
         self._active: ContextVar[Open | None] = ContextVar(f"cqrskit_session_{id(self):x}", default=None)
 
@@ -153,10 +152,10 @@ class Database:
         only; a savepoint cannot ask for a stricter level than its transaction has.
         """
         level = None if isolation is None else check_level(isolation, self.dialect_name, "transaction()")
-        return TransactionBlock(self, level)
+        return TransactionBlock(self._active, self._maker(level), level, self._effective_level(level))
 
     def _maker(self, level: str | None) -> async_sessionmaker[AsyncSession]:
-        """Return the session factory for `level`, built once per level (SQLite ignores levels)."""
+        """Return the session factory for `level`, built at its first use (SQLite ignores levels)."""
         if self._is_sqlite:
             level = None
         maker = self._makers.get(level)

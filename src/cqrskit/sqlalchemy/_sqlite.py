@@ -20,18 +20,13 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-__all__ = ["BEGIN_OPTION", "install_hooks", "is_sqlite", "private_database_url"]
+__all__ = ["BEGIN_OPTION", "install_hooks", "private_database_url"]
 
 BEGIN_OPTION = "cqrskit_sqlite_begin"
 """Execution option naming the BEGIN variant: ``"IMMEDIATE"`` (the default) or ``"DEFERRED"``."""
 
 _BEGIN_VARIANTS = frozenset({"IMMEDIATE", "DEFERRED", "EXCLUSIVE"})
 _MEMORY_NAMES = frozenset({"", ":memory:"})
-
-
-def is_sqlite(url: URL) -> bool:
-    """Tell whether `url` is a SQLite URL, whatever the driver."""
-    return url.get_backend_name() == "sqlite"
 
 
 def private_database_url(url: URL, owner: object) -> tuple[URL, weakref.finalize[Any, Any] | None]:

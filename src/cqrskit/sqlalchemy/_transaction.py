@@ -13,7 +13,6 @@ from cqrskit._messages import Command
 from cqrskit._pipeline import require_kind
 from cqrskit._results import Result
 from cqrskit._stages import Stage
-from cqrskit.sqlalchemy._block import TransactionBlock
 from cqrskit.sqlalchemy._database import Database
 from cqrskit.sqlalchemy._isolation import check_level
 
@@ -71,7 +70,7 @@ class Transaction:
         self._levels: Mapping[type, str] = MappingProxyType(levels)
         self._database = database
         for each in {*levels.values(), self._default}:
-            database._maker(each)  # build each level's session factory now, not at the first command
+            database.transaction(each)  # builds each level's session factory now, not at the first command
 
     def bind(self, message_type: type) -> Transaction:
         """Stay in every command's pipeline; on any bus but a command bus, raise `ConfigurationError`."""
@@ -91,7 +90,7 @@ class Transaction:
 
     async def __call__(self, message: Any, context: Context, call_next: CallNext) -> Result[Any]:
         """Run the rest of the pipeline inside a transaction (or a savepoint of the open one)."""
-        block = TransactionBlock(self._database, self._levels.get(type(message), self._default))
+        block = self._database.transaction(self._levels.get(type(message), self._default))
         async with block:
             result = await call_next(message, context)
             if not result.is_success:

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from cqrskit import Command, CommandBus, ConfigurationError, Context, Principal, ValidationFailedError
 from cqrskit.events import CommandSender, Consumer, Event, EventBus
-from cqrskit.events._envelope import envelope_for
+from tests.events.support import wrap
 from tests.integration.events.conftest import CountingTransport, Stage, eventually
 
 pytestmark = [pytest.mark.postgres, pytest.mark.rabbitmq]
@@ -112,7 +112,7 @@ class TestInbox:
         bus = EventBus({Happened: {"effects": effects, "audit": Audit(stage)}})
         counting = CountingTransport(stage.transport)
         consumer = consumer_for(stage, bus, stage.queue(), concurrency=5, transport=counting)
-        envelope = envelope_for(Happened(1), None)
+        envelope = wrap(Happened(1))
         async with consuming(consumer):
             await stage.transport.publish([envelope] * 5)
             await eventually(lambda: _received(counting, 5), what="all five copies in hand at once")
@@ -138,7 +138,7 @@ class TestInbox:
         second = FailsOnce()
         bus = EventBus({Happened: {"first": Audit(stage), "second": second}})
         queue = stage.queue()
-        envelope = envelope_for(Happened(7), None)
+        envelope = wrap(Happened(7))
         async with consuming(consumer_for(stage, bus, queue, max_attempts=1)):
             await stage.transport.publish([envelope])
             await eventually(lambda: _dead_letter_count(stage, queue, 1), what="dead-lettered once")
@@ -179,7 +179,7 @@ class TestRedelivery:
         first_a, stuck = Counted(Audit(stage)), Stuck()
         consumer_a = consumer_for(stage, EventBus({Happened: {"first": first_a, "second": stuck}}), queue)
         async with consuming(consumer_a):
-            await stage.transport.publish([envelope_for(Happened(3), None)])
+            await stage.transport.publish([wrap(Happened(3))])
             await asyncio.wait_for(stuck.started.wait(), 30)
             await consumer_a.stop(grace=0)  # the second subscriber's transaction rolls back, no ack
         assert await stage.effect_counts() == {"audit-3": 1}
@@ -202,9 +202,9 @@ class TestDeadLetters:
         consumer = consumer_for(
             stage, EventBus({Happened: [effects]}), queue, max_attempts=3, backoff=0.01, transport=counting
         )
-        poison = envelope_for(Happened(0, poison=True), None)
+        poison = wrap(Happened(0, poison=True))
         async with consuming(consumer):
-            await stage.transport.publish([poison] + [envelope_for(Happened(n), None) for n in range(1, 4)])
+            await stage.transport.publish([poison] + [wrap(Happened(n)) for n in range(1, 4)])
             await eventually(lambda: _effects_for(stage, 3), what="the good messages handled")
             await eventually(lambda: counting.settled(4), what="all four settled")
         assert effects.poison_calls == 3
@@ -217,9 +217,9 @@ class TestDeadLetters:
         """A payload that does not structure into its type goes straight to the dead-letter queue."""
         queue = stage.queue()
         async with consuming(consumer_for(stage, EventBus({Happened: [Effects(stage)]}), queue)):
-            good = envelope_for(Happened(1), None)
+            good = wrap(Happened(1))
             bad = attrs.evolve(good, message_id="bad", payload=b'{"n": "not a number"}')
-            await stage.transport.publish([bad, envelope_for(Happened(2), None)])
+            await stage.transport.publish([bad, wrap(Happened(2))])
             await eventually(lambda: _dead_letter_count(stage, queue, 1), what="dead-lettered")
             await eventually(lambda: _effects_for(stage, 1), what="the good one handled")
 
@@ -237,7 +237,7 @@ class TestStopping:
         queue = stage.queue()
         first = consumer_for(stage, EventBus({Happened: [Effects(stage, hold=0.1)]}), queue, concurrency=4)
         async with consuming(first):
-            await stage.transport.publish([envelope_for(Happened(n), None) for n in range(40)])
+            await stage.transport.publish([wrap(Happened(n)) for n in range(40)])
             await eventually(lambda: _effects_for(stage, 8), what="a first part handled")
             await first.stop(grace=0)  # cut the handlers in flight: their transactions roll back
         assert len(await stage.effect_counts()) < 40

@@ -25,9 +25,8 @@ from cqrskit.events import (
     OutboxPublisher,
     OutboxRelay,
 )
-from cqrskit.events._envelope import envelope_for
-from cqrskit.events._tables import event_tables
 from cqrskit.sqlalchemy import Transaction
+from tests.events.support import outbox, wrap
 from tests.integration.events.conftest import CountingTransport, Stage, eventually
 
 pytestmark = [pytest.mark.postgres, pytest.mark.rabbitmq]
@@ -75,10 +74,10 @@ class WriteHandler:
 
 
 async def outbox_rows(stage: Stage, *, unpublished: bool = False) -> int:
-    outbox = event_tables(stage.name).outbox
-    query = sa.select(sa.func.count()).select_from(outbox)
+    table = await outbox(stage.database, stage.name)
+    query = sa.select(sa.func.count()).select_from(table)
     if unpublished:
-        query = query.where(outbox.c.published_at.is_(None))
+        query = query.where(table.c.published_at.is_(None))
     async with stage.database.engine.connect() as connection:
         return int(await connection.scalar(query) or 0)
 
@@ -125,7 +124,7 @@ async def running(*coroutines: Any) -> AsyncIterator[list[asyncio.Task[Any]]]:
 async def finish(stage: Stage, collector: Collector) -> None:
     """Wait until every row is marked, then read the queue up to a sentinel published after them."""
     await eventually(lambda: _none_pending(stage), what="every outbox row marked published")
-    await stage.transport.publish([envelope_for(Sentinel(), None)])
+    await stage.transport.publish([wrap(Sentinel())])
     await asyncio.wait_for(collector.sentinel.wait(), 30)
 
 
@@ -154,9 +153,9 @@ class TestOutboxAtomicity:
         result = await bus.execute(Write(2), Context(correlation_id="corr-2"))
         assert result.is_success
         assert await stage.effect_counts() == {"2": 1}
-        outbox = event_tables(stage.name).outbox
+        table = await outbox(stage.database, stage.name)
         async with stage.database.engine.connect() as connection:
-            row = (await connection.execute(sa.select(outbox))).one()
+            row = (await connection.execute(sa.select(table))).one()
         assert row.name == "Numbered"
         assert json.loads(row.payload) == {"n": 2, "key": None}
         headers = json.loads(row.headers)
