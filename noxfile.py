@@ -29,11 +29,15 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
-    """Run ruff's linter and check the formatting."""
+    """Run ruff's linter, check the formatting, and check the architecture (docs/architecture.md)."""
     session.install(*group("lint"))
     paths = ["src", "tests", "typing_tests", "benchmarks", "examples", "noxfile.py"]
     session.run("ruff", "check", *paths)
     session.run("ruff", "format", "--check", *paths)
+    # Both read the source without importing it: src on the path is all they need, no extras.
+    source = {"PYTHONPATH": "src"}
+    session.run("lint-imports", "--no-cache", env=source)  # the contracts in pyproject.toml
+    session.run("python", "-m", "tests.architecture", env=source)  # no import cycle, no string import
 
 
 @nox.session(python=PYTHON)

@@ -18,6 +18,7 @@ from dependency_injector import containers, providers
 from cqrskit._bus import CommandBus, QueryBus
 from cqrskit._errors import ConfigurationError
 from cqrskit._messages import Command, Message, Query
+from cqrskit.events._bus import EventBus
 
 __all__ = [
     "BusReport",
@@ -53,6 +54,7 @@ def load_container(spec: str) -> containers.Container:
     module_name, sep, attribute = spec.partition(":")
     if not sep or not module_name or not attribute:
         raise ValueError(f"expected 'package.module:Container', got {spec!r}")
+    # By name: the module is the user's, known only when they type it (tests/architecture.py allows it).
     target: Any = importlib.import_module(module_name)
     for part in attribute.split("."):
         target = getattr(target, part)
@@ -67,16 +69,7 @@ def load_container(spec: str) -> containers.Container:
     raise TypeError(f"{spec} is not a dependency-injector container or a factory returning one")
 
 
-def _bus_types() -> tuple[type, ...]:
-    types: list[type] = [CommandBus, QueryBus]
-    try:
-        events = importlib.import_module("cqrskit.events")
-    except ImportError:
-        return tuple(types)
-    event_bus = getattr(events, "EventBus", None)
-    if isinstance(event_bus, type):
-        types.append(event_bus)
-    return tuple(types)
+_BUS_TYPES: tuple[type, ...] = (CommandBus, QueryBus, EventBus)
 
 
 def _provides_bus(provider: providers.Provider[Any], bus_types: tuple[type, ...]) -> bool:
@@ -91,7 +84,7 @@ def find_buses(container: containers.Container) -> list[BusReport]:
     by name, then nested containers. A bus that refuses its configuration is reported with the error
     instead of raising.
     """
-    bus_types = _bus_types()
+    bus_types = _BUS_TYPES
     reports: list[BusReport] = []
     for name, provider in _named_providers(container):
         if not _provides_bus(provider, bus_types):
@@ -194,6 +187,7 @@ def message_classes(module_names: Iterable[str]) -> list[type]:
     """Return the Command and Query subclasses defined in the named modules (not merely imported)."""
     found: list[type] = []
     for module_name in module_names:
+        # By name: the user's modules, typed on the command line (tests/architecture.py allows it).
         module = importlib.import_module(module_name)
         found.extend(
             value
