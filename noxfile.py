@@ -1,6 +1,9 @@
-"""Sessions: tests, lint, typing, bench, demo (and docs and serve once their issues land)."""
+"""Sessions: tests, lint, typing, docs, build, bench, demo, serve, check."""
 
 from __future__ import annotations
+
+import shutil
+from pathlib import Path
 
 import nox
 
@@ -85,3 +88,12 @@ def check(session: nox.Session) -> None:
         "python", "-m", "cqrskit", "check", "examples.users.container:Container",
         "--modules", "examples.users.messages",
     )  # fmt: skip
+
+
+@nox.session(python=PYTHON)
+def build(session: nox.Session) -> None:
+    """Build the sdist and the wheel into dist/ (emptied first) and check them with twine."""
+    session.install(*group("build"))
+    shutil.rmtree("dist", ignore_errors=True)
+    session.run("python", "-m", "build", "--outdir", "dist")
+    session.run("twine", "check", "--strict", *sorted(str(path) for path in Path("dist").iterdir()))
