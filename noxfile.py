@@ -1,6 +1,9 @@
-"""Sessions: tests, lint, typing, bench, demo (and docs and serve once their issues land)."""
+"""Sessions: tests, lint, typing, docs, build, bench, demo, serve, check."""
 
 from __future__ import annotations
+
+import shutil
+from pathlib import Path
 
 import nox
 
@@ -29,11 +32,15 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
-    """Run ruff's linter and check the formatting."""
+    """Run ruff's linter, check the formatting, and check the architecture (docs/architecture.md)."""
     session.install(*group("lint"))
     paths = ["src", "tests", "typing_tests", "benchmarks", "examples", "noxfile.py"]
     session.run("ruff", "check", *paths)
     session.run("ruff", "format", "--check", *paths)
+    # Both read the source without importing it: src on the path is all they need, no extras.
+    source = {"PYTHONPATH": "src"}
+    session.run("lint-imports", "--no-cache", env=source)  # the contracts in pyproject.toml
+    session.run("python", "-m", "tests.architecture", env=source)  # no import cycle, no string import
 
 
 @nox.session(python=PYTHON)
@@ -81,3 +88,12 @@ def check(session: nox.Session) -> None:
         "python", "-m", "cqrskit", "check", "examples.users.container:Container",
         "--modules", "examples.users.messages",
     )  # fmt: skip
+
+
+@nox.session(python=PYTHON)
+def build(session: nox.Session) -> None:
+    """Build the sdist and the wheel into dist/ (emptied first) and check them with twine."""
+    session.install(*group("build"))
+    shutil.rmtree("dist", ignore_errors=True)
+    session.run("python", "-m", "build", "--outdir", "dist")
+    session.run("twine", "check", "--strict", *sorted(str(path) for path in Path("dist").iterdir()))

@@ -53,6 +53,7 @@ def load_container(spec: str) -> containers.Container:
     module_name, sep, attribute = spec.partition(":")
     if not sep or not module_name or not attribute:
         raise ValueError(f"expected 'package.module:Container', got {spec!r}")
+    # By name: the module is the user's, known only when they type it (tests/architecture.py allows it).
     target: Any = importlib.import_module(module_name)
     for part in attribute.split("."):
         target = getattr(target, part)
@@ -183,6 +184,7 @@ def message_classes(module_names: Iterable[str]) -> list[type]:
     """Return the Command and Query subclasses defined in the named modules (not merely imported)."""
     found: list[type] = []
     for module_name in module_names:
+        # By name: the user's modules, typed on the command line (tests/architecture.py allows it).
         module = importlib.import_module(module_name)
         found.extend(
             value
