@@ -8,10 +8,11 @@ from uuid import UUID
 
 import attrs
 from fastapi import FastAPI, Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from cqrskit import Command, Context, OperationStatus, Principal, Result
 from cqrskit.fastapi import (
+    MessageReader,
     context_dependency,
     from_container,
     http_status,
@@ -40,11 +41,11 @@ def current_principal() -> Principal | None:
 assert_type(http_status(OperationStatus.NOT_FOUND), int)
 assert_type(structure({"email": "a@example.com"}, CreateUser), CreateUser)
 assert_type(structure({"email": "a@example.com"}, CreateUser, converter=strict_converter()), CreateUser)
-assert_type(payload(CreateUser), Callable[[Request], Awaitable[CreateUser]])
+assert_type(payload(CreateUser), MessageReader[CreateUser])
 assert_type(context_dependency(current_principal), Callable[..., Awaitable[Context]])
 assert_type(context_dependency(from_request=principal_from_request), Callable[..., Awaitable[Context]])
 assert_type(from_container("command_bus"), Callable[[Request], Awaitable[Any]])
 assert_type(install(FastAPI()), FastAPI)
 failed: Result[UUID] = Result.failure(OperationStatus.CONFLICT)
 assert_type(problem_response(failed), JSONResponse)
-assert_type(result_response(failed, created=True), JSONResponse)
+assert_type(result_response(failed, created=True), Response)

@@ -11,22 +11,24 @@ buses, so a wiring mistake stops start-up.
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from importlib import resources
 from typing import Annotated
-from uuid import UUID
 
 from fastapi import Depends, FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
 from sqlalchemy.exc import IntegrityError
 from starlette.responses import JSONResponse, Response
+from starlette.staticfiles import StaticFiles
 
 from cqrskit import CommandBus, ConflictError, Context, QueryBus
 from cqrskit.events import create_event_tables
 from cqrskit.fastapi import (
-    OPERATION_ID_HEADER,
     context_dependency,
+    execute_then_query,
     from_container,
+    from_url,
     install,
     payload,
-    result_response,
 )
 from examples.users.auth import current_principal
 from examples.users.container import Container
@@ -123,71 +125,104 @@ def create_app(container: Container | None = None) -> FastAPI:
             await the_container.cache().close()
             await the_container.database().dispose()
 
-    app = install(FastAPI(title="Users", lifespan=lifespan))
+    app = install(
+        FastAPI(title="Users", lifespan=lifespan, docs_url=None),
+        security_schemes={"bearer": {"type": "http", "scheme": "bearer"}},
+    )
+    add_swagger_ui(app)
     app.state.container = the_container
     max_bytes = the_container.settings().max_body_bytes
     add_routes(app, max_bytes)
     return app
 
 
+def add_swagger_ui(app: FastAPI) -> None:
+    """Serve Swagger UI at ``/docs``, with its script and styles from this server when it can.
+
+    They come from the ``fastapi-offline`` package (Swagger UI 5, which reads OpenAPI 3.1) when it is
+    installed, so the page works without reaching a CDN; else from FastAPI's default CDN.
+    """
+    assets: dict[str, str] = {}
+    try:
+        static = resources.files("fastapi_offline") / "static"
+    except ModuleNotFoundError:
+        static = None
+    if static is not None and static.joinpath("swagger-ui-bundle.js").is_file():
+        app.mount("/static/swagger-ui", StaticFiles(directory=str(static)), name="swagger-ui")
+        assets = {
+            "swagger_js_url": "/static/swagger-ui/swagger-ui-bundle.js",
+            "swagger_css_url": "/static/swagger-ui/swagger-ui.css",
+        }
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> Response:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="Users: Swagger UI", **assets)
+
+
 def add_routes(app: FastAPI, max_bytes: int) -> None:
-    """Declare the endpoints: one message per endpoint, the Result rendered by `result_response`."""
-    create_body = Annotated[CreateUser, Depends(payload(CreateUser, max_bytes=max_bytes))]
-    update_body = Annotated[
-        UpdateUser, Depends(payload(UpdateUser, path_params=["user_id"], max_bytes=max_bytes))
-    ]
-    batch_body = Annotated[BatchCreateUsers, Depends(payload(BatchCreateUsers, max_bytes=max_bytes))]
+    """Declare the endpoints: one message per endpoint, read by `payload` or `from_url`.
+
+    Those readers are also what `install` documents: each endpoint's body, parameters and responses
+    in ``/openapi.json`` come from the message's fields and its handler's result type.
+    """
+    create = payload(CreateUser, response_envelope="id", max_bytes=max_bytes)
+    batch = payload(BatchCreateUsers, response_envelope="ids", max_bytes=max_bytes)
+    update = payload(UpdateUser, path_params=["user_id"], answers=GetUser, max_bytes=max_bytes)
+    stats, read, find, delete = (
+        from_url(GetUserStats),
+        from_url(GetUser),
+        from_url(FindUsers),
+        from_url(DeleteUser),
+    )
 
     @app.post("/users", status_code=201)
-    async def create_user(command: create_body, bus: Commands, context: RequestContext) -> Response:
+    async def create_user(
+        command: Annotated[CreateUser, Depends(create)], bus: Commands, context: RequestContext
+    ) -> Response:
         result = await bus.execute(command, context)
-        if result.is_failure:
-            return result_response(result)
-        return result_response(
-            result, created=True, body={"id": str(result.data)}, headers={"Location": f"/users/{result.data}"}
-        )
+        location = {"Location": f"/users/{result.data}"} if result.is_success else None
+        return create.respond(result, status=201, headers=location)
 
     @app.post("/users/batch", status_code=201)
-    async def batch_create_users(command: batch_body, bus: Commands, context: RequestContext) -> Response:
-        result = await bus.execute(command, context)
-        body = {"ids": [str(user_id) for user_id in result.data]} if result.is_success else None
-        return result_response(result, created=True, body=body)
+    async def batch_create_users(
+        command: Annotated[BatchCreateUsers, Depends(batch)], bus: Commands, context: RequestContext
+    ) -> Response:
+        return batch.respond(await bus.execute(command, context), status=201)
 
     @app.get("/users/stats")
-    async def user_stats(bus: Queries, context: RequestContext) -> Response:
-        return result_response(await bus.execute(GetUserStats(), context))
+    async def user_stats(
+        query: Annotated[GetUserStats, Depends(stats)], bus: Queries, context: RequestContext
+    ) -> Response:
+        return stats.respond(await bus.execute(query, context))
 
     @app.get("/users/{user_id}")
     async def get_user(
-        user_id: UUID, bus: Queries, context: RequestContext, include_inactive: bool = False
+        query: Annotated[GetUser, Depends(read)], bus: Queries, context: RequestContext
     ) -> Response:
-        return result_response(await bus.execute(GetUser(user_id, include_inactive), context))
+        return read.respond(await bus.execute(query, context))
 
     @app.get("/users")
     async def find_users(
-        bus: Queries,
-        context: RequestContext,
-        email_contains: str | None = None,
-        role: UserRole | None = None,
-        is_active: bool | None = None,
-        page: int = 1,
-        page_size: int = 20,
+        query: Annotated[FindUsers, Depends(find)], bus: Queries, context: RequestContext
     ) -> Response:
-        query = FindUsers(email_contains, role, is_active, page, page_size)
-        return result_response(await bus.execute(query, context))
+        return find.respond(await bus.execute(query, context))
 
     @app.patch("/users/{user_id}")
-    async def update_user(command: update_body, bus: Commands, context: RequestContext) -> Response:
-        result = await bus.execute(command, context)
-        body = {"id": str(command.user_id), "updated": list(command.changed_fields())}
-        return result_response(result, body=body if result.is_success else None)
+    async def update_user(
+        command: Annotated[UpdateUser, Depends(update)],
+        commands: Commands,
+        queries: Queries,
+        context: RequestContext,
+    ) -> Response:
+        # Answer with the user as it now is: the command, then GetUser (inactive users included).
+        changed = GetUser(command.user_id, include_inactive=True)
+        return update.respond(await execute_then_query(commands, command, queries, changed, context))
 
     @app.delete("/users/{user_id}", status_code=204)
-    async def delete_user(user_id: UUID, bus: Commands, context: RequestContext) -> Response:
-        result = await bus.execute(DeleteUser(user_id), context)
-        if result.is_failure:
-            return result_response(result)
-        return Response(status_code=204, headers={OPERATION_ID_HEADER: result.operation_id or ""})
+    async def delete_user(
+        command: Annotated[DeleteUser, Depends(delete)], bus: Commands, context: RequestContext
+    ) -> Response:
+        return delete.respond(await bus.execute(command, context), status=204)
 
     @app.get("/healthz", include_in_schema=False)
     async def health() -> JSONResponse:

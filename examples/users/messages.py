@@ -15,6 +15,13 @@ MAX_BATCH = 100
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _USERNAME = re.compile(r"[A-Za-z0-9_.-]{3,50}")
 
+# What the HTTP API's OpenAPI document says about each field ("json_schema" metadata, read by
+# cqrskit.fastapi). The checks themselves are in validate(), which the Validation behaviour runs.
+EMAIL = {"json_schema": {"format": "email", "maxLength": 254}}
+USERNAME = {"json_schema": {"pattern": f"^{_USERNAME.pattern}$"}}
+PASSWORD = {"sensitive": True, "json_schema": {"minLength": 8, "maxLength": 128, "writeOnly": True}}
+FULL_NAME = {"json_schema": {"maxLength": 200, "pattern": r"\S"}}
+
 
 class UserRole(enum.StrEnum):
     """What a user is in the service (not what the caller may do: that is the principal's business)."""
@@ -55,10 +62,10 @@ def _new_user_errors(email: str, username: str, password: str, full_name: str) -
 class NewUser:
     """One user of a `BatchCreateUsers` command."""
 
-    email: str
-    username: str
-    password: str = attrs.field(repr=False, metadata={"sensitive": True})
-    full_name: str
+    email: str = attrs.field(metadata=EMAIL)
+    username: str = attrs.field(metadata=USERNAME)
+    password: str = attrs.field(repr=False, metadata=PASSWORD)
+    full_name: str = attrs.field(metadata=FULL_NAME)
     role: UserRole = UserRole.MEMBER
 
 
@@ -66,10 +73,10 @@ class NewUser:
 class CreateUser(Command[UUID]):
     """Register a user; returns the new user's id."""
 
-    email: str
-    username: str
-    password: str = attrs.field(repr=False, metadata={"sensitive": True})
-    full_name: str
+    email: str = attrs.field(metadata=EMAIL)
+    username: str = attrs.field(metadata=USERNAME)
+    password: str = attrs.field(repr=False, metadata=PASSWORD)
+    full_name: str = attrs.field(metadata=FULL_NAME)
     role: UserRole = UserRole.MEMBER
 
     def validate(self) -> dict[str, str]:
@@ -82,8 +89,8 @@ class UpdateUser(Command[None]):
     """Change some of a user's fields; a field left at None keeps its value."""
 
     user_id: UUID
-    email: str | None = None
-    full_name: str | None = None
+    email: str | None = attrs.field(default=None, metadata=EMAIL)
+    full_name: str | None = attrs.field(default=None, metadata=FULL_NAME)
     role: UserRole | None = None
     is_active: bool | None = None
 
@@ -116,7 +123,7 @@ class DeleteUser(Command[None]):
 class BatchCreateUsers(Command[tuple[UUID, ...]]):
     """Register up to 100 users at once, all or none; returns their ids in order."""
 
-    users: tuple[NewUser, ...]
+    users: tuple[NewUser, ...] = attrs.field(metadata={"json_schema": {"minItems": 1, "maxItems": MAX_BATCH}})
 
     def validate(self) -> dict[str, str]:
         """Check the batch size and every user, naming each bad field by its position."""
@@ -162,11 +169,11 @@ class GetUser(Query[UserDto]):
 class FindUsers(Query[Page[UserDto]]):
     """Users matching every filter given, by username, one page at a time."""
 
-    email_contains: str | None = None
+    email_contains: str | None = attrs.field(default=None, metadata={"json_schema": {"maxLength": 254}})
     role: UserRole | None = None
     is_active: bool | None = None
-    page: int = 1
-    page_size: int = 20
+    page: int = attrs.field(default=1, metadata={"json_schema": {"minimum": 1}})
+    page_size: int = attrs.field(default=20, metadata={"json_schema": {"minimum": 1, "maximum": 100}})
 
     def validate(self) -> dict[str, str]:
         """Check the page, the page size and the search text."""

@@ -51,7 +51,11 @@ class TestUserLifecycle:
 
         updated = await client.patch(f"/users/{user_id}", json={"full_name": "Updated User"}, headers=ADMIN)
         assert updated.status_code == 200
-        assert updated.json() == {"id": user_id, "updated": ["full_name"]}
+        assert updated.json() == {
+            **user,
+            "full_name": "Updated User",
+            "updated_at": updated.json()["updated_at"],
+        }
 
         again = await client.get(f"/users/{user_id}", headers=ADMIN)
         assert again.json()["full_name"] == "Updated User"

@@ -23,38 +23,53 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra
 from cqrskit.fastapi._app import CorrelationIdMiddleware, install
 from cqrskit.fastapi._converter import strict_converter
 from cqrskit.fastapi._errors import PayloadError, PayloadTooLargeError
+from cqrskit.fastapi._naming import WIRE_NAME_METADATA, camel_case
+from cqrskit.fastapi._openapi import FAILURE_STATUSES
 from cqrskit.fastapi._payload import DEFAULT_MAX_BODY_BYTES, parse_json, structure
+from cqrskit.fastapi._problem_format import PROBLEM_MEDIA_TYPE, PROBLEM_SCHEMA, RFC9457, ProblemFormat
+from cqrskit.fastapi._reader import MessageReader, ServerField, from_url, payload
 from cqrskit.fastapi._requests import (
     CORRELATION_ID_HEADER,
     IDEMPOTENCY_KEY_HEADER,
     context_dependency,
     correlation_id,
     from_container,
-    payload,
     read_body,
 )
 from cqrskit.fastapi._responses import (
     OPERATION_ID_HEADER,
-    PROBLEM_MEDIA_TYPE,
     http_status,
     problem_body,
     problem_response,
     result_response,
     to_json,
 )
+from cqrskit.fastapi._schema import SCHEMA_METADATA
+from cqrskit.fastapi._write_then_read import execute_then_query
 
 __all__ = [
     "CORRELATION_ID_HEADER",
     "DEFAULT_MAX_BODY_BYTES",
+    "FAILURE_STATUSES",
     "IDEMPOTENCY_KEY_HEADER",
     "OPERATION_ID_HEADER",
     "PROBLEM_MEDIA_TYPE",
+    "PROBLEM_SCHEMA",
+    "RFC9457",
+    "SCHEMA_METADATA",
+    "WIRE_NAME_METADATA",
     "CorrelationIdMiddleware",
+    "MessageReader",
     "PayloadError",
     "PayloadTooLargeError",
+    "ProblemFormat",
+    "ServerField",
+    "camel_case",
     "context_dependency",
     "correlation_id",
+    "execute_then_query",
     "from_container",
+    "from_url",
     "http_status",
     "install",
     "parse_json",

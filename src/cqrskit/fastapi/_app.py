@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import structlog
 from fastapi import FastAPI, Request
@@ -17,10 +18,11 @@ from cqrskit._outcome import INTERNAL_ERROR
 from cqrskit._results import ResultError
 from cqrskit._status import OperationStatus
 from cqrskit.fastapi._errors import PayloadError, PayloadTooLargeError
+from cqrskit.fastapi._openapi import document_messages
+from cqrskit.fastapi._problem_format import RFC9457, ProblemFormat
 from cqrskit.fastapi._requests import CORRELATION_ID_HEADER, correlation_id, safe_id
 from cqrskit.fastapi._responses import (
     OPERATION_ID_HEADER,
-    PROBLEM_MEDIA_TYPE,
     current_request,
     problem_body,
     problem_response,
@@ -36,12 +38,16 @@ class CorrelationIdMiddleware:
 
     It takes the caller's ``X-Correlation-ID`` when it is safe (see `correlation_id`) or makes a new
     one, stores it on ``request.state.correlation_id`` and sets the header on every response, error
-    responses included. `install` adds it as the outermost middleware.
+    responses included. It also makes `problem_format` the one problem responses use while it serves a
+    request. `install` adds it as the outermost middleware.
     """
 
-    def __init__(self, app: ASGIApp, header: str = CORRELATION_ID_HEADER) -> None:
+    def __init__(
+        self, app: ASGIApp, header: str = CORRELATION_ID_HEADER, problem_format: ProblemFormat = RFC9457
+    ) -> None:
         self.app = app
         self.header = header
+        self.problem_format = problem_format
         self._raw_header = header.lower().encode("latin-1")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -64,7 +70,7 @@ class CorrelationIdMiddleware:
                 message["headers"] = headers
             await send(message)
 
-        token = current_request.set((decided, scope.get("path", "")))
+        token = current_request.set((decided, scope.get("path", ""), self.problem_format))
         try:
             await self.app(scope, receive, send_with_header)
         finally:
@@ -106,12 +112,18 @@ def _refused(
         operation_id=operation_id,
         correlation_id=correlation,
     )
+    problem_format = _problem_format()
     return JSONResponse(
-        body,
+        problem_format.render(body),
         status_code=body["status"],
-        media_type=PROBLEM_MEDIA_TYPE,
+        media_type=problem_format.media_type,
         headers={**(headers or {}), OPERATION_ID_HEADER: operation_id},
     )
+
+
+def _problem_format() -> ProblemFormat:
+    current = current_request.get()
+    return current[2] if current is not None else RFC9457
 
 
 def _field_path(location: Sequence[object]) -> str:
@@ -210,16 +222,23 @@ class _UnexpectedErrorMiddleware:
                 correlation_id=correlation,
                 instance=scope.get("path"),
             )
+            problem_format = _problem_format()
             response = JSONResponse(
-                body,
+                problem_format.render(body),
                 status_code=500,
-                media_type=PROBLEM_MEDIA_TYPE,
+                media_type=problem_format.media_type,
                 headers={OPERATION_ID_HEADER: operation_id},
             )
             await response(scope, receive, send)
 
 
-def install(app: FastAPI, *, correlation_header: str = CORRELATION_ID_HEADER) -> FastAPI:
+def install(
+    app: FastAPI,
+    *,
+    correlation_header: str = CORRELATION_ID_HEADER,
+    problem_format: ProblemFormat = RFC9457,
+    security_schemes: Mapping[str, Mapping[str, Any]] | None = None,
+) -> FastAPI:
     """Give `app` cqrskit's request handling; call it once, where you create the app.
 
     It adds `CorrelationIdMiddleware` and answers, as ``application/problem+json``: `PayloadError` and
@@ -228,6 +247,13 @@ def install(app: FastAPI, *, correlation_header: str = CORRELATION_ID_HEADER) ->
     status, and any other exception an endpoint raises with 500, an operation id and no internal text.
     A request refused before it reaches a bus (a bad payload, a bad token) gets an operation id of its
     own, in the body and the ``X-Operation-ID`` header, logged with the refusal as ``request_refused``.
+
+    Every error is written in `problem_format` (RFC 9457 problem details unless you give another).
+    The app's OpenAPI document declares, for each endpoint that reads its message with `payload` or
+    `from_url`, the request body and parameters from the message's fields, the success response from
+    its handler's result type and every failure status with the problem schema. `security_schemes`
+    (for example ``{"bearer": {"type": "http", "scheme": "bearer"}}``) are declared for those
+    endpoints too, when your authentication reads the request itself and FastAPI cannot see it.
     """
     app.add_exception_handler(PayloadError, _on_payload_error)
     app.add_exception_handler(PayloadTooLargeError, _on_payload_too_large)
@@ -235,5 +261,6 @@ def install(app: FastAPI, *, correlation_header: str = CORRELATION_ID_HEADER) ->
     app.add_exception_handler(ResultError, _on_result_error)
     app.add_exception_handler(HTTPException, _on_http_exception)
     app.add_middleware(_UnexpectedErrorMiddleware)
-    app.add_middleware(CorrelationIdMiddleware, header=correlation_header)
+    app.add_middleware(CorrelationIdMiddleware, header=correlation_header, problem_format=problem_format)
+    document_messages(app, problem_format, security_schemes or {})
     return app

@@ -19,11 +19,26 @@ from cattrs.cols import (
     is_sequence,
     list_structure_factory,
 )
-from cattrs.gen import make_dict_structure_fn
+from cattrs.gen import make_dict_structure_fn, override
 
-__all__ = ["FieldError", "strict_converter"]
+from cqrskit.fastapi._naming import wire_name
+
+__all__ = ["FieldError", "naming_of", "strict_converter"]
 
 T = TypeVar("T")
+
+
+class _StrictConverter(cattrs.Converter):
+    """A converter that remembers its naming rule, so that error paths use the keys the caller sent."""
+
+    def __init__(self, naming: Callable[[str], str] | None) -> None:
+        super().__init__(forbid_extra_keys=True, detailed_validation=True)
+        self.naming = naming
+
+
+def naming_of(converter: cattrs.Converter) -> Callable[[str], str] | None:
+    """Return the naming rule `converter` was made with by `strict_converter` (None for none or another)."""
+    return converter.naming if isinstance(converter, _StrictConverter) else None
 
 
 class FieldError(ValueError):
@@ -152,12 +167,19 @@ def _fixed_tuple(converter: cattrs.Converter, args: tuple[Any, ...]) -> Callable
     return structure_fixed
 
 
-def _object_hook(converter: cattrs.Converter) -> Callable[[Any], Callable[[object, type], Any]]:
+def _object_hook(
+    converter: cattrs.Converter, naming: Callable[[str], str] | None
+) -> Callable[[Any], Callable[[object, type], Any]]:
     """Make attrs classes from JSON objects only (a string would otherwise read as a set of keys)."""
 
     def factory(cls: Any) -> Callable[[object, type], Any]:
+        renamed: dict[str, Any] = {
+            field.name: override(rename=wire)
+            for field in attrs.fields(cls)
+            if (wire := wire_name(field, naming)) != field.name
+        }
         inner = make_dict_structure_fn(
-            cls, converter, _cattrs_forbid_extra_keys=True, _cattrs_detailed_validation=True
+            cls, converter, _cattrs_forbid_extra_keys=True, _cattrs_detailed_validation=True, **renamed
         )
 
         def structure_object(value: object, target: type) -> Any:
@@ -174,7 +196,7 @@ def _is_collection(type_: Any) -> bool:
     return is_sequence(type_) or is_any_set(type_)
 
 
-def strict_converter() -> cattrs.Converter:
+def strict_converter(*, naming: Callable[[str], str] | None = None) -> cattrs.Converter:
     """Return a new cattrs Converter that structures JSON into messages without guessing.
 
     Strings stay strings and numbers stay numbers (no ``5`` to ``"5"``, no ``3.9`` to ``3``, booleans
@@ -182,8 +204,11 @@ def strict_converter() -> cattrs.Converter:
     date-times and decimals are parsed from strings, enums accept their values only, and lists come
     from JSON arrays only. Every error is collected, not just the first. Register your own hooks on the
     converter you get back and pass it to `structure`.
+
+    With `naming` (for example `camel_case`), each field is read from the key ``naming(attribute)``
+    instead of its attribute name; a field's ``wire_name`` metadata wins over the rule.
     """
-    converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+    converter = _StrictConverter(naming)
     scalars: dict[type, Callable[[object, type], Any]] = {
         str: _structure_str,
         int: _structure_int,
@@ -211,5 +236,5 @@ def strict_converter() -> cattrs.Converter:
     for scalar in (*scalars, enum.Enum):
         converter.register_structure_hook(scalar, structure_scalar)
     converter.register_structure_hook_factory(_is_collection, _collection_hook(converter))
-    converter.register_structure_hook_factory(attrs.has, _object_hook(converter))
+    converter.register_structure_hook_factory(attrs.has, _object_hook(converter, naming))
     return converter

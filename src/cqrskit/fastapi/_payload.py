@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+import attrs
 import cattrs
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 
-from cqrskit.fastapi._converter import FieldError, strict_converter
+from cqrskit.fastapi._converter import FieldError, naming_of, strict_converter
 from cqrskit.fastapi._errors import PayloadError, PayloadTooLargeError
+from cqrskit.fastapi._naming import wire_name
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "parse_json", "structure"]
 
@@ -35,11 +37,12 @@ def structure(data: object, message_type: type[T], *, converter: cattrs.Converte
     """
     if not isinstance(data, Mapping):
         raise PayloadError({BODY: "expected a JSON object"})
+    used = converter or _DEFAULT_CONVERTER
     try:
-        return (converter or _DEFAULT_CONVERTER).structure(data, message_type)
+        return used.structure(data, message_type)
     except (ClassValidationError, IterableValidationError, FieldError) as exc:
         errors: dict[str, str] = {}
-        _collect(exc, "", errors)
+        _collect(exc, "", errors, naming_of(used))
         raise PayloadError(errors) from None
     except ForbiddenExtraKeysError as exc:
         raise PayloadError(dict.fromkeys(sorted(exc.extra_fields), "unknown field")) from None
@@ -54,20 +57,29 @@ def _join(path: str, name: object) -> str:
     return f"{path}.{name}" if path else str(name)
 
 
-def _collect(exc: BaseException, path: str, errors: dict[str, str]) -> None:
+def _wire_step(cls: type, attribute: str, naming: Callable[[str], str] | None) -> str:
+    for field in attrs.fields(cls):
+        if field.name == attribute:
+            return wire_name(field, naming)
+    return attribute
+
+
+def _collect(
+    exc: BaseException, path: str, errors: dict[str, str], naming: Callable[[str], str] | None
+) -> None:
     if isinstance(exc, (ClassValidationError, IterableValidationError)):
         # cattrs notes each sub-error with the attribute (a class) or the index (a list) it came from.
         placed: list[tuple[BaseException, object]]
         if isinstance(exc, ClassValidationError):
             with_notes, without = exc.group_exceptions()
-            placed = [(sub, note.name) for sub, note in with_notes]
+            placed = [(sub, _wire_step(exc.cl, note.name, naming)) for sub, note in with_notes]
         else:
             with_index, without = exc.group_exceptions()
             placed = [(sub, note.index) for sub, note in with_index]
         for sub, step in placed:
-            _collect(sub, _join(path, step), errors)
+            _collect(sub, _join(path, step), errors, naming)
         for sub in without:
-            _collect(sub, path, errors)
+            _collect(sub, path, errors, naming)
     elif isinstance(exc, ForbiddenExtraKeysError):
         for key in sorted(exc.extra_fields):
             errors[_join(path, key)] = "unknown field"

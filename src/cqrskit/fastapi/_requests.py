@@ -4,17 +4,15 @@
 # in context_dependency at runtime, and they name a local variable.
 
 import re
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Annotated, Any, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
 
-import cattrs
 from fastapi import Depends, Request
 
 from cqrskit import _operation_ids
 from cqrskit._context import Context, Principal
-from cqrskit._errors import ConfigurationError
-from cqrskit.fastapi._errors import PayloadError, PayloadTooLargeError
-from cqrskit.fastapi._payload import DEFAULT_MAX_BODY_BYTES, parse_json, structure
+from cqrskit.fastapi._errors import PayloadTooLargeError
+from cqrskit.fastapi._payload import DEFAULT_MAX_BODY_BYTES
 
 __all__ = [
     "CORRELATION_ID_HEADER",
@@ -22,11 +20,8 @@ __all__ = [
     "context_dependency",
     "correlation_id",
     "from_container",
-    "payload",
     "read_body",
 ]
-
-T = TypeVar("T")
 
 CORRELATION_ID_HEADER = "X-Correlation-ID"
 """The header a caller may send to tie its requests together; every response echoes it."""
@@ -124,49 +119,6 @@ async def read_body(request: Request, *, max_bytes: int = DEFAULT_MAX_BODY_BYTES
             raise PayloadTooLargeError(max_bytes)
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-def payload(
-    message_type: type[T],
-    *,
-    path_params: Iterable[str] = (),
-    max_bytes: int = DEFAULT_MAX_BODY_BYTES,
-    converter: cattrs.Converter | None = None,
-) -> Callable[[Request], Awaitable[T]]:
-    """Return a FastAPI dependency that reads the JSON body into a `message_type`.
-
-    The body is decoded with NaN refused and at most `max_bytes` read, then structured with
-    `structure` (strict, every error collected). Fields named in `path_params` are taken from the
-    URL path instead of the body (a body that repeats one is refused). Errors raise `PayloadError` or
-    `PayloadTooLargeError`, which the handlers `install` adds answer with a problem::
-
-        Update = Annotated[UpdateUser, Depends(payload(UpdateUser, path_params=["user_id"]))]
-
-        @app.patch("/users/{user_id}")
-        async def update_user(command: Update, bus: Commands, context: RequestContext): ...
-    """
-    from_path = tuple(path_params)
-
-    async def read_message(request: Request) -> T:
-        data = parse_json(await read_body(request, max_bytes=max_bytes), max_bytes=max_bytes)
-        if from_path and isinstance(data, dict):
-            repeated = {
-                name: "comes from the URL path; leave it out of the body"
-                for name in from_path
-                if name in data
-            }
-            if repeated:
-                raise PayloadError(repeated)
-            missing = [name for name in from_path if name not in request.path_params]
-            if missing:
-                raise ConfigurationError(
-                    f"payload({message_type.__qualname__}) takes {missing} from the URL path, but the "
-                    f"route {request.url.path!r} has no such parameter"
-                )
-            data.update((name, request.path_params[name]) for name in from_path)
-        return structure(data, message_type, converter=converter)
-
-    return read_message
 
 
 def from_container(

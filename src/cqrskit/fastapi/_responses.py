@@ -6,20 +6,23 @@ import datetime as dt
 import decimal
 import enum
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from http import HTTPStatus
 from typing import Any
 
+import attrs
 import cattrs
-from starlette.responses import JSONResponse
+from cattrs.gen import make_dict_unstructure_fn, override
+from starlette.responses import JSONResponse, Response
 
 from cqrskit._errors import DETAIL
 from cqrskit._results import Page, Result
 from cqrskit._status import OperationStatus
+from cqrskit.fastapi._naming import wire_name
+from cqrskit.fastapi._problem_format import RFC9457, ProblemFormat
 
 __all__ = [
-    "PROBLEM_MEDIA_TYPE",
     "http_status",
     "problem_body",
     "problem_response",
@@ -27,16 +30,20 @@ __all__ = [
     "to_json",
 ]
 
-PROBLEM_MEDIA_TYPE = "application/problem+json"
-"""The media type of RFC 9457 problem details."""
-
 OPERATION_ID_HEADER = "X-Operation-ID"
 """The response header that carries the dispatch's operation id (the one its logs carry)."""
 
 CACHE_HEADER = "X-Cache"
 
-current_request: ContextVar[tuple[str, str] | None] = ContextVar("cqrskit_http_request", default=None)
-"""The correlation id and path of the request being served, set by `CorrelationIdMiddleware`."""
+current_request: ContextVar[tuple[str, str, ProblemFormat] | None] = ContextVar(
+    "cqrskit_http_request", default=None
+)
+"""The correlation id, path and problem format of the request being served.
+
+`CorrelationIdMiddleware` sets it.
+"""
+
+_NO_BODY = frozenset({HTTPStatus.NO_CONTENT, HTTPStatus.NOT_MODIFIED})
 
 _STATUS_CODES: Mapping[OperationStatus, int] = {
     OperationStatus.SUCCESS: 200,
@@ -61,8 +68,18 @@ def http_status(status: OperationStatus, *, created: bool = False) -> int:
     return _STATUS_CODES[status]
 
 
-def _unstructure_converter() -> cattrs.Converter:
+def _unstructure_converter(naming: Callable[[str], str] | None = None) -> cattrs.Converter:
     converter = cattrs.Converter()
+
+    def renaming(cls: Any) -> Callable[[Any], Any]:
+        renamed: dict[str, Any] = {
+            field.name: override(rename=wire)
+            for field in attrs.fields(cls)
+            if (wire := wire_name(field, naming)) != field.name
+        }
+        return make_dict_unstructure_fn(cls, converter, **renamed)
+
+    converter.register_unstructure_hook_factory(attrs.has, renaming)
     converter.register_unstructure_hook(uuid.UUID, str)
     converter.register_unstructure_hook(dt.datetime, dt.datetime.isoformat)
     converter.register_unstructure_hook(dt.date, dt.date.isoformat)
@@ -74,16 +91,25 @@ def _unstructure_converter() -> cattrs.Converter:
 
 
 _JSON = _unstructure_converter()
+_NAMED: dict[Callable[[str], str], cattrs.Converter] = {}
 
 
-def to_json(value: object) -> Any:
+def to_json(value: object, *, naming: Callable[[str], str] | None = None) -> Any:
     """Return `value` as JSON-ready data: attrs classes become objects, UUIDs and dates strings.
 
-    A `Page` becomes ``{"items": [...], "pagination": {...}}``.
+    A `Page` becomes ``{"items": [...], "pagination": {...}}``. With `naming` (for example
+    `camel_case`), each field is written under ``naming(attribute)``; a field's ``wire_name``
+    metadata wins over the rule.
     """
+    converter = _JSON
+    if naming is not None:
+        converter = _NAMED.get(naming) or _NAMED.setdefault(naming, _unstructure_converter(naming))
     if isinstance(value, Page):
-        return {"items": _JSON.unstructure(value.items), "pagination": _JSON.unstructure(value.pagination)}
-    return _JSON.unstructure(value)
+        return {
+            "items": converter.unstructure(value.items),
+            "pagination": converter.unstructure(value.pagination),
+        }
+    return converter.unstructure(value)
 
 
 def problem_body(
@@ -136,14 +162,17 @@ def problem_response(
     The body carries the operation id and, for VALIDATION_ERROR, every field error by field path; the
     status code comes from `http_status`. A FAILED result says only that an internal error happened:
     the bus never puts exception text into a Result. Inside a request served through `install`, the
-    correlation id and the request path are filled in for you when you do not give them.
+    correlation id and the request path are filled in for you when you do not give them, and the body
+    is written in the `ProblemFormat` given to `install`.
     """
     if result.is_success:
         raise ValueError("problem_response needs a failed Result; this one succeeded")
     current = current_request.get()
+    problem_format = RFC9457
     if current is not None:
         correlation_id = correlation_id if correlation_id is not None else current[0]
         instance = instance if instance is not None else current[1]
+        problem_format = current[2]
     body = problem_body(
         result.status,
         result.errors,
@@ -155,7 +184,10 @@ def problem_response(
     if result.operation_id is not None:
         response_headers[OPERATION_ID_HEADER] = result.operation_id
     return JSONResponse(
-        body, status_code=body["status"], media_type=PROBLEM_MEDIA_TYPE, headers=response_headers
+        problem_format.render(body),
+        status_code=body["status"],
+        media_type=problem_format.media_type,
+        headers=response_headers,
     )
 
 
@@ -163,14 +195,19 @@ def result_response(
     result: Result[Any],
     *,
     created: bool = False,
+    status: int | None = None,
     body: Any = None,
     headers: Mapping[str, str] | None = None,
-) -> JSONResponse:
-    """Return the JSON response for `result`: its data on success, a problem on failure.
+    naming: Callable[[str], str] | None = None,
+    envelope: str | None = None,
+) -> Response:
+    """Return the response for `result`: its data as JSON on success, a problem on failure.
 
-    On success the body is `body` when you give one, else `to_json(result.data)`; the status is 200, or
-    201 when `created`. Every response carries ``X-Operation-ID``, and a query answered through
-    `QueryCache` carries ``X-Cache: hit`` or ``miss``.
+    On success the body is `body` when you give one, else `to_json(result.data, naming=naming)`,
+    wrapped as ``{envelope: ...}`` when you give an `envelope`; the status is `status` when given,
+    else 200, or 201 when `created`. A 204 (or any status that allows no body) has no body. Every
+    response carries ``X-Operation-ID``, and a query answered through `QueryCache` carries
+    ``X-Cache: hit`` or ``miss``.
     """
     if result.is_failure:
         return problem_response(result, headers=headers)
@@ -179,7 +216,10 @@ def result_response(
         response_headers[OPERATION_ID_HEADER] = result.operation_id
     if result.cache_info is not None:
         response_headers[CACHE_HEADER] = "hit" if result.cache_info.hit else "miss"
-    content = to_json(result.data) if body is None else body
-    return JSONResponse(
-        content, status_code=http_status(result.status, created=created), headers=response_headers
-    )
+    code = status if status is not None else http_status(result.status, created=created)
+    if code in _NO_BODY or code < HTTPStatus.OK:
+        return Response(status_code=code, headers=response_headers)
+    content = to_json(result.data, naming=naming) if body is None else body
+    if envelope is not None:
+        content = {envelope: content}
+    return JSONResponse(content, status_code=code, headers=response_headers)
