@@ -17,7 +17,7 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.sessions = ["tests", "lint", "typing"]
 
 PYTHON = None  # the interpreter nox runs on: a newcomer has one Python, and that is enough
-ALL_EXTRAS = ".[cache,redis,sqlalchemy,postgres,rabbitmq,fastapi,otel,prometheus]"
+ALL_EXTRAS = ".[cache,redis,sqlalchemy,postgres,rabbitmq,nats,fastapi,otel,prometheus]"
 
 
 @nox.session(python=PYTHON)
