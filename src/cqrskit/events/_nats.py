@@ -271,6 +271,13 @@ class NatsTransport:
                     messages = await subscription.fetch(free, timeout=_FETCH_WAIT)
                 except nats.errors.TimeoutError:
                     continue
+                except nats.errors.ConnectionClosedError:
+                    task = asyncio.current_task()
+                    if task is not None and task.cancelling():
+                        # nats-py turns a cancelled fetch on a closed connection into this error:
+                        # give the cancellation back to whoever asked for it.
+                        raise asyncio.CancelledError from None
+                    raise
                 for message in messages:
                     delivery = await self._receive(message, queue, wanted, settled)
                     if delivery is not None:
