@@ -21,7 +21,8 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.sessions = ["tests", "lint", "typing"]
 
 PYTHON = None  # the interpreter nox runs on: a newcomer has one Python, and that is enough
-ALL_EXTRAS = ".[cache,redis,sqlalchemy,postgres,rabbitmq,fastapi,otel,prometheus]"
+# Every extra pyproject.toml declares: the sessions test all of them.
+ALL_EXTRAS = f".[{','.join(PYPROJECT['project']['optional-dependencies'])}]"
 
 
 def install_chromium(session: nox.Session) -> None:

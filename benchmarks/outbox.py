@@ -40,9 +40,11 @@ from cqrskit.events import (
     Consumer,
     Event,
     EventBus,
+    NatsTransport,
     OutboxPublisher,
     OutboxRelay,
     RabbitMQTransport,
+    Transport,
     create_event_tables,
 )
 from cqrskit.events._tables import event_tables
@@ -50,6 +52,8 @@ from cqrskit.sqlalchemy import Database
 
 POSTGRES_URL = os.environ.get("CQRSKIT_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 RABBITMQ_URL = os.environ.get("CQRSKIT_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
+NATS_URL = os.environ.get("CQRSKIT_NATS_URL", "nats://127.0.0.1:4222")
+TRANSPORTS = os.environ.get("OUTBOX_BENCH_TRANSPORTS", "rabbitmq,nats").split(",")
 EVENTS = 2000
 PER_TRANSACTION = 10
 WRITERS = 4
@@ -87,15 +91,31 @@ class Effect:
         await self.database.session.execute(sa.insert(self.table).values(n=event.n, at=time.time()))
 
 
+def make_transport(kind: str, name: str) -> RabbitMQTransport | NatsTransport:
+    if kind == "nats":
+        return NatsTransport(NATS_URL, stream=name)
+    return RabbitMQTransport(RABBITMQ_URL, exchange=name)
+
+
+async def delete_all(transport: Transport, queue: str) -> None:
+    if isinstance(transport, NatsTransport):
+        await transport.delete(queue, streams=True)
+    elif isinstance(transport, RabbitMQTransport):
+        await transport.delete(queue, exchanges=True)
+
+
 async def until_terminated() -> None:
+    """Wait for SIGTERM; print the CPU seconds this process spent since it said "ready"."""
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    began = time.process_time()  # this process's own CPU time, user and system
     await stop.wait()
+    print(f"cpu {time.process_time() - began:.6f}", flush=True)
 
 
-async def relay_role(name: str) -> None:
+async def relay_role(name: str, kind: str) -> None:
     database = Database(POSTGRES_URL)
-    transport = RabbitMQTransport(RABBITMQ_URL, exchange=name)
+    transport = make_transport(kind, name)
     relay = OutboxRelay(database, transport, schema=name)  # woken by NOTIFY; polls every 0.1 s
     task = asyncio.create_task(relay.run())
     print("ready", flush=True)
@@ -106,9 +126,9 @@ async def relay_role(name: str) -> None:
     await database.dispose()
 
 
-async def consumer_role(name: str) -> None:
+async def consumer_role(name: str, kind: str) -> None:
     database = Database(POSTGRES_URL, engine_options={"pool_size": 10})
-    transport = RabbitMQTransport(RABBITMQ_URL, exchange=name)
+    transport = make_transport(kind, name)
     consumer = Consumer(
         transport,
         EventBus({Tick: {"effect": Effect(database, effects_table(name))}}),
@@ -131,10 +151,10 @@ async def consumer_role(name: str) -> None:
     await database.dispose()
 
 
-async def start(role: str, name: str) -> asyncio.subprocess.Process:
+async def start(role: str, name: str, kind: str) -> asyncio.subprocess.Process:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "benchmarks.outbox", role, name, env=env, stdout=asyncio.subprocess.PIPE
+        sys.executable, "-m", "benchmarks.outbox", role, name, kind, env=env, stdout=asyncio.subprocess.PIPE
     )
     if process.stdout is None:
         raise RuntimeError("no pipe to the child process")
@@ -144,19 +164,40 @@ async def start(role: str, name: str) -> asyncio.subprocess.Process:
     return process
 
 
-async def one_run(relay_count: int, keyed: bool, paced: bool = False) -> tuple[float, float, float, float]:
+@attrs.frozen
+class Run:
+    rate: float
+    p50: float
+    p99: float
+    to_marked: float
+    relay_cpu: float = 0.0  # CPU seconds per 1,000 events, all relay processes together
+    consumer_cpu: float = 0.0  # CPU seconds per 1,000 events in the consumer process
+
+
+async def cpu_of(process: asyncio.subprocess.Process) -> float:
+    """Read the "cpu <seconds>" line a role prints when it is terminated."""
+    if process.stdout is None:
+        return float("nan")
+    async for line in process.stdout:
+        if line.startswith(b"cpu "):
+            return float(line.split()[1])
+    return float("nan")
+
+
+async def one_run(kind: str, relay_count: int, keyed: bool, paced: bool = False) -> Run:
     name = "cqrskit_bench_" + secrets.token_hex(4)
     database = Database(POSTGRES_URL)
     effects = effects_table(name)
-    transport = RabbitMQTransport(RABBITMQ_URL, exchange=name)
+    transport = make_transport(kind, name)
     processes: list[asyncio.subprocess.Process] = []
     committed: dict[int, float] = {}
+    cpu: list[float] = []
     try:
         await create_event_tables(database, name)
         async with database.engine.begin() as connection:
             await connection.run_sync(effects.metadata.create_all)
-        processes.append(await start("consumer", name))
-        processes += [await start("relay", name) for _ in range(relay_count)]
+        processes.append(await start("consumer", name, kind))
+        processes += [await start("relay", name, kind) for _ in range(relay_count)]
         publisher = OutboxPublisher(database, schema=name)
 
         async def writer(start: int) -> None:
@@ -181,7 +222,12 @@ async def one_run(relay_count: int, keyed: bool, paced: bool = False) -> tuple[f
             await paced_writer()
         else:
             await asyncio.gather(*(writer(w * PER_TRANSACTION) for w in range(WRITERS)))
-        return await measure(database, name, committed, began)
+        rate, p50, p99, sent = await measure(database, name, committed, began)
+        for process in processes:
+            process.terminate()
+        cpu = [await asyncio.wait_for(cpu_of(process), 30) for process in processes]
+        per_1000 = 1000 / len(committed)
+        return Run(rate, p50, p99, sent, sum(cpu[1:]) * per_1000, cpu[0] * per_1000)
     finally:
         for process in processes:
             with contextlib.suppress(ProcessLookupError):
@@ -193,7 +239,7 @@ async def one_run(relay_count: int, keyed: bool, paced: bool = False) -> tuple[f
                 process.kill()
                 await process.wait()
         with contextlib.suppress(Exception):
-            await transport.delete(f"{name}.q", exchanges=True)
+            await delete_all(transport, f"{name}.q")
         await transport.close()
         async with database.engine.begin() as connection:
             await connection.execute(sa.text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
@@ -227,32 +273,46 @@ async def measure(
     return events / elapsed, statistics.median(latencies), p99, statistics.median(published) * 1000
 
 
+def median_run(runs: list[Run]) -> Run:
+    fields = attrs.fields(Run)
+    return Run(*(statistics.median(getattr(r, f.name) for r in runs) for f in fields))
+
+
 async def run() -> None:
-    print(
-        f"Throughput: {EVENTS} events, {WRITERS} writers x {PER_TRANSACTION} events per transaction, "
-        f"1 consumer process (8 at a time), median of {REPEATS} runs"
-    )
-    print()
-    print("| events | relay processes | events/s | p50 commit→effect (ms) | p99 (ms) | p50 to marked (ms) |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for keyed in (False, True):
+    for kind in TRANSPORTS:
+        print(f"## {kind}")
+        print()
+        print(
+            f"Throughput: {EVENTS} events, {WRITERS} writers x {PER_TRANSACTION} events per transaction, "
+            f"1 consumer process (8 at a time), median of {REPEATS} runs; CPU seconds per 1,000 events "
+            "in the relay processes (together) and in the consumer process"
+        )
+        print()
+        print(
+            "| events | relay processes | events/s | p50 commit→effect (ms) | p99 (ms) | p50 to marked (ms) "
+            "| relay CPU s/1k | consumer CPU s/1k |"
+        )
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+        for keyed in (False, True):
+            for relays in (1, 2):
+                r = median_run([await one_run(kind, relays, keyed) for _ in range(REPEATS)])
+                label = f"keyed ({KEYS} keys)" if keyed else "no key"
+                print(
+                    f"| {label} | {relays} | {r.rate:,.0f} | {r.p50:.0f} | {r.p99:.0f} | {r.to_marked:.0f} "
+                    f"| {r.relay_cpu:.2f} | {r.consumer_cpu:.2f} |"
+                )
+        print()
+        print(
+            f"Latency at a light load: {PACED_EVENTS} keyed events, one per transaction, "
+            f"{PACED_RATE:.0f} per second, median of {REPEATS} runs"
+        )
+        print()
+        print("| relay processes | p50 commit→effect (ms) | p99 (ms) | p50 to marked (ms) |")
+        print("|---:|---:|---:|---:|")
         for relays in (1, 2):
-            runs = [await one_run(relays, keyed) for _ in range(REPEATS)]
-            rate, p50, p99, sent = (statistics.median(r[i] for r in runs) for i in range(4))
-            label = f"keyed ({KEYS} keys)" if keyed else "no key"
-            print(f"| {label} | {relays} | {rate:,.0f} | {p50:.0f} | {p99:.0f} | {sent:.0f} |")
-    print()
-    print(
-        f"Latency at a light load: {PACED_EVENTS} keyed events, one per transaction, "
-        f"{PACED_RATE:.0f} per second, median of {REPEATS} runs"
-    )
-    print()
-    print("| relay processes | p50 commit→effect (ms) | p99 (ms) | p50 to marked (ms) |")
-    print("|---:|---:|---:|---:|")
-    for relays in (1, 2):
-        runs = [await one_run(relays, keyed=True, paced=True) for _ in range(REPEATS)]
-        _, p50, p99, sent = (statistics.median(r[i] for r in runs) for i in range(4))
-        print(f"| {relays} | {p50:.1f} | {p99:.1f} | {sent:.1f} |")
+            r = median_run([await one_run(kind, relays, keyed=True, paced=True) for _ in range(REPEATS)])
+            print(f"| {relays} | {r.p50:.1f} | {r.p99:.1f} | {r.to_marked:.1f} |")
+        print()
 
 
 def _reachable(url: str, port: int) -> bool:
@@ -266,20 +326,23 @@ def _reachable(url: str, port: int) -> bool:
 
 def main() -> None:
     """Run the benchmark and print its table."""
-    if not (_reachable(POSTGRES_URL, 5432) and _reachable(RABBITMQ_URL, 5672)):
-        raise BenchmarkSkippedError(f"needs PostgreSQL ({POSTGRES_URL}) and RabbitMQ ({RABBITMQ_URL})")
+    brokers = {"rabbitmq": (RABBITMQ_URL, 5672), "nats": (NATS_URL, 4222)}
+    if not _reachable(POSTGRES_URL, 5432) or not all(_reachable(*brokers[k]) for k in TRANSPORTS):
+        raise BenchmarkSkippedError(
+            f"needs PostgreSQL ({POSTGRES_URL}) and {', '.join(brokers[k][0] for k in TRANSPORTS)}"
+        )
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))  # errors only
-    if len(sys.argv) == 3 and sys.argv[1] in {"relay", "consumer"}:
+    if len(sys.argv) == 4 and sys.argv[1] in {"relay", "consumer"}:
         role = relay_role if sys.argv[1] == "relay" else consumer_role
         profile_to = os.environ.get("OUTBOX_BENCH_PROFILE")  # a directory: one .pstats per process
         if profile_to:
             import cProfile
 
             with cProfile.Profile() as profile:
-                asyncio.run(role(sys.argv[2]))
+                asyncio.run(role(sys.argv[2], sys.argv[3]))
             profile.dump_stats(Path(profile_to) / f"{sys.argv[1]}-{os.getpid()}.pstats")
         else:
-            asyncio.run(role(sys.argv[2]))
+            asyncio.run(role(sys.argv[2], sys.argv[3]))
         return
     asyncio.run(run())
 

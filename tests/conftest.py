@@ -37,3 +37,9 @@ def redis_url() -> str:
 def rabbitmq_url() -> str:
     """The RabbitMQ URL; skips, or fails in CI, when the broker is unreachable."""
     return services.require("RabbitMQ", services.RABBITMQ_URL)
+
+
+@pytest.fixture
+def nats_url() -> str:
+    """The NATS URL (JetStream on); skips, or fails in CI, when the server is unreachable."""
+    return services.require("NATS", services.NATS_URL)

@@ -15,8 +15,9 @@ import pytest
 POSTGRES_URL = os.environ.get("CQRSKIT_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("CQRSKIT_REDIS_URL", "redis://127.0.0.1:6379/0")
 RABBITMQ_URL = os.environ.get("CQRSKIT_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
+NATS_URL = os.environ.get("CQRSKIT_NATS_URL", "nats://127.0.0.1:4222")
 
-_DEFAULT_PORTS = {"postgresql": 5432, "redis": 6379, "amqp": 5672}
+_DEFAULT_PORTS = {"postgresql": 5432, "redis": 6379, "amqp": 5672, "nats": 4222}
 
 
 def in_ci() -> bool:

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -20,7 +21,9 @@ import attrs
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-ALL_EXTRAS = "cache,redis,sqlalchemy,postgres,rabbitmq,fastapi,otel,prometheus"
+# Every extra pyproject.toml declares, so a new one is installed here without editing this file.
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+ALL_EXTRAS = ",".join(PYPROJECT["project"]["optional-dependencies"])
 
 pytestmark = pytest.mark.packaging
 

@@ -15,6 +15,7 @@ import cqrskit
 import cqrskit.behaviours
 import cqrskit.caching
 import cqrskit.events
+import cqrskit.events.conformance
 import cqrskit.fastapi
 import cqrskit.scope
 import cqrskit.sqlalchemy
@@ -40,6 +41,7 @@ PUBLIC_MODULES = [
     cqrskit.behaviours,
     cqrskit.caching,
     cqrskit.events,
+    cqrskit.events.conformance,
     cqrskit.fastapi,
     cqrskit.scope,
     cqrskit.sqlalchemy,

@@ -27,6 +27,7 @@ from cqrskit.events import (
     Consumer,
     EventBus,
     InProcessPublisher,
+    NatsTransport,
     OutboxPublisher,
     OutboxRelay,
     RabbitMQTransport,
@@ -148,10 +149,17 @@ class Container(containers.DeclarativeContainer):
         ),
     )
 
-    # The worker's side (only with a broker): the relay moves outbox rows to RabbitMQ; the consumer
-    # feeds the event bus, each subscriber in a transaction of its own with its inbox row.
-    transport = providers.Singleton(
-        RabbitMQTransport, url=settings.provided.rabbitmq_url, exchange=settings.provided.rabbitmq_exchange
+    # The worker's side (only with a broker): the relay moves outbox rows to the broker the URL names
+    # (RabbitMQ or NATS JetStream); the consumer feeds the event bus, each subscriber in a transaction
+    # of its own with its inbox row.
+    transport = providers.Selector(
+        settings.provided.broker,
+        rabbitmq=providers.Singleton(
+            RabbitMQTransport, url=settings.provided.broker_url, exchange=settings.provided.broker_name
+        ),
+        nats=providers.Singleton(
+            NatsTransport, url=settings.provided.broker_url, stream=settings.provided.broker_name
+        ),
     )
     relay = providers.Singleton(
         OutboxRelay, database=database, transport=transport, schema=settings.provided.events_schema

@@ -3,7 +3,7 @@
 - Embedded (the default): the command bus's `InProcessPublisher` hands the events to the event bus
   right after the command commits; `UserStatsProjection` sends `ApplyUserStatsChange` on the stats
   bus, whose `Transaction` opens a transaction of its own.
-- Scaled out (``USERS_RABBITMQ_URL``): the events go through the outbox and RabbitMQ to the worker's
+- Scaled out (``USERS_BROKER_URL``): the events go through the outbox and the broker to the worker's
   `Consumer`, which runs the same projection inside its transaction (with the inbox row); the stats
   bus's `Transaction` joins it as a savepoint.
 

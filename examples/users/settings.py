@@ -33,6 +33,9 @@ DEMO_TOKENS: Mapping[str, DemoAccount] = {
 """For the demo only: fixed bearer tokens, not an identity provider. Never deploy these."""
 
 
+_BROKERS = frozenset({"rabbitmq", "nats"})
+
+
 @attrs.frozen
 class Settings:
     """Everything the container needs to build the service.
@@ -41,30 +44,42 @@ class Settings:
     events reach the ``user_stats`` projection in-process, right after each command commits. Set
     ``USERS_DATABASE_URL`` (``postgresql+asyncpg://...``) and ``USERS_REDIS_URL`` (``redis://...``) to
     run it on PostgreSQL and Redis, shared by several workers. ``USERS_DATABASE_SCHEMA`` puts its tables
-    in a PostgreSQL schema of its own (the schema must exist). Set ``USERS_RABBITMQ_URL`` as well
-    (``amqp://...``) and events go through the outbox to RabbitMQ instead, and a worker process
-    (``python -m examples.users.worker``) relays and consumes them; ``USERS_RABBITMQ_EXCHANGE`` names
-    the exchange (and, with ``.user-stats`` appended, the worker's queue).
+    in a PostgreSQL schema of its own (the schema must exist). Set ``USERS_BROKER_URL`` as well and
+    events go through the outbox to a broker instead, and a worker process
+    (``python -m examples.users.worker``) relays and consumes them: ``amqp://...`` for RabbitMQ,
+    ``nats://...`` for NATS JetStream. ``USERS_BROKER_NAME`` names the RabbitMQ exchange or the
+    JetStream stream (and, with ``.user-stats`` appended, the worker's queue).
     """
 
     def __attrs_post_init__(self) -> None:
-        if self.rabbitmq_url is None:
+        if self.broker_url is None:
             return
+        if self.broker not in _BROKERS:
+            raise ConfigurationError(
+                "USERS_BROKER_URL must start with amqp://, amqps://, nats:// or tls://, "
+                f"not {self.broker_url!r}"
+            )
         if not self.database_url.startswith("postgresql"):
             raise ConfigurationError(
-                "USERS_RABBITMQ_URL needs USERS_DATABASE_URL on PostgreSQL: the API processes and the "
+                "USERS_BROKER_URL needs USERS_DATABASE_URL on PostgreSQL: the API processes and the "
                 "worker share the database (its outbox, its inbox and the user_stats read model)"
             )
         if self.redis_url is None:
             raise ConfigurationError(
-                "USERS_RABBITMQ_URL needs USERS_REDIS_URL: the worker invalidates GetUserStats's cached "
+                "USERS_BROKER_URL needs USERS_REDIS_URL: the worker invalidates GetUserStats's cached "
                 "results, and only a shared cache carries that to the API processes"
             )
 
     @property
     def event_delivery(self) -> str:
         """How domain events reach the projection: ``"outbox"`` with a broker, else ``"in_process"``."""
-        return "outbox" if self.rabbitmq_url is not None else "in_process"
+        return "outbox" if self.broker_url is not None else "in_process"
+
+    @property
+    def broker(self) -> str:
+        """Which broker `broker_url` names: ``"rabbitmq"`` (``amqp://``) or ``"nats"`` (``nats://``)."""
+        scheme = (self.broker_url or "amqp://").partition("://")[0]
+        return {"amqp": "rabbitmq", "amqps": "rabbitmq", "nats": "nats", "tls": "nats"}.get(scheme, scheme)
 
     @property
     def events_schema(self) -> str | None:
@@ -73,8 +88,8 @@ class Settings:
 
     @property
     def stats_queue(self) -> str:
-        """The RabbitMQ queue the worker's consumer reads: named after the exchange."""
-        return f"{self.rabbitmq_exchange}.user-stats"
+        """The queue the worker's consumer reads: named after the exchange or stream."""
+        return f"{self.broker_name}.user-stats"
 
     def engine_options(self) -> dict[str, object]:
         """Return the SQLAlchemy engine options these settings ask for (a search path on PostgreSQL)."""
@@ -85,8 +100,8 @@ class Settings:
     database_url: str = "sqlite+aiosqlite:///users.db"
     database_schema: str | None = None
     redis_url: str | None = None
-    rabbitmq_url: str | None = None
-    rabbitmq_exchange: str = "users"
+    broker_url: str | None = None
+    broker_name: str = "users"
     cache_namespace: str = "users"
     scrypt_cost: ScryptCost = attrs.field(factory=ScryptCost)
     tokens: Mapping[str, DemoAccount] = DEMO_TOKENS
@@ -107,8 +122,8 @@ class Settings:
             database_url=env.get("USERS_DATABASE_URL") or defaults.database_url,
             database_schema=env.get("USERS_DATABASE_SCHEMA") or None,
             redis_url=env.get("USERS_REDIS_URL") or None,
-            rabbitmq_url=env.get("USERS_RABBITMQ_URL") or None,
-            rabbitmq_exchange=env.get("USERS_RABBITMQ_EXCHANGE") or defaults.rabbitmq_exchange,
+            broker_url=env.get("USERS_BROKER_URL") or None,
+            broker_name=env.get("USERS_BROKER_NAME") or defaults.broker_name,
             cache_namespace=env.get("USERS_CACHE_NAMESPACE") or defaults.cache_namespace,
             scrypt_cost=ScryptCost(n=int(env.get("USERS_SCRYPT_N") or defaults.scrypt_cost.n)),
             seed_demo_users=(env.get("USERS_SEED_DEMO_USERS") or "1") != "0",

@@ -2,7 +2,7 @@
 
 It starts the service under uvicorn on a free local port (SQLite in a temporary directory and an
 in-memory cache, unless ``USERS_DATABASE_URL`` / ``USERS_REDIS_URL`` say otherwise), walks through the
-API printing each request and response briefly, and stops the server. With ``USERS_RABBITMQ_URL`` set
+API printing each request and response briefly, and stops the server. With ``USERS_BROKER_URL`` set
 too, it also starts the events worker (``python -m examples.users.worker``), and the tour's read-model
 step shows the worker catching ``user_stats`` up.
 """
@@ -62,7 +62,7 @@ def running_service(
         output = subprocess.DEVNULL if quiet else None
         processes: list[subprocess.Popen[bytes]] = []
         try:
-            if env.get("USERS_RABBITMQ_URL"):
+            if env.get("USERS_BROKER_URL"):
                 worker = [sys.executable, "-m", "examples.users.worker"]
                 processes.append(subprocess.Popen(worker, env=env, stdout=output, stderr=output))  # noqa: S603 - our interpreter
             server = subprocess.Popen(command, env=env, stdout=output, stderr=output)  # noqa: S603 - our interpreter
@@ -261,7 +261,7 @@ def _poll_stats(client: httpx.Client, total: int, within: float, *, show: bool) 
 
 def show_read_model_catching_up(tour: Tour, within: float = 30.0) -> None:
     """Count the users, create one, and poll the stats until the read model counts it too."""
-    scaled_out = bool(os.environ.get("USERS_RABBITMQ_URL"))
+    scaled_out = bool(os.environ.get("USERS_BROKER_URL"))
     tour.say("The user_stats read model catches up with the events (GetUserStats reads only it)")
     listed = tour.call("GET", "/users?page_size=1", headers=ADMIN)
     users = listed.json()["pagination"]["total_count"]
@@ -291,15 +291,15 @@ def show_read_model_catching_up(tour: Tour, within: float = 30.0) -> None:
     else:
         print(
             "   caught up before the POST returned: events are delivered in-process, right after the\n"
-            "   command commits (with USERS_RABBITMQ_URL set, a worker process relays and consumes them)"
+            "   command commits (with USERS_BROKER_URL set, a worker process relays and consumes them)"
         )
 
 
 def main() -> None:
     """Start the service, run the tour, stop the service."""
     print("Starting the user service (SQLite + in-memory cache unless USERS_* variables say otherwise)...")
-    if os.environ.get("USERS_RABBITMQ_URL"):
-        print("USERS_RABBITMQ_URL is set: events go through the outbox, and a worker process runs too.")
+    if os.environ.get("USERS_BROKER_URL"):
+        print("USERS_BROKER_URL is set: events go through the outbox, and a worker process runs too.")
     with running_service() as base_url:
         print(f"Service up at {base_url}. Demo tokens: admin-token, alice-token, bob-token (demo only).")
         run_tour(base_url)

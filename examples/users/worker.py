@@ -1,10 +1,11 @@
-"""The events worker: ``python -m examples.users.worker`` (only with ``USERS_RABBITMQ_URL`` set).
+"""The events worker: ``python -m examples.users.worker`` (only with ``USERS_BROKER_URL`` set).
 
 It runs, until SIGINT or SIGTERM, the two halves of the scaled-out event flow, both built by the
 service's container from the same ``USERS_*`` settings as the API processes:
 
-- an `OutboxRelay`, moving the events the API's commands wrote to the outbox on to RabbitMQ;
-- a `Consumer` of the ``<exchange>.user-stats`` queue, feeding the event bus, whose
+- an `OutboxRelay`, moving the events the API's commands wrote to the outbox on to the
+  broker (RabbitMQ or NATS JetStream, as ``USERS_BROKER_URL`` says);
+- a `Consumer` of the ``<USERS_BROKER_NAME>.user-stats`` queue, feeding the event bus, whose
   `UserStatsProjection` updates the ``user_stats`` read model in the consumer's transaction and
   invalidates `GetUserStats`'s cached results once that transaction has committed.
 
@@ -36,14 +37,16 @@ async def run_worker(container: Container, stop: asyncio.Event) -> None:
     consuming = asyncio.create_task(consumer.run(), name="consumer")
     tasks = [consuming]
     try:
-        # The queue must exist before the relay publishes, or RabbitMQ drops what it is sent.
+        # The queue must exist before the relay publishes, or the broker drops what it is sent.
         started = asyncio.create_task(consumer.started())
         await asyncio.wait({started, consuming}, return_when=asyncio.FIRST_COMPLETED)
         if not started.done():
             started.cancel()
             await consuming  # it ended before it started: raise its error
         tasks.append(asyncio.create_task(relay.run(), name="relay"))
-        log.info("worker_started", queue=settings.stats_queue, exchange=settings.rabbitmq_exchange)
+        log.info(
+            "worker_started", queue=settings.stats_queue, broker=settings.broker, name=settings.broker_name
+        )
         stopping = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait({stopping, *tasks}, return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()
@@ -67,7 +70,7 @@ async def main_async() -> None:
         configure_logging(settings)
     if settings.event_delivery != "outbox":
         sys.exit(
-            "the worker needs USERS_RABBITMQ_URL (with PostgreSQL and Redis); "
+            "the worker needs USERS_BROKER_URL (with PostgreSQL and Redis); "
             "without a broker, events are delivered in-process and no worker is needed"
         )
     stop = asyncio.Event()

@@ -1,4 +1,4 @@
-"""The example service scaled out: outbox, RabbitMQ, and a real worker process catching user_stats up."""
+"""The example scaled out: outbox, RabbitMQ or NATS, and a real worker process catching user_stats up."""
 
 from __future__ import annotations
 
@@ -23,40 +23,54 @@ from examples.users.container import Container
 from examples.users.passwords import ScryptCost
 from examples.users.settings import Settings
 
-from cqrskit.events import RabbitMQTransport
+from cqrskit.events import NatsTransport, RabbitMQTransport
 from tests.asgi import asgi_client
 from tests.users.conftest import ADMIN, create, service_schema
 
-pytestmark = [pytest.mark.postgres, pytest.mark.rabbitmq, pytest.mark.redis]
+pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
 ROOT = Path(__file__).resolve().parents[2]
 CATCH_UP = 30.0  # seconds: generous, the worker usually takes a few milliseconds
 
 
-@pytest.fixture
+@pytest.fixture(
+    params=[
+        pytest.param("rabbitmq", marks=pytest.mark.rabbitmq),
+        pytest.param("nats", marks=pytest.mark.nats),
+    ]
+)
 async def settings(
-    postgres_url: str, rabbitmq_url: str, redis_url: str, unique_name: str
+    request: pytest.FixtureRequest, postgres_url: str, redis_url: str, unique_name: str
 ) -> AsyncIterator[Settings]:
-    """Scaled-out settings with a schema, an exchange, a queue and a key prefix of this test's own."""
+    """Scaled-out settings (on RabbitMQ, then on NATS) with names of this test's own."""
+    broker_url = request.getfixturevalue(f"{request.param}_url")
     settings = Settings(
         database_url=postgres_url,
         database_schema=unique_name,
         redis_url=redis_url,
         cache_namespace=unique_name,
-        rabbitmq_url=rabbitmq_url,
-        rabbitmq_exchange=unique_name,
+        broker_url=broker_url,
+        broker_name=unique_name,
         scrypt_cost=ScryptCost(n=16),
         configure_logging=False,
     )
+    assert settings.broker == request.param
     async with service_schema(postgres_url, redis_url, unique_name):
         try:
             yield settings
         finally:
-            transport = RabbitMQTransport(rabbitmq_url, exchange=unique_name)
-            try:
-                await transport.delete(settings.stats_queue, exchanges=True)
-            finally:
-                await transport.close()
+            if request.param == "rabbitmq":
+                rabbitmq = RabbitMQTransport(broker_url, exchange=unique_name)
+                try:
+                    await rabbitmq.delete(settings.stats_queue, exchanges=True)
+                finally:
+                    await rabbitmq.close()
+            else:
+                nats = NatsTransport(broker_url, stream=unique_name)
+                try:
+                    await nats.delete(settings.stats_queue, streams=True)
+                finally:
+                    await nats.close()
 
 
 @pytest.fixture
@@ -69,8 +83,8 @@ def worker(settings: Settings, tmp_path: Path) -> Iterator[subprocess.Popen[byte
         "USERS_DATABASE_SCHEMA": settings.database_schema or "",
         "USERS_REDIS_URL": settings.redis_url or "",
         "USERS_CACHE_NAMESPACE": settings.cache_namespace,
-        "USERS_RABBITMQ_URL": settings.rabbitmq_url or "",
-        "USERS_RABBITMQ_EXCHANGE": settings.rabbitmq_exchange,
+        "USERS_BROKER_URL": settings.broker_url or "",
+        "USERS_BROKER_NAME": settings.broker_name,
         "USERS_LOG_LEVEL": "warning",
     }
     log = (tmp_path / "worker.log").open("wb")
@@ -125,7 +139,7 @@ async def stats_when(
 
 
 class TestScaledOut:
-    """Outbox, relay, RabbitMQ, consumer, projection: across two processes."""
+    """Outbox, relay, broker, consumer, projection: across two processes."""
 
     async def test_worker_catches_the_read_model_up(
         self, client: httpx.AsyncClient, worker: subprocess.Popen[bytes]

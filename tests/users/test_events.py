@@ -25,7 +25,7 @@ from examples.users.passwords import ScryptCost
 from examples.users.projection import PROJECTION, UserStatsProjection, stats_change
 from examples.users.settings import Settings
 
-from cqrskit.events import InProcessPublisher, OutboxPublisher
+from cqrskit.events import InProcessPublisher, NatsTransport, OutboxPublisher, RabbitMQTransport
 from tests.users.conftest import ADMIN, create
 
 ADMIN_CONTEXT = Context(principal=Principal("admin", is_admin=True))
@@ -222,7 +222,7 @@ class TestEventDelivery:
             database_url="postgresql+asyncpg://nobody@127.0.0.1/none",
             database_schema="users_svc",
             redis_url="redis://127.0.0.1:6379/0",
-            rabbitmq_url="amqp://guest:guest@127.0.0.1/",
+            broker_url="amqp://guest:guest@127.0.0.1/",
             configure_logging=False,
         )
         container.settings.override(providers.Object(settings))
@@ -230,6 +230,25 @@ class TestEventDelivery:
         assert isinstance(events, OutboxPublisher)
         assert events in container.command_bus().behaviours
         assert (settings.events_schema, settings.stats_queue) == ("users_svc", "users.user-stats")
+        assert isinstance(container.transport(), RabbitMQTransport)
+
+    def test_a_nats_url_chooses_nats(self) -> None:
+        """One setting picks the broker: a nats:// URL gives the worker a NatsTransport."""
+        container = Container()
+        settings = Settings(
+            database_url="postgresql+asyncpg://nobody@127.0.0.1/none",
+            redis_url="redis://127.0.0.1:6379/0",
+            broker_url="nats://127.0.0.1:4222",
+            configure_logging=False,
+        )
+        container.settings.override(providers.Object(settings))
+        assert settings.broker == "nats"
+        assert isinstance(container.transport(), NatsTransport)
+
+    def test_an_unknown_broker_scheme_is_refused(self) -> None:
+        """A URL that names neither broker is a ConfigurationError at start-up."""
+        with pytest.raises(ConfigurationError, match="USERS_BROKER_URL"):
+            Settings(database_url="postgresql://x/y", redis_url="redis://x", broker_url="kafka://x")
 
     @pytest.mark.parametrize(
         ("database_url", "redis_url", "missing"),
@@ -243,7 +262,7 @@ class TestEventDelivery:
     ) -> None:
         """A broker without a shared database or a shared cache is refused at start-up."""
         with pytest.raises(ConfigurationError, match=missing):
-            Settings(database_url=database_url, redis_url=redis_url, rabbitmq_url="amqp://localhost/")
+            Settings(database_url=database_url, redis_url=redis_url, broker_url="amqp://localhost/")
 
 
 class TestCreateTables:

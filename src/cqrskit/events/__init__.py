@@ -3,8 +3,8 @@
 `Event`, `EventBus`, `EventPublisher`, `InProcessPublisher`, `CommandSender`, `Transport`,
 `Delivery` and `Envelope` need nothing beyond cqrskit itself. `OutboxPublisher`, `OutboxRelay`,
 `Consumer`, `Idempotency` and `create_event_tables` need SQLAlchemy (extra ``postgres`` or
-``sqlalchemy``), and `RabbitMQTransport` needs aio-pika (extra ``rabbitmq``); they are imported when
-first used.
+``sqlalchemy``), `RabbitMQTransport` needs aio-pika (extra ``rabbitmq``) and `NatsTransport`
+nats-py (extra ``nats``); they are imported when first used.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from cqrskit.events._transport import Delivery, Transport
 if TYPE_CHECKING:
     from cqrskit.events._consumer import Consumer
     from cqrskit.events._idempotency import Idempotency
+    from cqrskit.events._nats import NatsTransport
     from cqrskit.events._outbox import OutboxPublisher
     from cqrskit.events._rabbitmq import RabbitMQTransport
     from cqrskit.events._relay import OutboxRelay
@@ -36,6 +37,7 @@ __all__ = [
     "EventPublisher",
     "Idempotency",
     "InProcessPublisher",
+    "NatsTransport",
     "OutboxPublisher",
     "OutboxRelay",
     "RabbitMQTransport",
@@ -45,8 +47,8 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
-    """Import the parts that need an optional extra (SQLAlchemy, aio-pika) on first use."""
+def __getattr__(name: str) -> object:  # noqa: PLR0911 - one return per lazily imported name
+    """Import the parts that need an optional extra (SQLAlchemy, aio-pika, nats-py) on first use."""
     # Plain import statements, not importlib strings: the import graph stays readable by tools.
     if name == "Consumer":
         from cqrskit.events._consumer import Consumer
@@ -56,6 +58,10 @@ def __getattr__(name: str) -> object:
         from cqrskit.events._idempotency import Idempotency
 
         return Idempotency
+    if name == "NatsTransport":
+        from cqrskit.events._nats import NatsTransport
+
+        return NatsTransport
     if name == "OutboxPublisher":
         from cqrskit.events._outbox import OutboxPublisher
 
