@@ -30,6 +30,8 @@ def install_chromium(session: nox.Session) -> None:
     if Path("/usr/bin/chromium").exists() or shutil.which("apt-get") is None or os.geteuid() != 0:
         return  # outside CI the test then skips with its reason; in CI it fails
     env = {"DEBIAN_FRONTEND": "noninteractive"}
+    # A fresh machine has no package lists yet: without them the install finds nothing.
+    session.run("apt-get", "update", "-qq", external=True, env=env, success_codes=[0, 100])
     session.run("apt-get", "install", "-y", "chromium", external=True, env=env, success_codes=[0, 100])
 
 
