@@ -23,7 +23,6 @@ from cqrskit import (
     ValidationFailedError,
 )
 from cqrskit.behaviours import Logging
-from cqrskit.behaviours._log_context import DispatchIds
 from tests.behaviours.observed_app import (
     Connect,
     Credentials,
@@ -365,33 +364,3 @@ class TestLoggingThroughTheBus:
             assert password not in repr(event)
             assert password not in str(event)
         assert get_contextvars() == {}
-
-
-class TestDispatchIds:
-    """Binding the five ids through structlog's public contextvars functions."""
-
-    def test_binds_and_restores_like_bind_contextvars(self) -> None:
-        """It binds the ids where merge_contextvars finds them and restores what was there."""
-        ids = DispatchIds()
-        bind_contextvars(operation_id="outer", user_agent="curl")
-        tokens = ids.bind("op", "corr", None, "Register", "alice")
-        assert get_contextvars() == {
-            "operation_id": "op",
-            "correlation_id": "corr",
-            "causation_id": None,
-            "message_type": "Register",
-            "principal_id": "alice",
-            "user_agent": "curl",
-        }
-        ids.reset(tokens)
-        assert get_contextvars() == {"operation_id": "outer", "user_agent": "curl"}
-
-    def test_clear_contextvars_inside_a_dispatch_is_undone_by_reset(self) -> None:
-        """A handler that clears the context cannot make the outer ids disappear."""
-        ids = DispatchIds()
-        bind_contextvars(operation_id="outer")
-        tokens = ids.bind("op", None, None, "Register", None)
-        clear_contextvars()
-        assert get_contextvars() == {}
-        ids.reset(tokens)
-        assert get_contextvars() == {"operation_id": "outer"}
