@@ -13,7 +13,7 @@ import structlog
 from cqrskit._context import Context
 from cqrskit._contracts import CallNext
 from cqrskit._errors import ConfigurationError
-from cqrskit._messages import Query
+from cqrskit._messages import Query, StreamQuery
 from cqrskit._names import short_name
 from cqrskit._pipeline import require_kind
 from cqrskit._results import CacheInfo, Result
@@ -80,6 +80,12 @@ class QueryCache:
         self._converter = converter if converter is not None else make_cache_converter()
         plans: dict[type, CachePlan] = {}
         for query_type, policy in policies.items():
+            if isinstance(query_type, type) and issubclass(query_type, StreamQuery):
+                raise ConfigurationError(
+                    f"QueryCache cannot cache {query_type.__qualname__}: it is a StreamQuery, whose "
+                    "items flow to the caller as they are read and are never held whole; remove its "
+                    "policy (cache the queries it is built from instead)"
+                )
             if not (isinstance(query_type, type) and issubclass(query_type, Query)):
                 raise ConfigurationError(
                     f"QueryCache policies are keyed by Query subclasses, not {query_type!r}"
@@ -112,6 +118,9 @@ class QueryCache:
         """
         require_kind(self, message_type, Query)
         return self if message_type in self._plans else None
+
+    def bind_stream(self, message_type: type) -> None:
+        """Stay out of every streaming query's pipeline: a stream is never cached (see `__init__`)."""
 
     def describe(self, message_type: type) -> Mapping[str, object]:
         """Return the policy of `message_type`, for the route inspector."""
