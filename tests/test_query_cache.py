@@ -10,6 +10,7 @@ import pytest
 import structlog
 
 from cqrskit import (
+    AffectedEntity,
     Command,
     CommandBus,
     ConfigurationError,
@@ -21,7 +22,7 @@ from cqrskit import (
     QueryBus,
     Result,
 )
-from cqrskit.caching import CachePolicy, QueryCache, memory_cache
+from cqrskit.caching import CacheInvalidation, CachePolicy, QueryCache, memory_cache
 from cqrskit.testing import FailingCache, InMemoryCache
 from tests.caching_app import (
     POLICIES,
@@ -646,3 +647,53 @@ class TestCrossProcessLock:
         """A poll interval or a tag lifetime of zero or less is refused when the behaviour is built."""
         with pytest.raises(ConfigurationError, match=setting):
             QueryCache(InMemoryCache(), POLICIES, **{setting: 0})
+
+
+class TestResultTags:
+    """`CachePolicy.result_tags`: tags from the handler's result, applied when the entry is stored."""
+
+    async def test_a_command_affecting_a_tag_only_the_result_names_drops_the_entry(self) -> None:
+        """The entry depends on the author its result names, and on nothing else it did not name."""
+
+        @attrs.frozen
+        class Post:
+            id: str
+            author: str
+
+        @attrs.frozen
+        class GetPost(Query[Post]):
+            post_id: str
+
+        @attrs.frozen
+        class RenameAuthor(Command[None]):
+            author: str
+
+        class GetPostHandler:
+            async def handle(self, query: GetPost, context: Context) -> Post:
+                return Post(query.post_id, "ann" if query.post_id == "1" else "bob")
+
+        class RenameAuthorHandler:
+            async def handle(self, command: RenameAuthor, context: Context) -> Result[None]:
+                return Result.success(
+                    None, affected_entities=[AffectedEntity("author", command.author, "updated")]
+                )
+
+        cache = InMemoryCache()
+        policy = CachePolicy[GetPost](ttl=60, result_tags=lambda query, post: [("author", post.author)])
+        queries = QueryBus({GetPost: GetPostHandler()}, [QueryCache(cache, {GetPost: policy})])
+        commands = CommandBus({RenameAuthor: RenameAuthorHandler()}, [CacheInvalidation(cache)])
+
+        async def hit(post_id: str) -> bool:
+            info = (await queries.execute(GetPost(post_id))).cache_info
+            assert info is not None
+            return info.hit
+
+        assert not await hit("1")
+        assert not await hit("2")
+        assert await hit("1")
+        (await commands.execute(RenameAuthor("ann"))).unwrap()
+        assert not await hit("1")
+        assert await hit("2")
+        (await commands.execute(RenameAuthor("*"))).unwrap()
+        assert not await hit("1")
+        assert not await hit("2")

@@ -55,3 +55,10 @@ async def read(bus: QueryBus) -> None:
     result = await bus.execute(GetUser("42"))
     assert_type(result, Result[UserDto])
     assert_type(result.cache_info, CacheInfo | None)
+
+
+def author_tags(query: GetUser, user: UserDto) -> list[tuple[str, str]]:
+    return [("author", user.id)]
+
+
+with_results: CachePolicy[GetUser] = CachePolicy(ttl=60, result_tags=author_tags)

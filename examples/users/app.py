@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from importlib import resources
 from typing import Annotated
 
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from sqlalchemy.exc import IntegrityError
 from starlette.responses import JSONResponse, Response
@@ -29,6 +29,7 @@ from cqrskit.fastapi import (
     from_url,
     install,
     payload,
+    stream_response,
 )
 from examples.users.auth import current_principal
 from examples.users.container import Container
@@ -38,6 +39,7 @@ from examples.users.messages import (
     BatchCreateUsers,
     CreateUser,
     DeleteUser,
+    ExportUsers,
     FindUsers,
     GetUser,
     GetUserStats,
@@ -194,6 +196,18 @@ def add_routes(app: FastAPI, max_bytes: int) -> None:
         query: Annotated[GetUserStats, Depends(stats)], bus: Queries, context: RequestContext
     ) -> Response:
         return stats.respond(await bus.execute(query, context))
+
+    export = from_url(ExportUsers)
+
+    @app.get("/users/export")
+    async def export_users(
+        query: Annotated[ExportUsers, Depends(export)],
+        bus: Queries,
+        context: RequestContext,
+        request: Request,
+    ) -> Response:
+        result = await bus.stream(query, context)
+        return stream_response(result, accept=request.headers.get("accept"))
 
     @app.get("/users/{user_id}")
     async def get_user(

@@ -40,6 +40,7 @@ from examples.users.messages import (
     BatchCreateUsers,
     CreateUser,
     DeleteUser,
+    ExportUsers,
     FindUsers,
     GetUser,
     GetUserStats,
@@ -61,6 +62,8 @@ QUERY_RULES = {
     GetUser: RequirePermissions("user:read", resource_field="user_id", allow_owner=True),
     FindUsers: RequirePermissions("user:list"),
     GetUserStats: RequirePermissions("user:stats"),
+    # No demo account holds "user:export": only admins (allow_admin_override) may export.
+    ExportUsers: RequirePermissions("user:export"),
 }
 # The stats bus takes one internal command, from the projection acting as itself (projection.PROJECTION).
 STATS_RULES = {
@@ -207,12 +210,19 @@ class Container(containers.DeclarativeContainer):
             {
                 GetUser: providers.Factory(handlers.GetUserHandler, users=user_reads),
                 FindUsers: providers.Factory(handlers.FindUsersHandler, users=user_reads),
+                ExportUsers: providers.Factory(handlers.ExportUsersHandler, users=user_reads),
                 GetUserStats: providers.Factory(handlers.GetUserStatsHandler, users=user_reads),
             }
         ),
         behaviours=providers.List(
             providers.Singleton(Logging),
-            providers.Singleton(Timeout, default=settings.provided.query_timeout),
+            # An export is bounded per row, not as a whole: it takes as long as the client reads.
+            providers.Singleton(
+                Timeout,
+                default=settings.provided.query_timeout,
+                per_message=providers.Dict({ExportUsers: None}),
+                per_item=providers.Dict({ExportUsers: settings.provided.query_timeout}),
+            ),
             providers.Singleton(Authorization, rules=QUERY_RULES),
             providers.Singleton(Validation),
             providers.Singleton(QueryCache, cache=cache, policies=CACHE_POLICIES),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
@@ -21,6 +22,7 @@ from examples.users.messages import (
     BatchCreateUsers,
     CreateUser,
     DeleteUser,
+    ExportUsers,
     FindUsers,
     GetUser,
     GetUserStats,
@@ -189,6 +191,18 @@ class FindUsersHandler:
         """Return the requested page and the total count."""
         items, total = await self.users.find(query)
         return Page(items, total, query.page, query.page_size)
+
+
+class ExportUsersHandler:
+    """Streams every user: the consumer's pace sets the handler's."""
+
+    def __init__(self, users: UserReadRepository) -> None:
+        self.users = users
+
+    async def handle(self, query: ExportUsers, context: Context) -> AsyncIterator[UserDto]:
+        """Yield each user as the client reads it; stopping early releases the database cursor."""
+        async for user in self.users.stream_all():
+            yield user
 
 
 class GetUserStatsHandler:

@@ -9,7 +9,7 @@ from uuid import UUID
 
 import attrs
 
-from cqrskit import Command, Page, Query
+from cqrskit import Command, Page, Query, StreamQuery
 
 MAX_BATCH = 100
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
@@ -195,6 +195,11 @@ class UserStats:
     active: int
     inactive: int
     by_role: dict[str, int]
+
+
+@attrs.frozen
+class ExportUsers(StreamQuery[UserDto]):
+    """Every user, by username, streamed one at a time (NDJSON, or Server-Sent Events); admins only."""
 
 
 @attrs.frozen

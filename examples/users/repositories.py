@@ -6,7 +6,7 @@ opened for the current command. The read side opens its own ``database.read_sess
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -159,6 +159,19 @@ class UserReadRepository:
                 .limit(query.page_size)
             )
             return [to_dto(row) for row in rows], int(total or 0)
+
+    async def stream_all(self, batch: int = 1000) -> AsyncIterator[UserDto]:
+        """Yield every user by username, read through a server-side cursor `batch` rows at a time.
+
+        The session (and, on PostgreSQL, its transaction and cursor) lives as long as the generator:
+        closing it early, as a client that goes away does, releases both at once.
+        """
+        async with self.database.read_session() as session:
+            rows = await session.stream_scalars(
+                select(UserRow).order_by(UserRow.username).execution_options(yield_per=batch)
+            )
+            async for row in rows:
+                yield to_dto(row)
 
     async def stats(self) -> UserStats:
         """Read the ``user_stats`` read model: the counters the projection keeps, not a count of users."""

@@ -10,7 +10,15 @@ contracts a handler and a behaviour meet. Behaviours live in `cqrskit.behaviours
 
 from cqrskit._bus import CommandBus, QueryBus
 from cqrskit._context import Context, Principal
-from cqrskit._contracts import Behaviour, BindableBehaviour, CallNext, Handler, HandlerFactory, Step
+from cqrskit._contracts import (
+    Behaviour,
+    BindableBehaviour,
+    CallNext,
+    Handler,
+    HandlerFactory,
+    Step,
+    StreamHandler,
+)
 from cqrskit._errors import (
     ConfigurationError,
     ConflictError,
@@ -22,11 +30,12 @@ from cqrskit._errors import (
     PermissionDeniedError,
     ValidationFailedError,
 )
-from cqrskit._messages import Command, Message, Query
+from cqrskit._messages import Command, Message, Query, StreamQuery
 from cqrskit._results import AffectedEntity, CacheInfo, Page, Pagination, Result, ResultError
 from cqrskit._routes import merge_routes
 from cqrskit._stages import Stage
 from cqrskit._status import OperationStatus
+from cqrskit._streams import Stream
 
 __all__ = [
     "AffectedEntity",
@@ -58,6 +67,9 @@ __all__ = [
     "ResultError",
     "Stage",
     "Step",
+    "Stream",
+    "StreamHandler",
+    "StreamQuery",
     "ValidationFailedError",
     "merge_routes",
 ]

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol, TypeAlias, TypeVar
 
 from cqrskit._context import Context
 from cqrskit._results import Result
 
-__all__ = ["Behaviour", "BindableBehaviour", "CallNext", "Handler", "HandlerFactory", "Step"]
+__all__ = [
+    "Behaviour",
+    "BindableBehaviour",
+    "CallNext",
+    "Handler",
+    "HandlerFactory",
+    "Step",
+    "StreamHandler",
+]
 
 M_contra = TypeVar("M_contra", contravariant=True)
 R_co = TypeVar("R_co", covariant=True)
@@ -33,6 +41,24 @@ class Handler(Protocol[M_contra, R_co]):
 
     async def handle(self, message: M_contra, context: Context, /) -> R_co | Result[R_co]:
         """Handle `message` for the caller described by `context`."""
+        ...
+
+
+class StreamHandler(Protocol[M_contra, R_co]):
+    """What a streaming query's handler satisfies: ``handle`` yields the items one by one.
+
+    Write ``handle`` as an async generator; the bus runs it only as fast as its caller reads::
+
+        class ExportUsersHandler:
+            async def handle(self, query: ExportUsers, context: Context) -> AsyncIterator[UserDto]:
+                async for row in rows:
+                    yield UserDto(...)
+
+        handler: StreamHandler[ExportUsers, UserDto] = ExportUsersHandler()
+    """
+
+    def handle(self, message: M_contra, context: Context, /) -> AsyncIterator[R_co]:
+        """Yield the items `message` asks for, for the caller described by `context`."""
         ...
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Generic, TypeVar
 
-__all__ = ["Command", "Message", "Query"]
+__all__ = ["Command", "Message", "Query", "StreamQuery"]
 
 R_co = TypeVar("R_co", covariant=True)
 
@@ -49,6 +49,21 @@ class Query(Message[R_co]):
         @attrs.frozen
         class GetUser(Query[UserDto]):
             user_id: UUID
+    """
+
+    __slots__ = ()
+
+
+class StreamQuery(Message[R_co]):
+    """A request to read many items that its handler yields one by one instead of returning them all.
+
+    Subclass it as a frozen attrs class; the type argument is the type of one item. Its handler's
+    ``handle`` is an async generator, and you run it with ``await query_bus.stream(query, context)``,
+    which gives a `Result` whose data is a `Stream` of items::
+
+        @attrs.frozen
+        class ExportUsers(StreamQuery[UserDto]):
+            pass
     """
 
     __slots__ = ()

@@ -25,6 +25,7 @@ __all__ = [
     "Pipeline",
     "Prepared",
     "bind_behaviours",
+    "bind_stream_behaviours",
     "check_behaviours",
     "compose",
     "direct_handle",
@@ -196,19 +197,47 @@ def bind_behaviours(prepared: Prepared, message_type: type) -> BoundBehaviours:
         if hook is None:
             bound.append((behaviour, target))
             continue
-        step: Any = hook(message_type)
-        if step is None:
-            continue
-        if step is behaviour:
-            bound.append((behaviour, target))
-        elif callable(step):
-            bound.append((behaviour, _call_target(step)))
-        else:
-            raise ConfigurationError(
-                f"{type(behaviour).__name__}.bind({message_type.__qualname__}) returned a "
-                f"{type(step).__name__}; return a callable step, the behaviour itself, or None"
-            )
+        step = _checked_step(behaviour, "bind", hook(message_type), message_type, target)
+        if step is not None:
+            bound.append((behaviour, step))
     return tuple(bound)
+
+
+def bind_stream_behaviours(prepared: Prepared, message_type: type) -> BoundBehaviours:
+    """Ask each behaviour what it runs in a streaming query's pipeline (outermost first).
+
+    A behaviour that defines ``bind_stream(message_type)`` answers there, as ``bind`` answers for
+    other types (None to stay out, itself, or a step that wraps the `Stream` it gets). One without it
+    is asked as for any message: it then runs around the opening of the stream (the wait for the
+    first item) and sees a Result whose data is the `Stream`, before any item was read.
+    """
+    bound: list[tuple[object, Step]] = []
+    for behaviour, hook, target in prepared:
+        stream_hook = getattr(behaviour, "bind_stream", None)
+        if stream_hook is not None:
+            step = _checked_step(behaviour, "bind_stream", stream_hook(message_type), message_type, target)
+        elif hook is not None:
+            step = _checked_step(behaviour, "bind", hook(message_type), message_type, target)
+        else:
+            step = target
+        if step is not None:
+            bound.append((behaviour, step))
+    return tuple(bound)
+
+
+def _checked_step(
+    behaviour: object, hook_name: str, step: Any, message_type: type, target: Step
+) -> Step | None:
+    if step is None:
+        return None
+    if step is behaviour:
+        return target
+    if callable(step):
+        return _call_target(step)
+    raise ConfigurationError(
+        f"{type(behaviour).__name__}.{hook_name}({message_type.__qualname__}) returned a "
+        f"{type(step).__name__}; return a callable step, the behaviour itself, or None"
+    )
 
 
 def _link(call: Step, call_next: Pipeline) -> Pipeline:

@@ -20,7 +20,7 @@ class TestInspector:
         assert main(["routes", "examples.users.container:Container"]) == 0
         out = capsys.readouterr().out
         assert "command_bus (CommandBus, 4 routes)" in out
-        assert "query_bus (QueryBus, 3 routes)" in out
+        assert "query_bus (QueryBus, 4 routes)" in out
         assert "stats_bus (CommandBus, 1 route)" in out
         for name in (
             "CreateUser",

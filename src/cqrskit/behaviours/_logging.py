@@ -11,11 +11,13 @@ from typing import Any
 import structlog
 
 from cqrskit._context import Context
-from cqrskit._contracts import CallNext
+from cqrskit._contracts import CallNext, Step
 from cqrskit._outcome import mark_logged
 from cqrskit._results import Result
 from cqrskit._stages import Stage
 from cqrskit._status import OperationStatus
+from cqrskit._streams import CANCELLED as STREAM_CANCELLED
+from cqrskit._streams import Stream, watch
 from cqrskit.behaviours._log_context import DispatchIds, is_lazy_logger, logger_label
 from cqrskit.behaviours._outcomes import CANCELLED, EXPECTED_FAILURES, exception_status, type_name
 from cqrskit.behaviours._redaction import redacted_fields, sensitive_fields
@@ -27,6 +29,7 @@ _WARNING = logging.WARNING
 _ERROR = logging.ERROR
 _SUCCESS = OperationStatus.SUCCESS
 _perf_counter = time.perf_counter
+_STREAM_EVENT = "stream_completed"
 _METHODS = {_INFO: "info", _WARNING: "warning", _ERROR: "error"}
 
 
@@ -86,6 +89,65 @@ class Logging:
         sensitive_fields(message_type)
         return self
 
+    def bind_stream(self, message_type: type) -> Step:
+        """For a streaming query: log once when the stream ends, with its item count and how it ended."""
+        sensitive_fields(message_type)
+        return self._stream
+
+    async def _stream(self, message: Any, context: Context, call_next: CallNext) -> Result[Any]:
+        """Log a failed opening as any dispatch; on success, log ``stream_completed`` when it ends.
+
+        The event carries ``items``, ``duration_ms`` (opening to end) and ``ended``: ``completed``,
+        ``closed`` (the consumer stopped early), ``failed`` or ``cancelled``; its status is the one the
+        consumer sees (SUCCESS unless it failed).
+        """
+        started = _perf_counter()
+        result = await self(message, context, call_next, _opening=True)
+        if result.is_failure:
+            return result
+        ids = self._ids
+        principal = context.principal
+        bind_args = (
+            context.operation_id,
+            context.correlation_id,
+            context.causation_id,
+            type(message).__qualname__,
+            None if principal is None else principal.id,
+        )
+
+        def on_end(ended: str, items: int, error: BaseException | None) -> None:
+            tokens = ids.bind(*bind_args)
+            try:
+                extra: dict[str, Any] = {"items": items, "ended": ended}
+                if not isinstance(error, Exception):
+                    if ended == STREAM_CANCELLED:
+                        self._emit(
+                            _WARNING, message, context, CANCELLED, started, event=_STREAM_EVENT, **extra
+                        )
+                    else:
+                        self._emit(_INFO, message, context, _SUCCESS, started, event=_STREAM_EVENT, **extra)
+                    return
+                status, unexpected = exception_status(error)
+                self._emit(
+                    _level_for(status),
+                    message,
+                    context,
+                    status,
+                    started,
+                    event=_STREAM_EVENT,
+                    error_type=type_name(type(error)),
+                    exc_info=error if unexpected else None,
+                    **extra,
+                )
+                if unexpected:
+                    mark_logged(error, context)
+            finally:
+                ids.reset(tokens)
+
+        # Each item is read with the dispatch's ids bound, so the handler's log lines carry them.
+        stream: Stream[Any] = result.data
+        return result.success(watch(stream, on_end, lambda: ids.bind(*bind_args), ids.reset))
+
     def describe(self, message_type: type) -> Mapping[str, object]:
         """Return the logger and which of `message_type`'s fields are redacted."""
         return {
@@ -94,7 +156,9 @@ class Logging:
             "redacted_fields": sensitive_fields(message_type),
         }
 
-    async def __call__(self, message: Any, context: Context, call_next: CallNext) -> Result[Any]:
+    async def __call__(
+        self, message: Any, context: Context, call_next: CallNext, *, _opening: bool = False
+    ) -> Result[Any]:
         """Run the rest of the pipeline with the ids bound, then log how it ended."""
         principal = context.principal
         ids = self._ids
@@ -128,7 +192,9 @@ class Logging:
                 self._emit(_WARNING, message, context, CANCELLED, started)
                 raise
             status = result.status
-            if status is _SUCCESS:
+            if status is _SUCCESS and _opening:
+                pass  # a stream that opened is logged when it ends (`_stream`)
+            elif status is _SUCCESS:
                 is_enabled_for = self._is_enabled_for
                 if self._lazy:
                     is_enabled_for = getattr(self._levels_logger(), "is_enabled_for", None)
@@ -167,6 +233,8 @@ class Logging:
         error_type: str | None = None,
         exc_info: BaseException | None = None,
         errors: Mapping[str, str] | None = None,
+        event: str = "dispatch_completed",
+        **extra: Any,
     ) -> None:
         if self._lazy:
             logger = self._logger.bind()  # the logger as configured now
@@ -176,22 +244,23 @@ class Logging:
             is_enabled_for = self._is_enabled_for
         if is_enabled_for is not None and not is_enabled_for(level):
             return
-        event: dict[str, Any] = {
+        fields: dict[str, Any] = {
             "status": str(status),
             "duration_ms": round((_perf_counter() - started) * 1000.0, 3),
             "message_type": type_name(type(message)),
             "operation_id": context.operation_id,
         }
         if self._log_fields:
-            event["fields"] = redacted_fields(message)
+            fields["fields"] = redacted_fields(message)
         if error_type is not None:
-            event["error_type"] = error_type
+            fields["error_type"] = error_type
         if errors:
             # Field names only: error texts may quote the rejected (possibly sensitive) input.
-            event["error_fields"] = sorted(errors)
+            fields["error_fields"] = sorted(errors)
         if exc_info is not None:
-            event["exc_info"] = exc_info
-        getattr(logger, _METHODS[level])("dispatch_completed", **event)
+            fields["exc_info"] = exc_info
+        fields.update(extra)
+        getattr(logger, _METHODS[level])(event, **fields)
 
     def __repr__(self) -> str:
         return f"Logging(logger={self._label}, log_fields={self._log_fields!r})"

@@ -18,6 +18,8 @@ from cqrskit._errors import MissingExtraError
 from cqrskit._results import Result
 from cqrskit._stages import Stage
 from cqrskit._status import OperationStatus
+from cqrskit._streams import CANCELLED as STREAM_CANCELLED
+from cqrskit._streams import Stream, watch
 from cqrskit.behaviours._outcomes import CANCELLED, exception_status, type_name
 
 __all__ = ["Metrics"]
@@ -128,6 +130,14 @@ class Metrics:
         """Return this behaviour for `message_type` alone, its label children resolved now."""
         return functools.partial(_measured, self._for(message_type))
 
+    def bind_stream(self, message_type: type) -> Step:
+        """For a streaming query: count it once, when the stream ends, and time it opening to end.
+
+        A stream the consumer closed early counts as SUCCESS; one cancelled as ``cancelled``; one
+        that failed after its first item with the status the consumer got.
+        """
+        return functools.partial(_measured_stream, self._for(message_type))
+
     def describe(self, message_type: type) -> Mapping[str, object]:
         """Return the metric names and the ``message_type`` label `message_type` is recorded under."""
         return {
@@ -153,7 +163,9 @@ class Metrics:
         return f"Metrics(registry={self._registry!r})"
 
 
-async def _measured(metrics: Any, message: Any, context: Context, call_next: CallNext) -> Result[Any]:
+async def _measured(
+    metrics: Any, message: Any, context: Context, call_next: CallNext, *, opening: bool = False
+) -> Result[Any]:
     started = _perf_counter()
     try:
         result = await call_next(message, context)
@@ -166,9 +178,32 @@ async def _measured(metrics: Any, message: Any, context: Context, call_next: Cal
         metrics.duration.observe(_perf_counter() - started)
         metrics.count(CANCELLED, "")
         raise
-    metrics.duration.observe(_perf_counter() - started)
     if result.status is _SUCCESS:
+        if opening:
+            return result  # a stream that opened is counted and timed when it ends
+        metrics.duration.observe(_perf_counter() - started)
         metrics.success.inc()
     else:
+        metrics.duration.observe(_perf_counter() - started)
         metrics.count(str(result.status), "")
     return result
+
+
+async def _measured_stream(metrics: Any, message: Any, context: Context, call_next: CallNext) -> Result[Any]:
+    started = _perf_counter()
+    result = await _measured(metrics, message, context, call_next, opening=True)
+    if result.is_failure:
+        return result
+
+    def on_end(ended: str, _items: int, error: BaseException | None) -> None:
+        metrics.duration.observe(_perf_counter() - started)
+        if isinstance(error, Exception):
+            status, _ = exception_status(error)
+            metrics.count(str(status), type_name(type(error)) if status is _FAILED else "")
+        elif ended == STREAM_CANCELLED:
+            metrics.count(CANCELLED, "")
+        else:
+            metrics.success.inc()
+
+    stream: Stream[Any] = result.data
+    return result.success(watch(stream, on_end))

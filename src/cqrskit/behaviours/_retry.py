@@ -179,6 +179,9 @@ class Retry:
         """Leave the pipeline (None) of a type whose policy allows a single attempt: nothing to do."""
         return self if self.policy_for(message_type).max_attempts > 1 else None
 
+    def bind_stream(self, message_type: type) -> None:
+        """Stay out of streaming queries' pipelines: items already given cannot be given again."""
+
     def describe(self, message_type: type) -> Mapping[str, object]:
         """Return the retry policy for `message_type` and the classifier in use."""
         described = self.policy_for(message_type).describe()

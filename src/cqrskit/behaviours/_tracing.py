@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from cqrskit._context import Context
-from cqrskit._contracts import CallNext
+from cqrskit._contracts import CallNext, Step
 from cqrskit._errors import MissingExtraError
-from cqrskit._messages import Command, Query
+from cqrskit._messages import Command, Query, StreamQuery
 from cqrskit._results import Result
 from cqrskit._stages import Stage
 from cqrskit._status import OperationStatus
+from cqrskit._streams import CANCELLED as STREAM_CANCELLED
+from cqrskit._streams import Stream, watch
 from cqrskit.behaviours._outcomes import CANCELLED, SERVER_FAILURES, exception_status, type_name
 from cqrskit.behaviours._redaction import field_plan, redacted_fields
 
@@ -112,6 +115,65 @@ class Tracing:
             span.end()
         return result
 
+    def bind_stream(self, message_type: type) -> Step:
+        """For a streaming query: one span from the opening to the end of the stream.
+
+        Besides the usual attributes it carries ``cqrskit.items`` and ``cqrskit.stream_ended``
+        (``completed``, ``closed``, ``failed`` or ``cancelled``); the span is current while each item
+        is read, so the handler's own spans (a database fetch) become its children.
+        """
+        return functools.partial(self._stream, _span_name(message_type))
+
+    async def _stream(
+        self, span_name: str, message: Any, context: Context, call_next: CallNext
+    ) -> Result[Any]:
+        message_type = type(message)
+        attributes: dict[str, Any] = {
+            "cqrskit.message_type": type_name(message_type),
+            "cqrskit.operation_id": context.operation_id,
+            "cqrskit.correlation_id": context.correlation_id,
+        }
+        if context.causation_id is not None:
+            attributes["cqrskit.causation_id"] = context.causation_id
+        if self._record_fields:
+            attributes.update(_field_attributes(message))
+        span = self._tracer.start_span(span_name, attributes=attributes)
+        token = self._attach(self._in_context(span))
+        opened = False
+        try:
+            result = await call_next(message, context)
+            if result.is_failure:
+                self._finish(span, result.status, None)
+                return result
+            opened = True
+        except Exception as exc:
+            status, _ = exception_status(exc)
+            self._finish(span, status, type_name(type(exc)))
+            raise
+        except asyncio.CancelledError:
+            span.set_attribute("cqrskit.status", CANCELLED)
+            raise
+        finally:
+            self._detach(token)
+            if not opened:
+                span.end()
+        in_span = self._in_context(span)
+
+        def on_end(ended: str, items: int, error: BaseException | None) -> None:
+            span.set_attribute("cqrskit.items", items)
+            span.set_attribute("cqrskit.stream_ended", ended)
+            if isinstance(error, Exception):
+                status, _ = exception_status(error)
+                self._finish(span, status, type_name(type(error)))
+            elif ended == STREAM_CANCELLED:
+                span.set_attribute("cqrskit.status", CANCELLED)
+            else:
+                span.set_attribute("cqrskit.status", "success")
+            span.end()
+
+        stream: Stream[Any] = result.data
+        return result.success(watch(stream, on_end, lambda: self._attach(in_span), self._detach))
+
     def _finish(self, span: Span, status: OperationStatus, error_type: str | None) -> None:
         span.set_attribute("cqrskit.status", str(status))
         if error_type is not None:
@@ -133,7 +195,7 @@ def _span_name(message_type: type) -> str:
         pass
     if issubclass(message_type, Command):
         kind = "command"
-    elif issubclass(message_type, Query):
+    elif issubclass(message_type, (Query, StreamQuery)):
         kind = "query"
     else:
         kind = "message"

@@ -232,6 +232,7 @@ class CachePlan:
         "null_ok",
         "page",
         "policy",
+        "result_tags",
         "result_type",
         "structure",
         "tags",
@@ -261,6 +262,7 @@ class CachePlan:
         self.ttl_of = policy.ttl if callable(policy.ttl) else None
         self.ttl: float = 0.0 if callable(policy.ttl) else float(policy.ttl)
         self.tags = policy.tags
+        self.result_tags = policy.result_tags
         self.null_ok = policy.cache_null_results
         origin = getattr(self.result_type, "__origin__", self.result_type)
         self.page = isinstance(origin, type) and issubclass(origin, Page)

@@ -41,6 +41,9 @@ class CachePolicy(Generic[Q]):
     - `tags`: a callable of the query returning ``(kind, id)`` pairs its result depends on, matched
       against commands' `AffectedEntity` by `CacheInvalidation`; ``(kind, "*")`` depends on every
       entity of the kind.
+    - `result_tags`: a callable of the query and the handler's result returning more ``(kind, id)``
+      pairs, for what only the result names (an article's author): applied when the entry is stored,
+      and checked on every hit like `tags`.
     - `key`: a callable of the query returning the key text, instead of the fields.
     - `version`: bump it when the result type changes shape, so old entries are never read.
     """
@@ -51,3 +54,4 @@ class CachePolicy(Generic[Q]):
     tags: Callable[[Q], Iterable[tuple[str, object]]] | None = None
     key: Callable[[Q], object] | None = None
     version: int = 1
+    result_tags: Callable[[Q, Any], Iterable[tuple[str, object]]] | None = None

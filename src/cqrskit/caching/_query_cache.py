@@ -13,7 +13,7 @@ import structlog
 from cqrskit._context import Context
 from cqrskit._contracts import CallNext
 from cqrskit._errors import ConfigurationError
-from cqrskit._messages import Query
+from cqrskit._messages import Query, StreamQuery
 from cqrskit._names import short_name
 from cqrskit._pipeline import require_kind
 from cqrskit._results import CacheInfo, Result
@@ -26,6 +26,8 @@ from cqrskit.caching._keys import CachePlan, dependency_tag_keys, make_cache_con
 from cqrskit.caching._policy import CachePolicy
 
 __all__ = ["DEFAULT_TAG_TTL", "QueryCache"]
+
+_PLAIN_ENTRY = 2  # [value, versions]; an entry with tags from its result adds [keys, versions]
 
 _SUCCESS = OperationStatus.SUCCESS
 # Tag version counters start at a random value, so a counter that was evicted and created again
@@ -80,6 +82,12 @@ class QueryCache:
         self._converter = converter if converter is not None else make_cache_converter()
         plans: dict[type, CachePlan] = {}
         for query_type, policy in policies.items():
+            if isinstance(query_type, type) and issubclass(query_type, StreamQuery):
+                raise ConfigurationError(
+                    f"QueryCache cannot cache {query_type.__qualname__}: it is a StreamQuery, whose "
+                    "items flow to the caller as they are read and are never held whole; remove its "
+                    "policy (cache the queries it is built from instead)"
+                )
             if not (isinstance(query_type, type) and issubclass(query_type, Query)):
                 raise ConfigurationError(
                     f"QueryCache policies are keyed by Query subclasses, not {query_type!r}"
@@ -112,6 +120,9 @@ class QueryCache:
         """
         require_kind(self, message_type, Query)
         return self if message_type in self._plans else None
+
+    def bind_stream(self, message_type: type) -> None:
+        """Stay out of every streaming query's pipeline: a stream is never cached (see `__init__`)."""
 
     def describe(self, message_type: type) -> Mapping[str, object]:
         """Return the policy of `message_type`, for the route inspector."""
@@ -150,7 +161,7 @@ class QueryCache:
                 else result
             )
         if entry is not None:
-            hit = self._decode(plan, entry, versions, key=key, ttl=ttl, context=context)
+            hit = await self._hit(plan, entry, versions, key=key, ttl=ttl, context=context)
             if hit is not None:
                 return hit
         # One loader per key in this process; the queries that miss meanwhile share its Result.
@@ -163,12 +174,39 @@ class QueryCache:
         info = CacheInfo(hit=True, key=key, ttl=ttl) if result.is_success else None
         return result.evolve(cache_info=info, operation_id=context.operation_id)
 
-    def _decode(
+    async def _hit(
         self, plan: CachePlan, entry: Any, versions: list[Any], *, key: str, ttl: float, context: Context
     ) -> Result[Any] | None:
-        """Return the hit `entry` makes, or None when its tags are stale or it cannot be read."""
+        """Return the hit `entry` makes, reading the versions of the tags its result added, if any."""
+        current = None
+        if len(entry) > _PLAIN_ENTRY:  # tags derived from the result: one more round trip
+            try:
+                current = list(await self._backend.multi_get(list(entry[2]))) if entry[2] else []
+            except Exception as exc:  # noqa: BLE001 - fail open: a miss
+                self._failures.record("get", exc, key=key)
+                return None
+        return self._decode(plan, entry, versions, key=key, ttl=ttl, context=context, result_versions=current)
+
+    def _decode(
+        self,
+        plan: CachePlan,
+        entry: Any,
+        versions: list[Any],
+        *,
+        key: str,
+        ttl: float,
+        context: Context,
+        result_versions: list[Any] | None = None,
+    ) -> Result[Any] | None:
+        """Return the hit `entry` makes, or None when its tags are stale or it cannot be read.
+
+        An entry with tags derived from its result is a hit only when `result_versions`, their
+        current versions, match the ones stored with it.
+        """
         try:
             if entry[1] != versions:
+                return None
+            if len(entry) > _PLAIN_ENTRY and (result_versions is None or list(entry[3]) != result_versions):
                 return None
             data = entry[0]
             value = None if data is None else plan.structure(data, plan.result_type)
@@ -209,7 +247,7 @@ class QueryCache:
             versions = None
         else:
             if entry is not None:
-                hit = self._decode(plan, entry, versions, key=key, ttl=ttl, context=context)
+                hit = await self._hit(plan, entry, versions, key=key, ttl=ttl, context=context)
                 if hit is not None:
                     return hit
             # Tag versions are read before the handler runs, so an invalidation that lands while it
@@ -229,15 +267,58 @@ class QueryCache:
                 return result
             data = result.data
             if versions is not None and (data is not None or plan.null_ok):
-                try:
-                    stored = None if data is None else plan.unstructure(data)
-                    await self._backend.set(key, [stored, versions], ttl)
-                except Exception as exc:  # noqa: BLE001 - fail open: the answer stands
-                    self._failures.record("set", exc, key=key)
+                await self._store(plan, message, data, key=key, ttl=ttl, versions=versions, tag_keys=tag_keys)
             return result.evolve(cache_info=CacheInfo(hit=False, key=key, ttl=ttl))
         finally:
             if lock is not None and lock_key is not None:
                 await lock.release(lock_key)
+
+    async def _store(
+        self,
+        plan: CachePlan,
+        message: Any,
+        data: Any,
+        *,
+        key: str,
+        ttl: float,
+        versions: list[Any],
+        tag_keys: list[str] | None,
+    ) -> None:
+        """Store `data` under `key` with the tag versions it depends on; fail open."""
+        try:
+            stored = None if data is None else plan.unstructure(data)
+            entry: list[Any] = [stored, versions]
+            if plan.result_tags is not None:
+                extra = await self._result_tags(plan, message, data, tag_keys)
+                if extra is None:
+                    return
+                entry.extend(extra)
+            await self._backend.set(key, entry, ttl)
+        except Exception as exc:  # noqa: BLE001 - fail open: the answer stands
+            self._failures.record("set", exc, key=key)
+
+    async def _result_tags(
+        self, plan: CachePlan, message: Any, data: Any, tag_keys: list[str] | None
+    ) -> tuple[list[str], list[Any]] | None:
+        """Return the tag keys `data` adds to the query's, and their versions (None: store nothing).
+
+        These versions are read after the handler ran, unlike the query's (read before): an
+        invalidation of an entity only the result names that lands while the handler runs is not
+        seen, and the entry may live until its ttl. Keep such entries' ttl short where that matters.
+        """
+        assert plan.result_tags is not None  # noqa: S101 - checked by the caller
+        known = set(tag_keys or ())
+        keys = [k for k in dependency_tag_keys(plan.result_tags(message, data)) if k not in known]
+        if not keys:
+            return [], []
+        found = await self._backend.multi_get(keys)
+        versions = list(found)
+        if None in versions:
+            created = await self._create_tags(keys, versions)
+            if created is None:
+                return None
+            versions = created
+        return keys, versions
 
     async def _create_tags(self, tag_keys: list[str], versions: list[Any]) -> list[Any] | None:
         """Give every missing tag counter a random start; None when the cache fails (store nothing)."""

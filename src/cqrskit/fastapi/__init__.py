@@ -45,6 +45,7 @@ from cqrskit.fastapi._responses import (
     to_json,
 )
 from cqrskit.fastapi._schema import SCHEMA_METADATA
+from cqrskit.fastapi._streaming import NDJSON_MEDIA_TYPE, SSE_MEDIA_TYPE, stream_response
 from cqrskit.fastapi._write_then_read import execute_then_query
 
 __all__ = [
@@ -52,11 +53,13 @@ __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
     "FAILURE_STATUSES",
     "IDEMPOTENCY_KEY_HEADER",
+    "NDJSON_MEDIA_TYPE",
     "OPERATION_ID_HEADER",
     "PROBLEM_MEDIA_TYPE",
     "PROBLEM_SCHEMA",
     "RFC9457",
     "SCHEMA_METADATA",
+    "SSE_MEDIA_TYPE",
     "WIRE_NAME_METADATA",
     "CorrelationIdMiddleware",
     "MessageReader",
@@ -78,6 +81,7 @@ __all__ = [
     "problem_response",
     "read_body",
     "result_response",
+    "stream_response",
     "strict_converter",
     "structure",
     "to_json",

@@ -19,12 +19,13 @@ from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
-from cqrskit._messages import Query
+from cqrskit._messages import Query, StreamQuery
 from cqrskit.fastapi._problem_format import ProblemFormat
 from cqrskit.fastapi._reader import MessageReader
 from cqrskit.fastapi._requests import CORRELATION_ID_HEADER
 from cqrskit.fastapi._responses import CACHE_HEADER, OPERATION_ID_HEADER
 from cqrskit.fastapi._schema import NO_DEFAULT, JsonSchemas, json_default, result_type
+from cqrskit.fastapi._streaming import stream_contents
 
 __all__ = ["FAILURE_STATUSES", "document_messages"]
 
@@ -168,7 +169,9 @@ def _document_reader(
         data = schemas.schema(data_type, "response", naming=reader.naming)
         if reader.response_envelope is not None:
             data = _wrapped(reader.response_envelope, data, closed=False)
-        success["content"] = {"application/json": {"schema": data}}
+        # A streaming query's schema is one item's, sent as NDJSON or as Server-Sent Events.
+        is_stream = issubclass(message_type, StreamQuery)
+        success["content"] = stream_contents(data) if is_stream else {"application/json": {"schema": data}}
     responses[str(code)] = success
     statuses = (*FAILURE_STATUSES, 413) if reader.from_body else FAILURE_STATUSES
     for status in statuses:
