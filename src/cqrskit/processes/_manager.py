@@ -213,7 +213,7 @@ class ProcessManager(Generic[S, C]):
                     at=now,
                 )
             )
-            log.info("process_step", version=version, status=str(status), sent=sent)
+            log.debug("process_step", version=version, status=str(status), sent=sent)
 
     async def _apply(
         self, step: Step[S, C], key: str, compensations: list[dict[str, str]], context: Context
