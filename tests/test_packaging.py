@@ -124,6 +124,7 @@ class TestWheel:
             "cqrskit.caching",
             "cqrskit.events",
             "cqrskit.fastapi",
+            "cqrskit.processes",
             "cqrskit.scope",
             "cqrskit.sqlalchemy",
             "cqrskit.testing",

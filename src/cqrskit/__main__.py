@@ -2,6 +2,8 @@
 
 - ``python -m cqrskit routes package.module:Container`` prints every bus's routes, each with its
   handler and its behaviours (outermost first) with their settings for that message.
+  Process managers follow: what starts each, what it reacts to, its deadlines and the commands it
+  may send.
 - ``python -m cqrskit check package.module:Container [--modules package.commands ...]`` prints every
   wiring problem and exits with status 1 when there is one.
 """
@@ -12,7 +14,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from cqrskit._inspect import check, find_buses, load_container, print_routes
+from cqrskit._inspect import check, find_buses, find_processes, load_container, print_processes, print_routes
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -47,6 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if arguments.command == "routes":
         print_routes(reports, sys.stdout)
+        print_processes(find_processes(container), sys.stdout)
         return 0
     problems = check(reports, arguments.modules)
     for problem in problems:

@@ -24,8 +24,10 @@ __all__ = [
     "BusReport",
     "check",
     "find_buses",
+    "find_processes",
     "load_container",
     "message_classes",
+    "print_processes",
     "print_routes",
 ]
 
@@ -91,6 +93,42 @@ def find_buses(container: containers.Container) -> list[BusReport]:
         except Exception as exc:  # noqa: BLE001 - a bus that cannot be built is what we report
             reports.append(BusReport(name, error=exc))
     return reports
+
+
+def _provides_process(provider: providers.Provider[Any]) -> bool:
+    # A cqrskit.processes.ProcessManager (which this module does not import: it needs SQLAlchemy), told
+    # by what the listing reads from it.
+    provides = getattr(provider, "provides", None)
+    return isinstance(provides, type) and all(
+        hasattr(provides, name) for name in ("describe", "reactions", "instance")
+    )
+
+
+def find_processes(container: containers.Container) -> list[BusReport]:
+    """Build every process manager `container` declares; one that cannot be built comes with its error."""
+    reports: list[BusReport] = []
+    for name, provider in _named_providers(container):
+        if not _provides_process(provider):
+            continue
+        try:
+            reports.append(BusReport(name, bus=provider()))
+        except Exception as exc:  # noqa: BLE001 - a process that cannot be built is what we report
+            reports.append(BusReport(name, error=exc))
+    return reports
+
+
+def print_processes(reports: Iterable[BusReport], out: TextIO) -> None:
+    """Write each process manager: what starts it, what it reacts to, its deadlines, what it may send."""
+    for report in reports:
+        if report.error is not None:
+            out.write(f"{report.name}: cannot be built: {report.error}\n\n")
+            continue
+        manager = report.bus
+        out.write(f"{report.name} (ProcessManager {manager.name!r})\n")
+        for label, value in manager.describe().items():
+            shown = ", ".join(value) if isinstance(value, list | tuple) else str(value)
+            out.write(f"    {label}: {shown or 'none'}\n")
+        out.write("\n")
 
 
 def _named_providers(container: containers.Container, prefix: str = "") -> Iterator[tuple[str, Any]]:

@@ -2,7 +2,8 @@
 
 `Event`, `EventBus`, `EventPublisher`, `InProcessPublisher`, `CommandSender`, `Transport`,
 `Delivery` and `Envelope` need nothing beyond cqrskit itself. `OutboxPublisher`, `OutboxRelay`,
-`Consumer`, `Idempotency` and `create_event_tables` need SQLAlchemy (extra ``postgres`` or
+`Consumer`, `Idempotency`, `create_event_tables`, `CommandScheduler`, `ScheduleRunner` and
+`ScheduleForwarder` need SQLAlchemy (extra ``postgres`` or
 ``sqlalchemy``), `RabbitMQTransport` needs aio-pika (extra ``rabbitmq``) and `NatsTransport`
 nats-py (extra ``nats``); they are imported when first used.
 """
@@ -20,14 +21,17 @@ from cqrskit.events._transport import Delivery, Transport
 
 if TYPE_CHECKING:
     from cqrskit.events._consumer import Consumer
+    from cqrskit.events._due_commands import ScheduleForwarder, ScheduleRunner
     from cqrskit.events._idempotency import Idempotency
     from cqrskit.events._nats import NatsTransport
     from cqrskit.events._outbox import OutboxPublisher
     from cqrskit.events._rabbitmq import RabbitMQTransport
     from cqrskit.events._relay import OutboxRelay
+    from cqrskit.events._scheduling import CommandScheduler
     from cqrskit.events._tables import create_event_tables
 
 __all__ = [
+    "CommandScheduler",
     "CommandSender",
     "Consumer",
     "Delivery",
@@ -41,6 +45,8 @@ __all__ = [
     "OutboxPublisher",
     "OutboxRelay",
     "RabbitMQTransport",
+    "ScheduleForwarder",
+    "ScheduleRunner",
     "Transport",
     "create_event_tables",
     "message_name",
@@ -50,6 +56,14 @@ __all__ = [
 def __getattr__(name: str) -> object:  # noqa: PLR0911 - one return per lazily imported name
     """Import the parts that need an optional extra (SQLAlchemy, aio-pika, nats-py) on first use."""
     # Plain import statements, not importlib strings: the import graph stays readable by tools.
+    if name == "CommandScheduler":
+        from cqrskit.events._scheduling import CommandScheduler
+
+        return CommandScheduler
+    if name in ("ScheduleForwarder", "ScheduleRunner"):
+        from cqrskit.events import _due_commands
+
+        return getattr(_due_commands, name)
     if name == "Consumer":
         from cqrskit.events._consumer import Consumer
 

@@ -1,0 +1,1 @@
+"""Onboarding: a process manager with a deadline and a compensation (see docs/processes.md)."""

@@ -1,0 +1,65 @@
+"""The tables process managers keep: one row per instance, one per step it took."""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING
+
+import attrs
+import sqlalchemy as sa
+
+from cqrskit.events._schedule_table import create_schedule_table
+
+if TYPE_CHECKING:
+    from cqrskit.sqlalchemy._database import Database
+
+__all__ = ["ProcessTables", "create_process_tables", "process_tables"]
+
+
+@attrs.frozen
+class ProcessTables:
+    """The instances and history tables of one schema."""
+
+    instances: sa.Table
+    history: sa.Table
+
+
+@functools.cache
+def process_tables(schema: str | None = None) -> ProcessTables:
+    """Return the process tables of `schema` (made once per schema)."""
+    metadata = sa.MetaData(schema=schema)
+    instances = sa.Table(
+        "cqrskit_process_instances",
+        metadata,
+        sa.Column("process", sa.String(255), primary_key=True),
+        sa.Column("key", sa.String(255), primary_key=True),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("state", sa.Text(), nullable=False),
+        sa.Column("compensations", sa.Text(), nullable=False),
+        sa.Column("started_at", sa.Float(), nullable=False),
+        sa.Column("updated_at", sa.Float(), nullable=False),
+    )
+    history = sa.Table(
+        "cqrskit_process_history",
+        metadata,
+        sa.Column(
+            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True
+        ),
+        sa.Column("process", sa.String(255), nullable=False),
+        sa.Column("key", sa.String(255), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("message", sa.String(255), nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("sent", sa.Text(), nullable=False),
+        sa.Column("at", sa.Float(), nullable=False),
+        sa.UniqueConstraint("process", "key", "version"),
+    )
+    return ProcessTables(instances, history)
+
+
+async def create_process_tables(database: Database, schema: str | None = None) -> None:
+    """Create the process tables, the scheduled-commands table and the event tables unless they exist."""
+    await create_schedule_table(database, schema)
+    async with database.engine.begin() as connection:
+        await connection.run_sync(process_tables(schema).instances.metadata.create_all)
