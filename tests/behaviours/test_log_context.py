@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import pytest
 from structlog.contextvars import bind_contextvars, clear_contextvars, get_contextvars
 
 from cqrskit.behaviours._log_context import DispatchIds
+
+
+@pytest.fixture(autouse=True)
+def _clean_contextvars() -> Iterator[None]:
+    clear_contextvars()
+    yield
+    clear_contextvars()
 
 
 class TestDispatchIds:
