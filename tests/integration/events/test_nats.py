@@ -59,7 +59,9 @@ async def test_a_message_that_is_never_settled_goes_to_the_dead_letters(
                 break
             await asyncio.sleep(0.05)
         waiting.cancel()
-    assert await transport.dead_letters(queue) == [sent]  # every header kept
+    dead = await transport.dead_letters(queue)
+    assert [d.envelope for d in dead] == [sent]  # every header kept
+    assert dead[0].reason == "delivered 2 times"
 
 
 async def test_only_the_names_a_queue_is_bound_to_reach_it(
