@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from dependency_injector import containers, providers
 
 from cqrskit import Context
-from cqrskit.events import Consumer, Event, EventBus, OutboxRelay, RabbitMQTransport
+from cqrskit.events import Consumer, Event, EventBus, Idempotency, OutboxRelay, RabbitMQTransport
 from cqrskit.sqlalchemy import Database
 
 
@@ -157,6 +157,9 @@ class Container(containers.DeclarativeContainer):
         transport=transport,
         schema=providers.Callable(os.environ.get, "OP_SCHEMA"),
         batch_size=providers.Callable(lambda: int(os.environ.get("OP_BATCH") or 50)),
+    )
+    idempotency = providers.Singleton(
+        Idempotency, database=database, schema=providers.Callable(os.environ.get, "OP_SCHEMA")
     )
     consumer = providers.Singleton(
         Consumer,

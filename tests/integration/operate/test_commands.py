@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
+import socket
+import time
 from collections import Counter
 
+import httpx
 import pytest
+import sqlalchemy as sa
 
+from cqrskit.events._tables import event_tables
 from tests.integration.operate.app import Happened
 from tests.integration.operate.conftest import CONTEXT, Stage, eventually
 
@@ -131,3 +137,124 @@ async def test_a_poison_message_is_listed_fixed_replayed_and_applied_once(stage:
     assert listed() == []
     assert await worker.terminate() == 0, worker.output()
     assert len([row for row in await stage.effects() if row.event_id == "bad"]) == 1
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def sample(text: str, metric: str, **labels: str) -> float:
+    """The value of one sample in Prometheus text (0 when absent)."""
+    for line in text.splitlines():
+        if not line.startswith((metric + "{", metric + " ")):
+            continue
+        found = dict(re.findall(r'(\w+)="([^"]*)"', line.split(" ")[0]))
+        if all(found.get(k) == v for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def test_probes_and_metrics_move_as_events_flow(stage: Stage) -> None:
+    port = free_port()
+    worker = stage.start("worker", "--metrics", "--health-port", str(port), "--max-lag", "3600")
+    await worker.ready()
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+        assert (await client.get("/healthz")).json() == {"status": "ok"}
+        ready = await client.get("/readyz")
+        assert ready.status_code == 200, ready.text
+        before = (await client.get("/metrics")).text
+        assert sample(before, "cqrskit_relay_published_total", name="Happened") == 0
+        await stage.record(*(Happened(f"m{i}", key=f"k{i}") for i in range(5)), context=CONTEXT)
+
+        async def counted() -> bool:
+            text = (await client.get("/metrics")).text
+            return (
+                sample(text, "cqrskit_consumer_messages_total", queue=stage.queue, outcome="processed") == 5
+            )
+
+        await eventually(counted, "five messages counted as processed")
+        text = (await client.get("/metrics")).text
+        assert sample(text, "cqrskit_relay_published_total", name="Happened") == 5
+        assert sample(text, "cqrskit_consume_latency_seconds_count", queue=stage.queue) == 5
+        assert "cqrskit_outbox_oldest_age_seconds" in text
+        assert "cqrskit_outbox_pending" in text
+    assert await worker.terminate() == 0
+
+
+async def test_cleanup_removes_only_what_retention_allows(stage: Stage) -> None:
+    tables = event_tables(stage.name)
+    now = time.time()
+    day = 24 * 3600.0
+    async with stage.database.transaction() as session:
+        rows = [("old-sent", now - 10 * day, now - 10 * day), ("new-sent", now - 3600, now - 3600)]
+        for message_id, created, published in rows:
+            await session.execute(
+                sa.insert(tables.outbox).values(
+                    message_id=message_id,
+                    name="Gone",
+                    ordering_key=None,
+                    partition=-1,
+                    payload=b"{}",
+                    headers="{}",
+                    created_at=created,
+                    published_at=published,
+                )
+            )
+        await session.execute(
+            sa.insert(tables.inbox),
+            [
+                {"message_id": "old", "subscriber": "record", "handled_at": now - 10 * day},
+                {"message_id": "new", "subscriber": "record", "handled_at": now - 60},
+            ],
+        )
+        await session.execute(
+            sa.insert(tables.idempotency),
+            [
+                {
+                    "principal": "p",
+                    "key": "expired",
+                    "message_type": "X",
+                    "result": None,
+                    "expires_at": now - 1,
+                },
+                {
+                    "principal": "p",
+                    "key": "live",
+                    "message_type": "X",
+                    "result": None,
+                    "expires_at": now + day,
+                },
+            ],
+        )
+    worker = stage.start(
+        "worker",
+        "--idempotency",
+        "idempotency",
+        "--outbox-retention",
+        str(day),
+        "--inbox-retention",
+        str(day),
+        "--cleanup-batch",
+        "1",
+    )
+    await worker.ready()
+
+    async def cleaned() -> bool:
+        return worker.output().count('"event": "cleanup_done"') >= 3
+
+    await eventually(cleaned, "the first cleanup round")
+    assert await worker.terminate() == 0
+    async with stage.database.engine.connect() as connection:
+        outbox = set((await connection.execute(sa.select(tables.outbox.c.message_id))).scalars())
+        inbox = set((await connection.execute(sa.select(tables.inbox.c.message_id))).scalars())
+        keys = set((await connection.execute(sa.select(tables.idempotency.c.key))).scalars())
+    assert outbox == {"new-sent"}
+    assert inbox == {"new"}
+    assert keys == {"live"}
+    output = worker.output()
+    for table in ("outbox", "inbox", "idempotency_keys"):
+        assert (
+            f'"table": "{table}", "removed": 1' in output or f'"removed": 1, "table": "{table}"' in output
+        ), output
