@@ -124,6 +124,7 @@ class TestWheel:
             "cqrskit.caching",
             "cqrskit.events",
             "cqrskit.fastapi",
+            "cqrskit.health",
             "cqrskit.scope",
             "cqrskit.sqlalchemy",
             "cqrskit.testing",
