@@ -125,6 +125,7 @@ class TestWheel:
             "cqrskit.events",
             "cqrskit.fastapi",
             "cqrskit.processes",
+            "cqrskit.health",
             "cqrskit.scope",
             "cqrskit.sqlalchemy",
             "cqrskit.testing",

@@ -17,6 +17,7 @@ import cqrskit.caching
 import cqrskit.events
 import cqrskit.events.conformance
 import cqrskit.fastapi
+import cqrskit.health
 import cqrskit.processes
 import cqrskit.scope
 import cqrskit.sqlalchemy
@@ -45,6 +46,7 @@ PUBLIC_MODULES = [
     cqrskit.events.conformance,
     cqrskit.fastapi,
     cqrskit.processes,
+    cqrskit.health,
     cqrskit.scope,
     cqrskit.sqlalchemy,
     cqrskit.testing,

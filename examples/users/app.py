@@ -49,6 +49,7 @@ from examples.users.messages import (
 from examples.users.models import UserRow, create_tables
 from examples.users.passwords import PasswordHasher
 from examples.users.settings import Settings
+from examples.users.telemetry import configure_tracing, metrics_text
 
 Commands = Annotated[CommandBus, Depends(from_container("command_bus"))]
 Queries = Annotated[QueryBus, Depends(from_container("query_bus"))]
@@ -114,6 +115,7 @@ def create_app(container: Container | None = None) -> FastAPI:
         settings = the_container.settings()
         if settings.configure_logging:
             configure_logging(settings)
+        configure_tracing()
         try:
             # Build the buses first: a wiring mistake stops start-up before anything touches the database.
             the_container.command_bus()
@@ -240,4 +242,17 @@ def add_routes(app: FastAPI, max_bytes: int) -> None:
 
     @app.get("/healthz", include_in_schema=False)
     async def health() -> JSONResponse:
+        # Liveness: the process answers. It checks nothing else, so a database outage never gets
+        # every replica restarted at once; /readyz is where dependencies are checked.
         return JSONResponse({"status": "ok"})
+
+    @app.get("/readyz", include_in_schema=False)
+    async def ready(request: Request) -> JSONResponse:
+        # Readiness: 503 naming what is down ("database", "cache"), never why (that is logged).
+        report = await request.app.state.container.readiness().check()
+        return JSONResponse(report.as_json(), status_code=200 if report.ok else 503)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        body, content_type = metrics_text()
+        return Response(body, media_type=content_type)

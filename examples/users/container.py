@@ -1,8 +1,9 @@
 """The composition root: every handler, every behaviour and every setting of the service, in one place.
 
 ``python -m cqrskit routes examples.users.container:Container`` prints what this declares. The API
-processes use ``command_bus`` and ``query_bus``; the worker (``python -m examples.users.worker``, only
-with a broker) uses ``relay`` and ``consumer``; both build ``event_bus`` and ``stats_bus`` from here.
+processes use ``command_bus``, ``query_bus`` and ``readiness``; the worker (``python -m cqrskit worker
+examples.users.container:Container``, only with a broker) uses ``relay`` and ``consumer``; both build
+``event_bus`` and ``stats_bus`` from here.
 """
 
 from __future__ import annotations
@@ -16,22 +17,26 @@ from cqrskit.behaviours import (
     Audit,
     Authorization,
     Logging,
+    Metrics,
     RequirePermissions,
     Retry,
     StructlogAuditSink,
     Timeout,
+    Tracing,
     Validation,
 )
 from cqrskit.caching import CacheInvalidation, CachePolicy, QueryCache, cache_from_url
 from cqrskit.events import (
     Consumer,
     EventBus,
+    EventMetrics,
     InProcessPublisher,
     NatsTransport,
     OutboxPublisher,
     OutboxRelay,
     RabbitMQTransport,
 )
+from cqrskit.health import Readiness, cache_check, database_check
 from cqrskit.sqlalchemy import Database, Transaction
 from examples.users import handlers, projection
 from examples.users.events import EVENT_TYPES, UserCreated, UserDeleted, UserUpdated
@@ -101,6 +106,20 @@ class Container(containers.DeclarativeContainer):
         cache_from_url, settings.provided.redis_url, namespace=settings.provided.cache_namespace
     )
     hasher = providers.Singleton(PasswordHasher, cost=settings.provided.scrypt_cost)
+    # Spans go nowhere unless OTEL_* settings name an exporter (examples/users/telemetry.py); the
+    # metrics are prometheus-client's, served at /metrics (and by the worker with --metrics).
+    tracing = providers.Singleton(Tracing)
+    metrics = providers.Singleton(Metrics)
+    event_metrics = providers.Singleton(EventMetrics)
+    # What /readyz checks in the API processes: what they cannot serve without. The broker, the relay's
+    # lag and the consumer are the worker's to report (python -m cqrskit worker --health-port).
+    readiness = providers.Singleton(
+        Readiness,
+        checks=providers.Dict(
+            database=providers.Callable(database_check, database),
+            cache=providers.Callable(cache_check, cache),
+        ),
+    )
     audit_sink = providers.Singleton(StructlogAuditSink)
 
     users = providers.Factory(UserRepository, database=database)
@@ -138,7 +157,7 @@ class Container(containers.DeclarativeContainer):
                 UserDeleted: providers.Dict(user_stats=stats_projection),
             }
         ),
-        behaviours=providers.List(providers.Singleton(Logging)),
+        behaviours=providers.List(tracing, providers.Singleton(Logging)),
     )
 
     # What handlers publish through, chosen by the settings: in-process after commit (embedded), or
@@ -165,7 +184,11 @@ class Container(containers.DeclarativeContainer):
         ),
     )
     relay = providers.Singleton(
-        OutboxRelay, database=database, transport=transport, schema=settings.provided.events_schema
+        OutboxRelay,
+        database=database,
+        transport=transport,
+        schema=settings.provided.events_schema,
+        observer=event_metrics,
     )
     consumer = providers.Singleton(
         Consumer,
@@ -175,6 +198,7 @@ class Container(containers.DeclarativeContainer):
         types=providers.Object(EVENT_TYPES),
         queue=settings.provided.stats_queue,
         schema=settings.provided.events_schema,
+        observer=event_metrics,
     )
 
     command_bus = providers.Singleton(
@@ -192,7 +216,9 @@ class Container(containers.DeclarativeContainer):
             }
         ),
         behaviours=providers.List(
+            tracing,
             providers.Singleton(Logging),
+            metrics,
             providers.Singleton(Audit, sink=audit_sink),
             providers.Singleton(Timeout, default=settings.provided.command_timeout),
             providers.Singleton(Authorization, rules=COMMAND_RULES),
@@ -215,7 +241,9 @@ class Container(containers.DeclarativeContainer):
             }
         ),
         behaviours=providers.List(
+            tracing,
             providers.Singleton(Logging),
+            metrics,
             # An export is bounded per row, not as a whole: it takes as long as the client reads.
             providers.Singleton(
                 Timeout,

@@ -1,88 +1,67 @@
 """The events worker: ``python -m examples.users.worker`` (only with ``USERS_BROKER_URL`` set).
 
-It runs, until SIGINT or SIGTERM, the two halves of the scaled-out event flow, both built by the
-service's container from the same ``USERS_*`` settings as the API processes:
-
-- an `OutboxRelay`, moving the events the API's commands wrote to the outbox on to the
-  broker (RabbitMQ or NATS JetStream, as ``USERS_BROKER_URL`` says);
-- a `Consumer` of the ``<USERS_BROKER_NAME>.user-stats`` queue, feeding the event bus, whose
-  `UserStatsProjection` updates the ``user_stats`` read model in the consumer's transaction and
-  invalidates `GetUserStats`'s cached results once that transaction has committed.
+It is cqrskit's own process, ``python -m cqrskit worker examples.users.container:Container``, started
+after the service's tables exist: the container's `Consumer` (provider ``consumer``) of the
+``<USERS_BROKER_NAME>.user-stats`` queue feeds the event bus, whose `UserStatsProjection` updates the
+``user_stats`` read model in the consumer's transaction; its `OutboxRelay` (provider ``relay``) moves
+the events the API's commands wrote to the outbox on to the broker (RabbitMQ or NATS JetStream, as
+``USERS_BROKER_URL`` says). It stops gracefully on SIGTERM or SIGINT; extra arguments go to the
+command (``--health-port 8081``, ``--metrics``, ``--concurrency 4``: see docs/operations.md).
 
 Run as many as you like: relays share the outbox without publishing a row twice while healthy, and
-consumers share the queue (the counters' deltas commute, so their order does not matter here).
+consumers share the queue (the counters' deltas commute, so their order does not matter here). To
+run the relay and the consumer apart, use ``python -m cqrskit relay ...`` and ``... consume ...``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import signal
+import os
 import sys
-
-import structlog
 
 from examples.users.app import prepare_database
 from examples.users.container import Container
-from examples.users.logs import configure_logging
 from examples.users.settings import Settings
 
-
-async def run_worker(container: Container, stop: asyncio.Event) -> None:
-    """Relay and consume until `stop` is set (or one of them fails), then shut down cleanly."""
-    settings: Settings = container.settings()
-    log = structlog.get_logger("examples.users.worker")
-    database = container.database()
-    await prepare_database(container)
-    consumer, relay = container.consumer(), container.relay()
-    consuming = asyncio.create_task(consumer.run(), name="consumer")
-    tasks = [consuming]
-    try:
-        # The queue must exist before the relay publishes, or the broker drops what it is sent.
-        started = asyncio.create_task(consumer.started())
-        await asyncio.wait({started, consuming}, return_when=asyncio.FIRST_COMPLETED)
-        if not started.done():
-            started.cancel()
-            await consuming  # it ended before it started: raise its error
-        tasks.append(asyncio.create_task(relay.run(), name="relay"))
-        log.info(
-            "worker_started", queue=settings.stats_queue, broker=settings.broker, name=settings.broker_name
-        )
-        stopping = asyncio.create_task(stop.wait())
-        done, _ = await asyncio.wait({stopping, *tasks}, return_when=asyncio.FIRST_COMPLETED)
-        stopping.cancel()
-        for task in done - {stopping}:
-            task.result()  # a relay or consumer that ended on its own: raise its error
-    finally:
-        relay.stop()
-        await consumer.stop()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await container.transport().close()
-        await container.cache().close()
-        await database.dispose()
-        log.info("worker_stopped")
+CONTAINER = "examples.users.container:Container"
 
 
-async def main_async() -> None:
-    """Build the container from the environment, run the worker until a signal asks it to stop."""
-    container = Container()
-    settings: Settings = container.settings()
-    if settings.configure_logging:
-        configure_logging(settings)
+def command(settings: Settings, *extra: str) -> list[str]:
+    """Return the ``python -m cqrskit worker`` command line for these settings."""
+    return [
+        sys.executable,
+        "-m",
+        "cqrskit",
+        "worker",
+        CONTAINER,
+        "--create-tables",
+        "--log-format",
+        "json" if settings.log_json else "console",
+        "--log-level",
+        settings.log_level,
+        *extra,
+    ]
+
+
+def main() -> None:
+    """Create the service's tables, then become ``python -m cqrskit worker`` (same process id)."""
+    settings = Settings.from_environment()
     if settings.event_delivery != "outbox":
         sys.exit(
             "the worker needs USERS_BROKER_URL (with PostgreSQL and Redis); "
             "without a broker, events are delivered in-process and no worker is needed"
         )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    await run_worker(container, stop)
 
+    async def prepare() -> None:
+        container = Container()
+        try:
+            await prepare_database(container)
+        finally:
+            await container.database().dispose()
 
-def main() -> None:
-    """Run the worker until interrupted."""
-    asyncio.run(main_async())
+    asyncio.run(prepare())
+    arguments = command(settings, *sys.argv[1:])
+    os.execv(arguments[0], arguments)  # noqa: S606 - our own interpreter: signals reach the command
 
 
 if __name__ == "__main__":

@@ -109,6 +109,7 @@ def worker(settings: Settings, tmp_path: Path) -> Iterator[subprocess.Popen[byte
         # A graceful stop, and nothing worse than a warning logged while it ran.
         assert process.returncode == 0, output
         assert "[error" not in output, output
+        assert '"level": "error"' not in output, output
 
 
 @pytest.fixture

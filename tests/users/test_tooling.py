@@ -63,26 +63,32 @@ class TestInspector:
 CREATE_USER = """  examples.users.messages.CreateUser
     handler: examples.users.handlers.CreateUserHandler
     behaviours (outermost first):
-      1. Logging(logger="structlog.get_logger('cqrskit')", log_fields=True, redacted_fields=('password',))
-      2. Audit(sink="StructlogAuditSink(logger=structlog.get_logger('cqrskit.audit'))", audited=True, \
+      1. Tracing(span_name='command CreateUser', record_fields=False)
+      2. Logging(logger="structlog.get_logger('cqrskit')", log_fields=True, redacted_fields=('password',))
+      3. Metrics(counter='cqrskit_dispatches_total', histogram='cqrskit_dispatch_duration_seconds', \
+message_type_label='CreateUser')
+      4. Audit(sink="StructlogAuditSink(logger=structlog.get_logger('cqrskit.audit'))", audited=True, \
 redacted_fields=('password',))
-      3. Timeout(seconds=10.0)
-      4. Authorization(rule='requires user:create; admins pass too', default=False)
-      5. Validation(validate='CreateUser.validate')
-      6. CacheInvalidation(invalidates='query results tagged with the affected entities, after commit')
-      7. Retry(max_attempts=3, delay=0.05, backoff=2.0, max_delay=2.0, jitter=True, retry_on=[], \
+      5. Timeout(seconds=10.0)
+      6. Authorization(rule='requires user:create; admins pass too', default=False)
+      7. Validation(validate='CreateUser.validate')
+      8. CacheInvalidation(invalidates='query results tagged with the affected entities, after commit')
+      9. Retry(max_attempts=3, delay=0.05, backoff=2.0, max_delay=2.0, jitter=True, retry_on=[], \
 classifier='is_transient')
-      8. Transaction(database='sqlite', isolation='database default')
-      9. InProcessPublisher
+      10. Transaction(database='sqlite', isolation='database default')
+      11. InProcessPublisher
 """
 GET_USER = """  examples.users.messages.GetUser
     handler: examples.users.handlers.GetUserHandler
     behaviours (outermost first):
-      1. Logging(logger="structlog.get_logger('cqrskit')", log_fields=True, redacted_fields=())
-      2. Timeout(seconds=5.0)
-      3. Authorization(rule='requires user:read (globally or for the resource in user_id); the owner \
+      1. Tracing(span_name='query GetUser', record_fields=False)
+      2. Logging(logger="structlog.get_logger('cqrskit')", log_fields=True, redacted_fields=())
+      3. Metrics(counter='cqrskit_dispatches_total', histogram='cqrskit_dispatch_duration_seconds', \
+message_type_label='GetUser')
+      4. Timeout(seconds=5.0)
+      5. Authorization(rule='requires user:read (globally or for the resource in user_id); the owner \
 (user_id == principal id) may too; admins pass too', default=False)
-      4. QueryCache(ttl=300, vary_by='all fields', tags='_this_user', key=None, version=1, \
+      6. QueryCache(ttl=300, vary_by='all fields', tags='_this_user', key=None, version=1, \
 cache_null_results=False)
 """
 

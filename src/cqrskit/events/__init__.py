@@ -1,11 +1,12 @@
 """Domain events, and scaling out across processes with an outbox, a broker and an inbox.
 
 `Event`, `EventBus`, `EventPublisher`, `InProcessPublisher`, `CommandSender`, `Transport`,
-`Delivery` and `Envelope` need nothing beyond cqrskit itself. `OutboxPublisher`, `OutboxRelay`,
-`Consumer`, `Idempotency`, `create_event_tables`, `CommandScheduler`, `ScheduleRunner` and
-`ScheduleForwarder` need SQLAlchemy (extra ``postgres`` or
-``sqlalchemy``), `RabbitMQTransport` needs aio-pika (extra ``rabbitmq``) and `NatsTransport`
-nats-py (extra ``nats``); they are imported when first used.
+`Delivery`, `Envelope`, `DeadLetter`, `DeadLetters` and `Observer` need nothing beyond cqrskit
+itself. `OutboxPublisher`, `OutboxRelay`, `OutboxBacklog`, `Consumer`, `Idempotency`,
+`create_event_tables`, `CommandScheduler`, `ScheduleRunner` and `ScheduleForwarder` need SQLAlchemy
+(extra ``postgres`` or ``sqlalchemy``), `RabbitMQTransport` needs aio-pika (extra ``rabbitmq``),
+`NatsTransport` nats-py (extra ``nats``) and `EventMetrics` prometheus-client (extra ``prometheus``);
+they are imported when first used.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from cqrskit.events._bus import EventBus
+from cqrskit.events._dead_letters import DeadLetter, DeadLetters
 from cqrskit.events._envelope import Envelope
 from cqrskit.events._event import Event, message_name
+from cqrskit.events._observer import NO_OBSERVER, Observer
 from cqrskit.events._publishers import EventPublisher, InProcessPublisher
 from cqrskit.events._sender import CommandSender
 from cqrskit.events._transport import Delivery, Transport
@@ -23,25 +26,32 @@ if TYPE_CHECKING:
     from cqrskit.events._consumer import Consumer
     from cqrskit.events._due_commands import ScheduleForwarder, ScheduleRunner
     from cqrskit.events._idempotency import Idempotency
+    from cqrskit.events._metrics import EventMetrics
     from cqrskit.events._nats import NatsTransport
     from cqrskit.events._outbox import OutboxPublisher
     from cqrskit.events._rabbitmq import RabbitMQTransport
-    from cqrskit.events._relay import OutboxRelay
+    from cqrskit.events._relay import OutboxBacklog, OutboxRelay
     from cqrskit.events._scheduling import CommandScheduler
     from cqrskit.events._tables import create_event_tables
 
 __all__ = [
+    "NO_OBSERVER",
     "CommandScheduler",
     "CommandSender",
     "Consumer",
+    "DeadLetter",
+    "DeadLetters",
     "Delivery",
     "Envelope",
     "Event",
     "EventBus",
+    "EventMetrics",
     "EventPublisher",
     "Idempotency",
     "InProcessPublisher",
     "NatsTransport",
+    "Observer",
+    "OutboxBacklog",
     "OutboxPublisher",
     "OutboxRelay",
     "RabbitMQTransport",
@@ -72,6 +82,10 @@ def __getattr__(name: str) -> object:  # noqa: PLR0911 - one return per lazily i
         from cqrskit.events._idempotency import Idempotency
 
         return Idempotency
+    if name == "EventMetrics":
+        from cqrskit.events._metrics import EventMetrics
+
+        return EventMetrics
     if name == "NatsTransport":
         from cqrskit.events._nats import NatsTransport
 
@@ -84,6 +98,10 @@ def __getattr__(name: str) -> object:  # noqa: PLR0911 - one return per lazily i
         from cqrskit.events._relay import OutboxRelay
 
         return OutboxRelay
+    if name == "OutboxBacklog":
+        from cqrskit.events._relay import OutboxBacklog
+
+        return OutboxBacklog
     if name == "RabbitMQTransport":
         from cqrskit.events._rabbitmq import RabbitMQTransport
 

@@ -22,7 +22,9 @@ from cqrskit._status import OperationStatus
 from cqrskit.events._bus import EventBus
 from cqrskit.events._envelope import open_envelope
 from cqrskit.events._event import Event
-from cqrskit.events._tables import create_event_tables, event_tables, insert_for
+from cqrskit.events._observer import NO_OBSERVER, Observer
+from cqrskit.events._tables import create_event_tables, event_tables, insert_for, purge_in_batches
+from cqrskit.events._trace import consume_span
 from cqrskit.events._transport import Delivery
 
 if TYPE_CHECKING:
@@ -77,6 +79,7 @@ class Consumer:
         concurrency: int = 1,
         converter: cattrs.Converter | None = None,
         logger: Any = None,
+        observer: Observer | None = None,
     ) -> None:
         if max_attempts < 1:
             raise ConfigurationError(f"max_attempts counts the first attempt: at least 1, got {max_attempts}")
@@ -100,6 +103,7 @@ class Consumer:
         self._in_flight: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
         self._started = asyncio.Event()
+        self._observer = observer if observer is not None else NO_OBSERVER
 
     def _targets_for(self, name: str, message_type: type) -> tuple[tuple[str, Runner], ...]:
         bus = self._bus
@@ -121,20 +125,46 @@ class Consumer:
         """The queue this consumer reads."""
         return self._queue
 
+    @property
+    def database(self) -> Database:
+        """The database this consumer's subscribers and inbox use."""
+        return self._database
+
+    @property
+    def transport(self) -> Transport:
+        """The transport this consumer receives from."""
+        return self._transport
+
+    @property
+    def observer(self) -> Observer:
+        """What this consumer reports to (`NO_OBSERVER` unless one was given)."""
+        return self._observer
+
+    @property
+    def running(self) -> bool:
+        """True while `run` is consuming its queue (its liveness, for a readiness check)."""
+        return self._started.is_set()
+
     async def create_tables(self) -> None:
         """Create the inbox (and the other event tables) in this consumer's schema."""
         await create_event_tables(self._database, self._schema)
 
-    async def purge_inbox(self, older_than: float = 7 * 24 * 3600.0) -> int:
+    async def purge_inbox(self, older_than: float = 7 * 24 * 3600.0, *, batch_size: int | None = None) -> int:
         """Delete inbox rows older than `older_than` seconds; return how many.
 
         A message redelivered after its inbox rows were purged runs again: keep them longer than any
         redelivery can take (days, not minutes). The inbox is shared by every consumer of the schema.
+        With `batch_size`, rows go in transactions of at most that many, skipping locked rows.
         """
+        inbox = self._inbox
         cutoff = time.time() - older_than
-        async with self._database.transaction() as session:
-            result = await session.execute(sa.delete(self._inbox).where(self._inbox.c.handled_at < cutoff))
-        return int(getattr(result, "rowcount", 0) or 0)
+        return await purge_in_batches(
+            self._database,
+            inbox,
+            sa.tuple_(inbox.c.message_id, inbox.c.subscriber),
+            inbox.c.handled_at < cutoff,
+            batch_size,
+        )
 
     async def started(self) -> None:
         """Wait until the queue is declared, bound and being consumed."""
@@ -199,6 +229,12 @@ class Consumer:
 
     async def _handle_delivery(self, delivery: Delivery) -> None:
         envelope = delivery.envelope
+        with consume_span(envelope.name, envelope.message_id, envelope.trace_context, self._queue):
+            await self._handle_traced(delivery)
+
+    async def _handle_traced(self, delivery: Delivery) -> None:
+        envelope = delivery.envelope
+        observer = self._observer
         log = self._logger.bind(
             message_id=envelope.message_id, message_name=envelope.name, correlation_id=envelope.correlation_id
         )
@@ -210,6 +246,7 @@ class Consumer:
         except Exception:
             log.exception("message_unreadable")
             await delivery.dead_letter()
+            observer.dead_lettered(envelope, self._queue)
             return
         context = envelope.context()
         remaining = targets
@@ -225,6 +262,7 @@ class Consumer:
                     retryable = retryable and status in _RETRYABLE
             if not failed:
                 await delivery.ack()
+                observer.processed(envelope, self._queue)
                 return
             if attempt >= self._max_attempts or not retryable:
                 log.error(
@@ -233,7 +271,9 @@ class Consumer:
                     subscribers=[name for name, _ in failed],
                 )
                 await delivery.dead_letter()
+                observer.dead_lettered(envelope, self._queue)
                 return
+            observer.retried(envelope, self._queue)
             delay = min(self._max_backoff, self._backoff * 2 ** (attempt - 1))
             await asyncio.sleep(random.uniform(0, delay))  # noqa: S311 - jitter, not cryptography
             remaining = tuple(failed)
@@ -245,6 +285,7 @@ class Consumer:
         try:
             async with self._database.transaction() as session:
                 if not await self._claim(session, message_id, subscriber):
+                    self._observer.duplicate(self._queue, subscriber)
                     return None  # handled before: a redelivery
                 result = await run(message, context)
                 if result.is_failure:

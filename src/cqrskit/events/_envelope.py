@@ -16,6 +16,7 @@ from cattrs.preconf.json import make_converter
 
 from cqrskit._context import Context, Principal
 from cqrskit.events._event import Event, key_text, message_name
+from cqrskit.events._trace import current_trace_context
 
 __all__ = ["Envelope", "default_converter", "envelope_for"]
 
@@ -48,7 +49,10 @@ class Envelope:
     """One message in transit: its id, the name it is routed by, its JSON payload, and where it came from.
 
     `message_id` is unique per message and is what the consumer's inbox dedupes on; `key` is the
-    ordering key (None when order does not matter); `created_at` is the UNIX time it was published.
+    ordering key (None when order does not matter); `created_at` is the UNIX time it was recorded;
+    `trace_context` holds the W3C trace context (``traceparent``, ``tracestate``) of the span that
+    recorded it, when OpenTelemetry was tracing (docs/operations.md describes the whole format).
+    Build one from an event or a command with `from_event`.
     """
 
     message_id: str
@@ -59,6 +63,24 @@ class Envelope:
     causation_id: str | None = None
     principal: Principal | None = None
     created_at: float = 0.0
+    trace_context: Mapping[str, str] | None = attrs.field(default=None, hash=False)
+
+    @classmethod
+    def from_event(
+        cls,
+        message: Any,
+        context: Context | None = None,
+        *,
+        converter: cattrs.Converter | None = None,
+        names: Mapping[type, str] | None = None,
+    ) -> Envelope:
+        """Wrap an event or a command for transit, as `OutboxPublisher` and `CommandSender` do.
+
+        It gets a new message id, the name it is routed by (`names`, else `message_name`), its JSON
+        payload (through `converter`, default `default_converter`), its ordering key, the context's
+        correlation id, operation id (as causation id) and principal, and the current trace context.
+        """
+        return envelope_for(message, context, converter=converter, names=names)
 
     def headers(self) -> dict[str, Any]:
         """Everything but the id, name and payload, as JSON-ready values."""
@@ -77,6 +99,7 @@ class Envelope:
             "causation_id": self.causation_id,
             "principal": principal,
             "created_at": self.created_at,
+            "trace_context": dict(self.trace_context) if self.trace_context else None,
         }
 
     @classmethod
@@ -99,6 +122,7 @@ class Envelope:
             if isinstance(principal, Mapping)
             else None,
             created_at=float(headers.get("created_at") or 0.0),
+            trace_context=_trace_context(headers.get("trace_context")),
         )
 
     def context(self) -> Context:
@@ -106,6 +130,12 @@ class Envelope:
         return Context(
             principal=self.principal, correlation_id=self.correlation_id, causation_id=self.causation_id
         )
+
+
+def _trace_context(value: object) -> dict[str, str] | None:
+    if not isinstance(value, Mapping):
+        return None
+    return {str(k): str(v) for k, v in value.items()} or None
 
 
 def envelope_for(
@@ -128,6 +158,7 @@ def envelope_for(
         causation_id=context.operation_id if context is not None else None,
         principal=context.principal if context is not None else None,
         created_at=time.time(),
+        trace_context=current_trace_context(),
     )
 
 

@@ -21,7 +21,7 @@ from cqrskit._results import AffectedEntity, Result
 from cqrskit._stages import Stage
 from cqrskit._status import OperationStatus
 from cqrskit.events._envelope import default_converter
-from cqrskit.events._tables import create_event_tables, event_tables, insert_for
+from cqrskit.events._tables import create_event_tables, event_tables, insert_for, purge_in_batches
 
 if TYPE_CHECKING:
     from cqrskit.sqlalchemy._database import Database
@@ -94,13 +94,19 @@ class Idempotency:
         """Create the idempotency-key table (and the other event tables) in this behaviour's schema."""
         await create_event_tables(self._database, self._schema)
 
-    async def purge_expired(self) -> int:
-        """Delete expired keys; return how many. Run it now and then (expired keys are reused anyway)."""
-        async with self._database.transaction() as session:
-            result = await session.execute(
-                sa.delete(self._table).where(self._table.c.expires_at < time.time())
-            )
-        return int(getattr(result, "rowcount", 0) or 0)
+    async def purge_expired(self, *, batch_size: int | None = None) -> int:
+        """Delete expired keys; return how many. Run it now and then (expired keys are reused anyway).
+
+        With `batch_size`, keys go in transactions of at most that many, skipping locked rows.
+        """
+        table = self._table
+        return await purge_in_batches(
+            self._database,
+            table,
+            sa.tuple_(table.c.principal, table.c.key),
+            table.c.expires_at < time.time(),
+            batch_size,
+        )
 
     async def __call__(self, message: Any, context: Context, call_next: CallNext) -> Result[Any]:
         """Run the command once per key: claim the key, or return the Result stored under it."""

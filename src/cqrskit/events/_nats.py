@@ -27,6 +27,7 @@ from nats.js.api import (
 )
 
 from cqrskit._errors import ConfigurationError
+from cqrskit.events._dead_letters import DeadLetter, Selector, chosen
 from cqrskit.events._envelope import Envelope
 
 __all__ = ["NatsTransport"]
@@ -329,18 +330,70 @@ class NatsTransport:
                 with contextlib.suppress(Exception):  # settled meanwhile, or the connection is gone
                     await delivery._message.in_progress()
 
-    async def dead_letters(self, queue: str) -> list[Envelope]:
-        """Return the envelopes dead-lettered from `queue`, oldest first (read, not removed)."""
+    async def ping(self) -> None:
+        """Raise unless the client is connected to NATS (connecting first if it never was)."""
+        await self._jetstream()
+        client = self._client
+        if client is None or not client.is_connected:
+            raise ConnectionError("NATS is not connected")
+
+    async def dead_letters(self, queue: str, *, limit: int | None = None) -> list[DeadLetter]:
+        """Return the messages dead-lettered from `queue`, oldest first (read, not removed)."""
+        return [dead for dead, _ in await self._read_dead_letters(queue, limit)]
+
+    async def replay(
+        self, queue: str, *, message_ids: Collection[str] | None = None, where: Selector | None = None
+    ) -> int:
+        """Publish the chosen dead letters again, with their ids and every header; remove them after.
+
+        A replayed message goes to the stream under its name's subject, so every queue that takes
+        that name receives it again: the inbox (keyed by message id and subscriber) skips the
+        subscribers that handled it before where the queues share it. Return how many were replayed.
+        """
+        js = await self._jetstream()
+        replayed = 0
+        for dead, sequence in await self._read_dead_letters(queue, None):
+            if chosen(dead, message_ids, where):
+                await self.publish([dead.envelope])
+                await js.delete_msg(self.dead_letter_stream, sequence)
+                replayed += 1
+        return replayed
+
+    async def purge(
+        self, queue: str, *, message_ids: Collection[str] | None = None, where: Selector | None = None
+    ) -> int:
+        """Remove the chosen dead letters of `queue` for good; return how many."""
+        js = await self._jetstream()
+        purged = 0
+        for dead, sequence in await self._read_dead_letters(queue, None):
+            if chosen(dead, message_ids, where):
+                await js.delete_msg(self.dead_letter_stream, sequence)
+                purged += 1
+        return purged
+
+    async def _read_dead_letters(self, queue: str, limit: int | None) -> list[tuple[DeadLetter, int]]:
         js = await self._jetstream()
         subject = self.dead_letter_subject(queue)
-        found: list[Envelope] = []
+        info = await js.stream_info(self.dead_letter_stream, subjects_filter=subject)
+        total = (info.state.subjects or {}).get(subject, 0)
+        if limit is not None:
+            total = min(total, limit)
+        found: list[tuple[DeadLetter, int]] = []
+        if total == 0:
+            return found
         subscription = await js.subscribe(subject, stream=self.dead_letter_stream, ordered_consumer=True)
         try:
-            info = await js.stream_info(self.dead_letter_stream, subjects_filter=subject)
-            total = (info.state.subjects or {}).get(subject, 0)
             while len(found) < total:
                 message = await subscription.next_msg(timeout=5)
-                found.append(_envelope_of(message, self._subjects))
+                headers = message.headers or {}
+                metadata = message.metadata
+                dead = DeadLetter(
+                    _envelope_of(message, self._subjects),
+                    queue,
+                    headers.get(_DEAD_REASON),
+                    metadata.timestamp.timestamp(),
+                )
+                found.append((dead, metadata.sequence.stream))
         finally:
             await subscription.unsubscribe()
         return found

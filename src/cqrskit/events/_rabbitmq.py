@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import datetime as dt
 import json
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import aio_pika
 import aio_pika.abc
+import aio_pika.exceptions
 
+from cqrskit.events._dead_letters import DeadLetter, Selector, chosen
 from cqrskit.events._envelope import Envelope
 
 __all__ = ["RabbitMQTransport"]
@@ -18,19 +22,35 @@ __all__ = ["RabbitMQTransport"]
 _HEADER = "x-cqrskit"
 
 
+def _envelope_of(message: aio_pika.abc.AbstractIncomingMessage) -> Envelope:
+    raw = message.headers.get(_HEADER)
+    try:
+        headers = json.loads(raw) if isinstance(raw, (str, bytes)) else {}
+    except ValueError:
+        headers = {}
+    return Envelope.from_parts(message.message_id or "", message.type or "", message.body, headers)
+
+
+def _dead_letter_of(message: aio_pika.abc.AbstractIncomingMessage, queue: str) -> DeadLetter:
+    """Read RabbitMQ's ``x-death`` header (why and when) next to the envelope."""
+    reason: str | None = None
+    when: float | None = None
+    deaths = message.headers.get("x-death")
+    if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
+        first = deaths[0]
+        reason = str(first.get("reason")) if first.get("reason") is not None else None
+        stamp = first.get("time")
+        if isinstance(stamp, dt.datetime):
+            when = stamp.timestamp()
+    return DeadLetter(_envelope_of(message), queue, reason, when)
+
+
 class _RabbitDelivery:
     __slots__ = ("_envelope", "_message")
 
     def __init__(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
         self._message = message
-        raw = message.headers.get(_HEADER)
-        try:
-            headers = json.loads(raw) if isinstance(raw, (str, bytes)) else {}
-        except ValueError:
-            headers = {}
-        self._envelope = Envelope.from_parts(
-            message.message_id or "", message.type or "", message.body, headers
-        )
+        self._envelope = _envelope_of(message)
 
     @property
     def envelope(self) -> Envelope:
@@ -192,8 +212,111 @@ class RabbitMQTransport:
         finally:
             await channel.close()
 
+    async def ping(self) -> None:
+        """Raise unless the connection to RabbitMQ is open (connecting first if it never was)."""
+        connection, _ = await self._connected()
+        if connection.is_closed or not await _opens_a_channel(connection):
+            raise ConnectionError("RabbitMQ connection is not open")
+
+    async def dead_letters(self, queue: str, *, limit: int | None = None) -> list[DeadLetter]:
+        """Return `queue`'s dead letters, oldest first, at most `limit`; they stay in the queue.
+
+        They are read from ``<queue>.dead-letter`` without settling them, and go back in their order
+        when the reading channel closes.
+        """
+        found: list[DeadLetter] = []
+
+        async def keep(dead: DeadLetter, _: aio_pika.abc.AbstractIncomingMessage) -> None:
+            found.append(dead)
+
+        await self._walk_dead_letters(queue, keep, limit=limit)
+        return found
+
+    async def replay(
+        self, queue: str, *, message_ids: Collection[str] | None = None, where: Selector | None = None
+    ) -> int:
+        """Publish the chosen dead letters to `queue` again (its own, through the default exchange).
+
+        Each keeps its id and every header; it is removed from the dead letters once RabbitMQ has
+        confirmed the copy. Return how many were replayed.
+        """
+        connection, _ = await self._connected()
+        channel = await connection.channel(publisher_confirms=True)
+        try:
+            await channel.declare_queue(queue, passive=True)  # a replay into no queue would be lost
+            replayed = 0
+
+            async def send_back(dead: DeadLetter, message: aio_pika.abc.AbstractIncomingMessage) -> None:
+                nonlocal replayed
+                if chosen(dead, message_ids, where):
+                    await channel.default_exchange.publish(_to_message(dead.envelope), routing_key=queue)
+                    await message.ack()
+                    replayed += 1
+
+            await self._walk_dead_letters(queue, send_back)
+        finally:
+            if not channel.is_closed:
+                await channel.close()
+        return replayed
+
+    async def purge(
+        self, queue: str, *, message_ids: Collection[str] | None = None, where: Selector | None = None
+    ) -> int:
+        """Remove the chosen dead letters of `queue` for good; return how many."""
+        purged = 0
+
+        async def drop(dead: DeadLetter, message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            nonlocal purged
+            if chosen(dead, message_ids, where):
+                await message.ack()
+                purged += 1
+
+        await self._walk_dead_letters(queue, drop)
+        return purged
+
+    async def _walk_dead_letters(
+        self,
+        queue: str,
+        visit: Callable[[DeadLetter, aio_pika.abc.AbstractIncomingMessage], Awaitable[None]],
+        *,
+        limit: int | None = None,
+    ) -> None:
+        """Get every dead letter of `queue` once, unsettled; those `visit` leaves go back on close."""
+        connection, _ = await self._connected()
+        channel = await connection.channel()
+        try:
+            try:
+                # Passive: the dead-letter queue is read as it is, whatever arguments it was declared with.
+                dead_queue = await channel.declare_queue(self.dead_letter_queue(queue), passive=True)
+            except aio_pika.exceptions.ChannelNotFoundEntity:
+                return  # no consumer ever declared it: no dead letters
+            # As many as were there when the walk began: one replayed and dead-lettered again meanwhile
+            # waits for the next walk.
+            there = dead_queue.declaration_result.message_count or 0
+            limit = there if limit is None else min(limit, there)
+            seen = 0
+            while seen < limit:
+                message = await dead_queue.get(no_ack=False, fail=False)
+                if message is None:
+                    return
+                seen += 1
+                await visit(_dead_letter_of(message, queue), message)
+        finally:
+            if not channel.is_closed:
+                await channel.close()
+
     def __repr__(self) -> str:
         return f"RabbitMQTransport(exchange={self._exchange_name!r})"
+
+
+async def _opens_a_channel(connection: aio_pika.abc.AbstractRobustConnection) -> bool:
+    try:
+        channel = await asyncio.wait_for(connection.channel(), 5.0)
+    except (TimeoutError, aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError):
+        return False
+    with contextlib.suppress(Exception):
+        await channel.close()
+    return True
 
 
 async def _deliveries(iterator: aio_pika.abc.AbstractQueueIterator) -> AsyncIterator[_RabbitDelivery]:

@@ -10,17 +10,28 @@ import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import sqlalchemy as sa
 import structlog
 
 from cqrskit.events._envelope import Envelope
-from cqrskit.events._tables import UNORDERED, create_event_tables, event_tables
+from cqrskit.events._observer import NO_OBSERVER, Observer
+from cqrskit.events._tables import UNORDERED, create_event_tables, event_tables, purge_in_batches
+from cqrskit.events._trace import publish_span
 
 if TYPE_CHECKING:
     from cqrskit.events._transport import Transport
     from cqrskit.sqlalchemy._database import Database
 
-__all__ = ["OutboxRelay"]
+__all__ = ["OutboxBacklog", "OutboxRelay"]
+
+
+@attrs.frozen
+class OutboxBacklog:
+    """What `OutboxRelay.backlog` measured: unsent rows, and the age in seconds of the oldest (or None)."""
+
+    pending: int
+    oldest_age: float | None
 
 
 class OutboxRelay:
@@ -51,6 +62,7 @@ class OutboxRelay:
         poll_interval: float = 0.1,
         error_backoff: float = 1.0,
         logger: Any = None,
+        observer: Observer | None = None,
     ) -> None:
         self._database = database
         self._transport = transport
@@ -64,21 +76,56 @@ class OutboxRelay:
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
         self._started = asyncio.Event()
+        self._observer = observer if observer is not None else NO_OBSERVER
+        self._last_pass: float | None = None
+
+    @property
+    def database(self) -> Database:
+        """The database whose outbox this relay reads."""
+        return self._database
+
+    @property
+    def transport(self) -> Transport:
+        """The transport this relay publishes through."""
+        return self._transport
+
+    @property
+    def observer(self) -> Observer:
+        """What this relay reports to (`NO_OBSERVER` unless one was given)."""
+        return self._observer
+
+    @property
+    def last_pass_at(self) -> float | None:
+        """UNIX time the last pass of `run` ended without an error; None before the first."""
+        return self._last_pass
+
+    async def backlog(self) -> OutboxBacklog:
+        """Count the unsent outbox rows and measure the age of the oldest one (one query)."""
+        outbox = self._tables.outbox
+        query = sa.select(sa.func.count(), sa.func.min(outbox.c.created_at)).where(
+            outbox.c.published_at.is_(None)
+        )
+        async with self._database.engine.connect() as connection:
+            count, oldest = (await connection.execute(query)).one()
+        age = None if oldest is None else max(0.0, time.time() - float(oldest))
+        return OutboxBacklog(int(count), age)
 
     async def create_tables(self) -> None:
         """Create the outbox (and the other event tables) in this relay's schema."""
         await create_event_tables(self._database, self._schema)
 
-    async def purge(self, older_than: float = 7 * 24 * 3600.0) -> int:
+    async def purge(self, older_than: float = 7 * 24 * 3600.0, *, batch_size: int | None = None) -> int:
         """Delete rows published more than `older_than` seconds ago; return how many.
 
-        Published rows are kept (for inspection) until you purge them; run it now and then.
+        Published rows are kept (for inspection) until you purge them; ``python -m cqrskit relay``
+        does it on a schedule. With `batch_size`, rows go in transactions of at most that many,
+        skipping rows another transaction holds, so writers and relays never wait on a long delete.
         """
         outbox = self._tables.outbox
         cutoff = time.time() - older_than
-        async with self._database.transaction() as session:
-            result = await session.execute(sa.delete(outbox).where(outbox.c.published_at < cutoff))
-        return int(getattr(result, "rowcount", 0) or 0)
+        return await purge_in_batches(
+            self._database, outbox, outbox.c.id, outbox.c.published_at < cutoff, batch_size
+        )
 
     async def started(self) -> None:
         """Wait until `run` is listening for notifications (PostgreSQL) and about to make its first pass."""
@@ -111,8 +158,10 @@ class OutboxRelay:
                     moved = await self.relay_once()
                 except Exception:
                     self._logger.exception("outbox_relay_failed")
+                    self._observer.publish_failed()
                     await self._sleep(self._error_backoff)
                     continue
+                self._last_pass = time.time()
                 if moved == 0:
                     await self._sleep(self._poll_interval)
 
@@ -181,7 +230,9 @@ class OutboxRelay:
                 Envelope.from_parts(row.message_id, row.name, bytes(row.payload), json.loads(row.headers))
                 for row in rows
             ]
-            await self._transport.publish(envelopes)
+            with publish_span([e.trace_context for e in envelopes]):
+                await self._transport.publish(envelopes)
+            self._observer.published(envelopes)
             await session.execute(
                 sa.update(outbox)
                 .where(outbox.c.id.in_([row.id for row in rows]))

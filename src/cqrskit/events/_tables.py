@@ -23,6 +23,7 @@ __all__ = [
     "event_tables",
     "insert_for",
     "partition_of",
+    "purge_in_batches",
 ]
 
 PARTITIONS = 32
@@ -140,3 +141,33 @@ async def create_event_tables(database: Database, schema: str | None = None) -> 
         if schema is not None and connection.dialect.name == "postgresql":
             await connection.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
         await connection.run_sync(tables.outbox.metadata.create_all)
+
+
+async def purge_in_batches(
+    database: Database, table: sa.Table, key: Any, condition: Any, batch_size: int | None
+) -> int:
+    """Delete `table`'s rows matching `condition`; return how many.
+
+    Without `batch_size`, in one statement. With it, in transactions of at most `batch_size` rows
+    each, chosen by `key` (a column, or a ``tuple_`` of the primary key's); on PostgreSQL rows
+    another transaction holds are skipped (``FOR UPDATE SKIP LOCKED``), so a purge never makes a
+    writer or a relay wait, and never waits on one.
+    """
+    if batch_size is None:
+        async with database.transaction() as session:
+            result = await session.execute(sa.delete(table).where(condition))
+        return int(getattr(result, "rowcount", 0) or 0)
+    if batch_size < 1:
+        raise ConfigurationError(f"batch_size must be at least 1, got {batch_size}")
+    columns = list(key.clauses) if hasattr(key, "clauses") else [key]
+    chosen = sa.select(*columns).where(condition).limit(batch_size)
+    if database.dialect_name == "postgresql":
+        chosen = chosen.with_for_update(skip_locked=True)
+    deleted = 0
+    while True:
+        async with database.transaction() as session:
+            result = await session.execute(sa.delete(table).where(key.in_(chosen)))
+        count = int(getattr(result, "rowcount", 0) or 0)
+        deleted += count
+        if count < batch_size:
+            return deleted

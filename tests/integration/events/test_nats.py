@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import attrs
 import pytest
 
 from cqrskit import ConfigurationError, Principal
@@ -59,7 +60,9 @@ async def test_a_message_that_is_never_settled_goes_to_the_dead_letters(
                 break
             await asyncio.sleep(0.05)
         waiting.cancel()
-    assert await transport.dead_letters(queue) == [sent]  # every header kept
+    dead = await transport.dead_letters(queue)
+    assert [d.envelope for d in dead] == [sent]  # every header kept
+    assert dead[0].reason == "delivered 2 times"
 
 
 async def test_only_the_names_a_queue_is_bound_to_reach_it(
@@ -105,3 +108,33 @@ def test_queue_names_become_valid_consumer_names() -> None:
     assert transport.consumer_name("user-stats") == "user-stats"
     assert transport.consumer_name("shop.user-stats") != transport.consumer_name("shop_user-stats")
     assert "." not in transport.consumer_name("shop.user-stats")
+
+
+async def test_dead_letters_are_replayed_with_their_headers_and_purged(
+    transport: NatsTransport, unique_name: str
+) -> None:
+    """Two rejected messages: one replayed (same id, every header), the other purged."""
+    queue = f"{unique_name}.q"
+    first = attrs.evolve(
+        envelope("d1"), trace_context={"traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01"}
+    )
+    second = envelope("d2", key="other")
+    async with transport.consume(queue, ["Happened"], prefetch=2) as deliveries:
+        await transport.publish([first, second])
+        iterator = aiter(deliveries)
+        for _ in range(2):
+            await (await anext(iterator)).dead_letter()
+        dead = await transport.dead_letters(queue)
+        assert [d.envelope for d in dead] == [first, second]
+        assert dead[0].reason == "rejected"
+        assert dead[0].dead_lettered_at is not None
+        assert [d.message_id for d in await transport.dead_letters(queue, limit=1)] == ["d1"]
+
+        assert await transport.replay(queue, message_ids=["d1"]) == 1
+        again = await anext(iterator)
+        assert again.envelope == first
+        assert again.envelope.trace_context == first.trace_context
+        await again.ack()
+    assert [d.message_id for d in await transport.dead_letters(queue)] == ["d2"]
+    assert await transport.purge(queue, where=lambda d: d.envelope.key == "other") == 1
+    assert await transport.dead_letters(queue) == []

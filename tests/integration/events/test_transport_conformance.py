@@ -82,7 +82,7 @@ class NatsHarness(TransportHarness):
         await transport.close()
 
     async def dead_letters(self, queue: str) -> list[Envelope]:
-        return await self._new().dead_letters(queue)
+        return [dead.envelope for dead in await self._new().dead_letters(queue)]
 
     async def close(self, queues: Sequence[str]) -> None:
         try:
