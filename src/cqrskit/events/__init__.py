@@ -2,7 +2,7 @@
 
 `Event`, `EventBus`, `EventPublisher`, `InProcessPublisher`, `CommandSender`, `Transport`,
 `Delivery` and `Envelope` need nothing beyond cqrskit itself. `OutboxPublisher`, `OutboxRelay`,
-`Consumer`, `Idempotency` and `create_event_tables` need SQLAlchemy (extra ``postgres`` or
+`Consumer`, `LocalTransport`, `Idempotency` and `create_event_tables` need SQLAlchemy (extra ``postgres`` or
 ``sqlalchemy``), `RabbitMQTransport` needs aio-pika (extra ``rabbitmq``) and `NatsTransport`
 nats-py (extra ``nats``); they are imported when first used.
 """
@@ -21,6 +21,7 @@ from cqrskit.events._transport import Delivery, Transport
 if TYPE_CHECKING:
     from cqrskit.events._consumer import Consumer
     from cqrskit.events._idempotency import Idempotency
+    from cqrskit.events._local import LocalTransport
     from cqrskit.events._nats import NatsTransport
     from cqrskit.events._outbox import OutboxPublisher
     from cqrskit.events._rabbitmq import RabbitMQTransport
@@ -37,6 +38,7 @@ __all__ = [
     "EventPublisher",
     "Idempotency",
     "InProcessPublisher",
+    "LocalTransport",
     "NatsTransport",
     "OutboxPublisher",
     "OutboxRelay",
@@ -58,6 +60,10 @@ def __getattr__(name: str) -> object:  # noqa: PLR0911 - one return per lazily i
         from cqrskit.events._idempotency import Idempotency
 
         return Idempotency
+    if name == "LocalTransport":
+        from cqrskit.events._local import LocalTransport
+
+        return LocalTransport
     if name == "NatsTransport":
         from cqrskit.events._nats import NatsTransport
 
