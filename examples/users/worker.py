@@ -34,8 +34,9 @@ async def run_worker(container: Container, stop: asyncio.Event) -> None:
     database = container.database()
     await prepare_database(container)
     consumer, relay = container.consumer(), container.relay()
+    invalidation = container.invalidation()
     consuming = asyncio.create_task(consumer.run(), name="consumer")
-    tasks = [consuming]
+    tasks = [consuming, asyncio.create_task(invalidation.run(), name="invalidations")]
     try:
         # The queue must exist before the relay publishes, or the broker drops what it is sent.
         started = asyncio.create_task(consumer.started())
@@ -54,6 +55,7 @@ async def run_worker(container: Container, stop: asyncio.Event) -> None:
             task.result()  # a relay or consumer that ended on its own: raise its error
     finally:
         relay.stop()
+        invalidation.stop()
         await consumer.stop()
         await asyncio.gather(*tasks, return_exceptions=True)
         await container.transport().close()

@@ -69,11 +69,12 @@ redacted_fields=('password',))
       3. Timeout(seconds=10.0)
       4. Authorization(rule='requires user:create; admins pass too', default=False)
       5. Validation(validate='CreateUser.validate')
-      6. CacheInvalidation(invalidates='query results tagged with the affected entities, after commit')
-      7. Retry(max_attempts=3, delay=0.05, backoff=2.0, max_delay=2.0, jitter=True, retry_on=[], \
+      6. Retry(max_attempts=3, delay=0.05, backoff=2.0, max_delay=2.0, jitter=True, retry_on=[], \
 classifier='is_transient')
-      8. Transaction(database='sqlite', isolation='database default')
-      9. InProcessPublisher
+      7. Transaction(database='sqlite', isolation='database default')
+      8. CacheInvalidation(invalidates='query results tagged with the affected entities, after commit', \
+journal='SqlInvalidationJournal(schema=None)')
+      9. OutboxPublisher
 """
 GET_USER = """  examples.users.messages.GetUser
     handler: examples.users.handlers.GetUserHandler
