@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from examples.users.messages import ApplyUserStatsChange, GetUserStats, UserRole
 from examples.users.models import Base, UserRow, create_tables
 from examples.users.passwords import ScryptCost
 from examples.users.projection import PROJECTION, UserStatsProjection, stats_change
+from examples.users.repositories import UserStatsRepository
 from examples.users.settings import Settings
 
 from cqrskit.events import LocalTransport, NatsTransport, OutboxPublisher, RabbitMQTransport
@@ -322,3 +324,61 @@ class TestCreateTables:
         finally:
             await container.cache().close()
             await container.database().dispose()
+
+
+class FlakyStats(UserStatsRepository):
+    """The read model's repository, failing its first `failures` writes (the database busy, say)."""
+
+    failures = 0
+
+    async def apply(self, changes: Sequence[tuple[str, int]]) -> None:
+        if FlakyStats.failures > 0:
+            FlakyStats.failures -= 1
+            raise RuntimeError("the read model's database was busy")
+        await super().apply(changes)
+
+
+class TestDurableDelivery:
+    """The embedded default loses no projection update when a subscriber fails (issue 11)."""
+
+    async def test_a_failing_projection_is_retried_and_counts_once(self, container: Container) -> None:
+        from examples.users.app import create_app
+
+        from tests.asgi import asgi_client
+
+        container.user_stats.override(providers.Factory(FlakyStats, database=container.database))
+        try:
+            async with asgi_client(create_app(container), base_url="http://users.test") as client:
+                await events_delivered(container)  # the demo accounts, before the failures start
+                FlakyStats.failures = 3  # the consumer's max_attempts is 5
+                await create(client, "ivan")
+                body, _ = await stats(client, container)
+                assert body["total"] == 4  # neither one short nor counted twice
+                assert FlakyStats.failures == 0
+                assert await container.local_transport().dead_letters(container.settings().stats_queue) == []
+        finally:
+            container.user_stats.reset_override()
+            FlakyStats.failures = 0
+
+    async def test_past_max_attempts_it_is_dead_lettered_and_replayed(self, container: Container) -> None:
+        from examples.users.app import create_app
+
+        from tests.asgi import asgi_client
+
+        container.user_stats.override(providers.Factory(FlakyStats, database=container.database))
+        queue = container.settings().stats_queue
+        try:
+            async with asgi_client(create_app(container), base_url="http://users.test") as client:
+                await events_delivered(container)
+                FlakyStats.failures = 5
+                await create(client, "judy")
+                await events_delivered(container)  # settled: as a dead letter
+                [dead] = await container.local_transport().dead_letters(queue)
+                assert dead.name == "UserCreated"
+                assert (await stats(client, container))[0]["total"] == 3  # one short, until replayed
+                assert await container.local_transport().replay(queue) == 1
+                body, _ = await stats(client, container)
+                assert body["total"] == 4
+        finally:
+            container.user_stats.reset_override()
+            FlakyStats.failures = 0
