@@ -7,7 +7,6 @@ retried, dead-lettered into a table you can list, replay and purge, and delivere
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -237,13 +236,12 @@ async def test_rows_held_by_a_dead_consumer_return_when_its_lease_runs_out(
     try:
         first = build(database, schema, lease=0.3)
         (await first.commands.execute(AddItem("held"))).unwrap()
-        # A consumer that claims the row and dies without settling it (its process was killed).
-        async with contextlib.AsyncExitStack() as stack:
-            consuming = first.transport.consume("items", ["ItemAdded"], prefetch=5)
-            deliveries = await stack.enter_async_context(consuming)
-            claimed = await anext(aiter(deliveries))
-            assert claimed.envelope.name == "ItemAdded"
-            stack.pop_all()  # gone without releasing: only the lease brings the row back
+        # A consumer that claims the row and dies without settling it (its process was killed): it
+        # is closed only at the end, after the row was delivered elsewhere.
+        consuming = first.transport.consume("items", ["ItemAdded"], prefetch=5)
+        deliveries = await consuming.__aenter__()
+        claimed = await anext(aiter(deliveries))
+        assert claimed.envelope.name == "ItemAdded"
         second = build(database, schema, lease=0.3)
         await second.start()
         try:
@@ -254,5 +252,6 @@ async def test_rows_held_by_a_dead_consumer_return_when_its_lease_runs_out(
             await eventually(delivered, what="the row delivered once its lease ran out")
         finally:
             await second.stop()
+            await consuming.__aexit__(None, None, None)
     finally:
         await database.dispose()
