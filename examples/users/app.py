@@ -8,6 +8,7 @@ buses, so a wiring mistake stops start-up.
 # No "from __future__ import annotations": FastAPI reads the endpoints' annotations at runtime, and
 # some name aliases local to add_routes.
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -57,7 +58,7 @@ RequestContext = Annotated[Context, Depends(context_dependency(from_request=curr
 
 
 async def prepare_database(container: Container) -> None:
-    """Create the service's tables and, when events go through the outbox, cqrskit's event tables.
+    """Create the service's tables, cqrskit's event tables and its cache invalidation journal.
 
     The API processes and the worker all call it at start-up; they take turns (see `create_tables`).
     """
@@ -65,8 +66,8 @@ async def prepare_database(container: Container) -> None:
     database = container.database()
 
     async def event_tables() -> None:
-        if settings.event_delivery == "outbox":
-            await create_event_tables(database, settings.events_schema)
+        await create_event_tables(database, settings.events_schema)
+        await container.journal().create_tables()
 
     await create_tables(database.engine, then=event_tables)
 
@@ -106,6 +107,29 @@ async def seed_demo_users(container: Container) -> None:
             continue  # another worker seeded it first
 
 
+@asynccontextmanager
+async def background_tasks(container: Container) -> AsyncIterator[None]:
+    """Run what every API process runs beside its requests, until the block ends.
+
+    - `CacheInvalidation.run`: applies the cache invalidations the cache could not take at once.
+    - Embedded (no broker): the `Consumer` on the `LocalTransport`, which delivers the events the
+      commands wrote to the outbox, right after each commit, to the ``user_stats`` projection.
+    """
+    invalidation = container.invalidation()
+    tasks = [asyncio.create_task(invalidation.run(), name="invalidations")]
+    consumer = container.consumer() if container.settings().event_delivery == "embedded" else None
+    if consumer is not None:
+        tasks.append(asyncio.create_task(consumer.run(), name="events"))
+        await consumer.started()
+    try:
+        yield
+    finally:
+        invalidation.stop()
+        if consumer is not None:
+            await consumer.stop()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 def create_app(container: Container | None = None) -> FastAPI:
     """Return the FastAPI app serving `container` (a new `Container` from the environment by default)."""
     the_container = container if container is not None else Container()
@@ -124,7 +148,8 @@ def create_app(container: Container | None = None) -> FastAPI:
             if settings.seed_demo_users:
                 await seed_demo_users(the_container)
             app.state.container = the_container
-            yield
+            async with background_tasks(the_container):
+                yield
         finally:
             await the_container.cache().close()
             await the_container.database().dispose()

@@ -1,7 +1,8 @@
 """The composition root: every handler, every behaviour and every setting of the service, in one place.
 
 ``python -m cqrskit routes examples.users.container:Container`` prints what this declares. The API
-processes use ``command_bus``, ``query_bus`` and ``readiness``; the worker (``python -m cqrskit worker
+processes use ``command_bus``, ``query_bus`` and ``readiness`` (and, without a broker, ``consumer`` on
+the ``local_transport``, and ``invalidation``); the worker (``python -m cqrskit worker
 examples.users.container:Container``, only with a broker) uses ``relay`` and ``consumer``; both build
 ``event_bus`` and ``stats_bus`` from here.
 """
@@ -30,14 +31,14 @@ from cqrskit.events import (
     Consumer,
     EventBus,
     EventMetrics,
-    InProcessPublisher,
+    LocalTransport,
     NatsTransport,
     OutboxPublisher,
     OutboxRelay,
     RabbitMQTransport,
 )
 from cqrskit.health import Readiness, cache_check, database_check
-from cqrskit.sqlalchemy import Database, Transaction
+from cqrskit.sqlalchemy import Database, SqlInvalidationJournal, Transaction
 from examples.users import handlers, projection
 from examples.users.events import EVENT_TYPES, UserCreated, UserDeleted, UserUpdated
 from examples.users.messages import (
@@ -126,9 +127,17 @@ class Container(containers.DeclarativeContainer):
     user_reads = providers.Factory(UserReadRepository, database=database)
     user_stats = providers.Factory(UserStatsRepository, database=database)
 
-    # The read model's side: the projection sends ApplyUserStatsChange here. CacheInvalidation sits
-    # outside Transaction, so it drops GetUserStats's entries after the outermost commit: this bus's
-    # own transaction (embedded), or the worker consumer's (scaled out), which this one joins.
+    # Cache invalidations are recorded in the command's transaction and applied right after COMMIT; when
+    # the cache cannot be reached, `invalidation.run()` (a task of every API process and of the worker)
+    # applies them once it can. It sits inside Transaction for that.
+    journal = providers.Singleton(
+        SqlInvalidationJournal, database=database, schema=settings.provided.events_schema
+    )
+    invalidation = providers.Singleton(CacheInvalidation, cache=cache, journal=journal)
+
+    # The read model's side: the projection sends ApplyUserStatsChange here, inside the consumer's
+    # transaction (with its inbox row), which this bus's Transaction joins. CacheInvalidation drops
+    # GetUserStats's entries after that outermost commit.
     stats_bus = providers.Singleton(
         CommandBus,
         handlers=providers.Dict(
@@ -141,9 +150,9 @@ class Container(containers.DeclarativeContainer):
         behaviours=providers.List(
             providers.Singleton(Logging),
             providers.Singleton(Authorization, rules=STATS_RULES),
-            providers.Singleton(CacheInvalidation, cache=cache),
             providers.Singleton(Retry),
             providers.Singleton(Transaction, database=database),
+            invalidation,
         ),
     )
     stats_projection = providers.Factory(projection.UserStatsProjection, stats_bus=stats_bus)
@@ -160,22 +169,32 @@ class Container(containers.DeclarativeContainer):
         behaviours=providers.List(tracing, providers.Singleton(Logging)),
     )
 
-    # What handlers publish through, chosen by the settings: in-process after commit (embedded), or
-    # an outbox row in the command's transaction (with a broker). It is also a command-bus behaviour,
-    # inside Retry and Transaction, so that it sees which attempt committed and the command's context.
+    # Events are outbox rows written in the command's transaction, either way. Embedded (no broker) the
+    # outbox is the queue: each API process runs `consumer` on the LocalTransport, woken after each
+    # commit that wrote events. With a broker the worker relays and consumes them. The publisher is also
+    # a command-bus behaviour, inside Retry and Transaction, so that rows carry the command's context.
+    local_transport = providers.Singleton(
+        LocalTransport, database=database, schema=settings.provided.events_schema
+    )
     events = providers.Selector(
         settings.provided.event_delivery,
-        in_process=providers.Singleton(InProcessPublisher, event_bus=event_bus),
+        embedded=providers.Singleton(
+            OutboxPublisher,
+            database=database,
+            schema=settings.provided.events_schema,
+            wake=local_transport.provided.wake,
+        ),
         outbox=providers.Singleton(
             OutboxPublisher, database=database, schema=settings.provided.events_schema
         ),
     )
 
-    # The worker's side (only with a broker): the relay moves outbox rows to the broker the URL names
-    # (RabbitMQ or NATS JetStream); the consumer feeds the event bus, each subscriber in a transaction
-    # of its own with its inbox row.
+    # The consumer feeds the event bus, each subscriber in a transaction of its own with its inbox row,
+    # from the outbox itself (embedded: in every API process) or from the broker the URL names (RabbitMQ
+    # or NATS JetStream: in the worker, whose relay moves the outbox rows there).
     transport = providers.Selector(
-        settings.provided.broker,
+        settings.provided.event_transport,
+        local=local_transport,
         rabbitmq=providers.Singleton(
             RabbitMQTransport, url=settings.provided.broker_url, exchange=settings.provided.broker_name
         ),
@@ -223,9 +242,9 @@ class Container(containers.DeclarativeContainer):
             providers.Singleton(Timeout, default=settings.provided.command_timeout),
             providers.Singleton(Authorization, rules=COMMAND_RULES),
             providers.Singleton(Validation),
-            providers.Singleton(CacheInvalidation, cache=cache),
             providers.Singleton(Retry),
             providers.Singleton(Transaction, database=database),
+            invalidation,
             events,
         ),
     )

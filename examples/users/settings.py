@@ -41,7 +41,8 @@ class Settings:
     """Everything the container needs to build the service.
 
     With no environment at all the service runs on a SQLite file and an in-memory cache, and its domain
-    events reach the ``user_stats`` projection in-process, right after each command commits. Set
+    events reach the ``user_stats`` projection in-process: written to the outbox table in each
+    command's transaction and delivered right after it commits, retried, and dead-lettered. Set
     ``USERS_DATABASE_URL`` (``postgresql+asyncpg://...``) and ``USERS_REDIS_URL`` (``redis://...``) to
     run it on PostgreSQL and Redis, shared by several workers. ``USERS_DATABASE_SCHEMA`` puts its tables
     in a PostgreSQL schema of its own (the schema must exist). Set ``USERS_BROKER_URL`` as well and
@@ -72,8 +73,17 @@ class Settings:
 
     @property
     def event_delivery(self) -> str:
-        """How domain events reach the projection: ``"outbox"`` with a broker, else ``"in_process"``."""
-        return "outbox" if self.broker_url is not None else "in_process"
+        """How domain events reach the projection: ``"outbox"`` with a broker, else ``"embedded"``.
+
+        Both write them to the outbox in the command's transaction; embedded, each API process
+        delivers them itself (a `LocalTransport` consumer), with a broker the worker does.
+        """
+        return "outbox" if self.broker_url is not None else "embedded"
+
+    @property
+    def event_transport(self) -> str:
+        """The transport the consumer reads: ``"local"`` (the outbox) without a broker, else `broker`."""
+        return self.broker if self.broker_url is not None else "local"
 
     @property
     def broker(self) -> str:

@@ -38,6 +38,7 @@ class Stage(enum.IntEnum):
     TRANSACTION = 100
     """`Transaction`: one transaction per attempt."""
     PUBLISHING = 110
-    """`InProcessPublisher`, `OutboxPublisher`: inside Transaction, so events follow its commit."""
+    """`InProcessPublisher`, `OutboxPublisher`, and `CacheInvalidation` with a journal: inside
+    Transaction, so what they record commits with the command and their work follows its commit."""
     IDEMPOTENCY = 120
     """`Idempotency`: inside Transaction, so its key row commits with the command's effects."""

@@ -126,3 +126,23 @@ def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
     assert body["operation_id"] == response.headers[OPERATION_ID_HEADER]
     assert body["correlation_id"] == response.headers["X-Correlation-ID"]
     return body
+
+
+async def events_delivered(container: Container, within: float = 30.0) -> None:
+    """Wait until the embedded consumer has delivered every event in the outbox (polls its table)."""
+    import asyncio
+    import time
+
+    from sqlalchemy import text
+
+    deadline = time.monotonic() + within
+    while True:
+        async with container.database().read_session() as session:
+            pending = await session.scalar(
+                text("SELECT count(*) FROM cqrskit_outbox WHERE published_at IS NULL")
+            )
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"{pending} events still undelivered after {within}s")
+        await asyncio.sleep(0.02)

@@ -26,6 +26,7 @@ from tests.users.conftest import (
     BOB_ID,
     assert_problem,
     create,
+    events_delivered,
     new_user,
 )
 
@@ -90,9 +91,10 @@ class TestUserLifecycle:
         first = await client.get(f"/users/{ids[0]}", headers=ADMIN)
         assert first.json()["username"] == "batch000"
 
-    async def test_stats(self, client: httpx.AsyncClient) -> None:
+    async def test_stats(self, container: Container, client: httpx.AsyncClient) -> None:
         """Stats count the demo accounts and new users by role and activity."""
         await create(client, "dora", role="guest")
+        await events_delivered(container)
         stats = (await client.get("/users/stats", headers=ADMIN)).json()
         assert stats == {
             "total": 4,
@@ -206,11 +208,13 @@ class TestCaching:
         assert after.headers["X-Cache"] == "miss"
         assert after.json()["pagination"]["total_count"] == first.json()["pagination"]["total_count"] + 1
 
-    async def test_stats_invalidated_by_delete(self, client: httpx.AsyncClient) -> None:
-        """Deleting a user refreshes the stats."""
+    async def test_stats_invalidated_by_delete(self, container: Container, client: httpx.AsyncClient) -> None:
+        """Deleting a user refreshes the stats (once its event was delivered)."""
         user_id = await create(client)
+        await events_delivered(container)
         before = (await client.get("/users/stats", headers=ADMIN)).json()["total"]
         await client.delete(f"/users/{user_id}", headers=ADMIN)
+        await events_delivered(container)
         assert (await client.get("/users/stats", headers=ADMIN)).json()["total"] == before - 1
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,47 +24,49 @@ from examples.users.messages import ApplyUserStatsChange, GetUserStats, UserRole
 from examples.users.models import Base, UserRow, create_tables
 from examples.users.passwords import ScryptCost
 from examples.users.projection import PROJECTION, UserStatsProjection, stats_change
+from examples.users.repositories import UserStatsRepository
 from examples.users.settings import Settings
 
-from cqrskit.events import InProcessPublisher, NatsTransport, OutboxPublisher, RabbitMQTransport
-from tests.users.conftest import ADMIN, create
+from cqrskit.events import LocalTransport, NatsTransport, OutboxPublisher, RabbitMQTransport
+from tests.users.conftest import ADMIN, create, events_delivered
 
 ADMIN_CONTEXT = Context(principal=Principal("admin", is_admin=True))
 
 
-async def stats(client: httpx.AsyncClient) -> tuple[dict[str, object], str]:
-    """GET /users/stats as the admin: the body and the X-Cache header."""
+async def stats(client: httpx.AsyncClient, container: Container) -> tuple[dict[str, object], str]:
+    """GET /users/stats as the admin, once the events were delivered: the body and the X-Cache header."""
+    await events_delivered(container)
     response = await client.get("/users/stats", headers=ADMIN)
     assert response.status_code == 200, response.text
     return response.json(), response.headers["X-Cache"]
 
 
 class TestStatsFollowEvents:
-    """Every command's events move the read model before the HTTP response (in-process delivery)."""
+    """Every command's events move the read model promptly after commit (the embedded consumer)."""
 
-    async def test_create_update_delete(self, client: httpx.AsyncClient) -> None:
+    async def test_create_update_delete(self, container: Container, client: httpx.AsyncClient) -> None:
         """Create, change role, deactivate, delete: the counters follow each step."""
         user_id = await create(client, "frank")
-        assert (await stats(client))[0] == {
+        assert (await stats(client, container))[0] == {
             "total": 4,
             "active": 4,
             "inactive": 0,
             "by_role": {"admin": 1, "member": 3},
         }
         await client.patch(f"/users/{user_id}", json={"role": "guest"}, headers=ADMIN)
-        assert (await stats(client))[0]["by_role"] == {"admin": 1, "guest": 1, "member": 2}
+        assert (await stats(client, container))[0]["by_role"] == {"admin": 1, "guest": 1, "member": 2}
         await client.patch(f"/users/{user_id}", json={"is_active": False}, headers=ADMIN)
-        body, _ = await stats(client)
+        body, _ = await stats(client, container)
         assert (body["total"], body["active"], body["inactive"]) == (4, 3, 1)
         await client.delete(f"/users/{user_id}", headers=ADMIN)
-        assert (await stats(client))[0] == {
+        assert (await stats(client, container))[0] == {
             "total": 3,
             "active": 3,
             "inactive": 0,
             "by_role": {"admin": 1, "member": 2},
         }
 
-    async def test_batch(self, client: httpx.AsyncClient) -> None:
+    async def test_batch(self, container: Container, client: httpx.AsyncClient) -> None:
         """A batch publishes one UserCreated per user."""
         users = [
             {"email": f"b{n}@example.com", "username": f"batch{n}", "password": "password!", "full_name": "B"}
@@ -71,11 +74,13 @@ class TestStatsFollowEvents:
         ]
         response = await client.post("/users/batch", json={"users": users}, headers=ADMIN)
         assert response.status_code == 201
-        assert (await stats(client))[0]["total"] == 6
+        assert (await stats(client, container))[0]["total"] == 6
 
-    async def test_failed_command_publishes_nothing(self, client: httpx.AsyncClient) -> None:
+    async def test_failed_command_publishes_nothing(
+        self, container: Container, client: httpx.AsyncClient
+    ) -> None:
         """A duplicate (rolled back) and a refused update leave the read model as it was."""
-        before, _ = await stats(client)
+        before, _ = await stats(client, container)
         await client.post(
             "/users",
             json={
@@ -92,7 +97,7 @@ class TestStatsFollowEvents:
         await client.patch(
             "/users/00000000-0000-4000-8000-00000000a11c", json={"email": "bob@example.com"}, headers=ADMIN
         )
-        after, _ = await stats(client)
+        after, _ = await stats(client, container)
         assert after["by_role"] == {"admin": 2, "member": 1}  # only the allowed role change counted
         assert after["total"] == before["total"]
 
@@ -115,32 +120,34 @@ class TestStatsFollowEvents:
                     updated_at=now,
                 )
             )
-        assert (await stats(client))[0]["total"] == 3
+        assert (await stats(client, container))[0]["total"] == 3
 
 
 class TestInvalidation:
     """GetUserStats's cached result is dropped by the projection's command, not by the user commands."""
 
-    async def test_only_the_projection_invalidates(self, client: httpx.AsyncClient) -> None:
+    async def test_only_the_projection_invalidates(
+        self, container: Container, client: httpx.AsyncClient
+    ) -> None:
         """A rename moves no counter: stats stay cached; a create moves them: the next read misses."""
         user_id = await create(client, "gina")
-        assert [(await stats(client))[1] for _ in range(2)] == ["miss", "hit"]
+        assert [(await stats(client, container))[1] for _ in range(2)] == ["miss", "hit"]
         renamed = await client.patch(f"/users/{user_id}", json={"full_name": "Gina G."}, headers=ADMIN)
         assert renamed.status_code == 200
         read = await client.get(f"/users/{user_id}", headers=ADMIN)
         assert read.headers["X-Cache"] == "miss"  # the command's own invalidation: its user
-        assert (await stats(client))[1] == "hit"  # ... but not the stats
+        assert (await stats(client, container))[1] == "hit"  # ... but not the stats
         await create(client, "hank")
-        body, cache = await stats(client)
+        body, cache = await stats(client, container)
         assert (cache, body["total"]) == ("miss", 5)
 
     async def test_stats_command_invalidates(self, container: Container, client: httpx.AsyncClient) -> None:
         """ApplyUserStatsChange, sent as the projection, drops the cached stats after it commits."""
-        assert [(await stats(client))[1] for _ in range(2)] == ["miss", "hit"]
+        assert [(await stats(client, container))[1] for _ in range(2)] == ["miss", "hit"]
         change = ApplyUserStatsChange((("active", 1), ("role:guest", 1)))
         result = await container.stats_bus().execute(change, Context(principal=PROJECTION))
         assert result.is_success
-        body, cache = await stats(client)
+        body, cache = await stats(client, container)
         assert (cache, body["total"], body["by_role"]) == ("miss", 4, {"admin": 1, "guest": 1, "member": 2})
 
     async def test_stats_command_refused_to_anyone_else(
@@ -158,7 +165,7 @@ class TestProjectionInATransaction:
         self, container: Container, client: httpx.AsyncClient
     ) -> None:
         """Counters move with the outer transaction; the cache drops only after it commits."""
-        assert [(await stats(client))[1] for _ in range(2)] == ["miss", "hit"]
+        assert [(await stats(client, container))[1] for _ in range(2)] == ["miss", "hit"]
         projection: UserStatsProjection = container.stats_projection()
         async with container.database().transaction():
             result = await projection.handle(UserCreated(uuid.uuid4(), UserRole.GUEST), Context())
@@ -166,14 +173,14 @@ class TestProjectionInATransaction:
             still = await container.query_bus().execute(GetUserStats(), ADMIN_CONTEXT)
             assert still.cache_info is not None
             assert still.cache_info.hit  # not yet invalidated: the outer transaction has not committed
-        body, cache = await stats(client)
+        body, cache = await stats(client, container)
         assert (cache, body["total"]) == ("miss", 4)
 
     async def test_rolled_back_with_the_outer_transaction(
         self, container: Container, client: httpx.AsyncClient
     ) -> None:
         """An outer transaction that rolls back (a consumer's failed attempt): no change, no invalidation."""
-        assert [(await stats(client))[1] for _ in range(2)] == ["miss", "hit"]
+        assert [(await stats(client, container))[1] for _ in range(2)] == ["miss", "hit"]
         projection: UserStatsProjection = container.stats_projection()
 
         async def failing_attempt() -> None:
@@ -183,7 +190,7 @@ class TestProjectionInATransaction:
 
         with pytest.raises(RuntimeError):
             await failing_attempt()
-        body, cache = await stats(client)
+        body, cache = await stats(client, container)
         assert (cache, body["total"]) == ("hit", 3)
 
 
@@ -208,12 +215,13 @@ class TestEventDelivery:
     """The settings choose the publisher: in-process by default, the outbox with a broker."""
 
     def test_embedded_default(self) -> None:
-        """No broker: handlers publish through an InProcessPublisher that is also a command behaviour."""
+        """No broker: handlers write outbox rows, which the API process's consumer reads from the outbox."""
         container = Container()
         container.settings.override(providers.Object(Settings(configure_logging=False)))
         events = container.events()
-        assert isinstance(events, InProcessPublisher)
+        assert isinstance(events, OutboxPublisher)
         assert events in container.command_bus().behaviours
+        assert isinstance(container.transport(), LocalTransport)
 
     def test_broker(self) -> None:
         """With a broker: an OutboxPublisher in the service's own schema."""
@@ -316,3 +324,61 @@ class TestCreateTables:
         finally:
             await container.cache().close()
             await container.database().dispose()
+
+
+class FlakyStats(UserStatsRepository):
+    """The read model's repository, failing its first `failures` writes (the database busy, say)."""
+
+    failures = 0
+
+    async def apply(self, changes: Sequence[tuple[str, int]]) -> None:
+        if FlakyStats.failures > 0:
+            FlakyStats.failures -= 1
+            raise RuntimeError("the read model's database was busy")
+        await super().apply(changes)
+
+
+class TestDurableDelivery:
+    """The embedded default loses no projection update when a subscriber fails (issue 11)."""
+
+    async def test_a_failing_projection_is_retried_and_counts_once(self, container: Container) -> None:
+        from examples.users.app import create_app
+
+        from tests.asgi import asgi_client
+
+        container.user_stats.override(providers.Factory(FlakyStats, database=container.database))
+        try:
+            async with asgi_client(create_app(container), base_url="http://users.test") as client:
+                await events_delivered(container)  # the demo accounts, before the failures start
+                FlakyStats.failures = 3  # the consumer's max_attempts is 5
+                await create(client, "ivan")
+                body, _ = await stats(client, container)
+                assert body["total"] == 4  # neither one short nor counted twice
+                assert FlakyStats.failures == 0
+                assert await container.local_transport().dead_letters(container.settings().stats_queue) == []
+        finally:
+            container.user_stats.reset_override()
+            FlakyStats.failures = 0
+
+    async def test_past_max_attempts_it_is_dead_lettered_and_replayed(self, container: Container) -> None:
+        from examples.users.app import create_app
+
+        from tests.asgi import asgi_client
+
+        container.user_stats.override(providers.Factory(FlakyStats, database=container.database))
+        queue = container.settings().stats_queue
+        try:
+            async with asgi_client(create_app(container), base_url="http://users.test") as client:
+                await events_delivered(container)
+                FlakyStats.failures = 5
+                await create(client, "judy")
+                await events_delivered(container)  # settled: as a dead letter
+                [dead] = await container.local_transport().dead_letters(queue)
+                assert dead.name == "UserCreated"
+                assert (await stats(client, container))[0]["total"] == 3  # one short, until replayed
+                assert await container.local_transport().replay(queue) == 1
+                body, _ = await stats(client, container)
+                assert body["total"] == 4
+        finally:
+            container.user_stats.reset_override()
+            FlakyStats.failures = 0

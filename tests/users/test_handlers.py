@@ -15,9 +15,10 @@ from cqrskit.testing import override_handler
 # The example is built on the caching behaviours; until they are merged these tests cannot run.
 pytest.importorskip("cqrskit.caching", reason="examples/users needs cqrskit.caching, not merged yet")
 
+from examples.users.app import prepare_database
 from examples.users.container import Container
 from examples.users.messages import CreateUser, GetUser, UpdateUser, UserDto, UserRole
-from examples.users.models import UserRow, create_tables
+from examples.users.models import UserRow
 from examples.users.passwords import PasswordHasher, ScryptCost
 from examples.users.settings import Settings
 
@@ -77,7 +78,7 @@ async def container(tmp_path: object) -> AsyncIterator[Container]:
             )
         )
     )
-    await create_tables(container.database().engine)
+    await prepare_database(container)
     yield container
     await container.cache().close()
     await container.database().dispose()

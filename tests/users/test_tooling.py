@@ -72,11 +72,12 @@ redacted_fields=('password',))
       5. Timeout(seconds=10.0)
       6. Authorization(rule='requires user:create; admins pass too', default=False)
       7. Validation(validate='CreateUser.validate')
-      8. CacheInvalidation(invalidates='query results tagged with the affected entities, after commit')
-      9. Retry(max_attempts=3, delay=0.05, backoff=2.0, max_delay=2.0, jitter=True, retry_on=[], \
+      8. Retry(max_attempts=3, delay=0.05, backoff=2.0, max_delay=2.0, jitter=True, retry_on=[], \
 classifier='is_transient')
-      10. Transaction(database='sqlite', isolation='database default')
-      11. InProcessPublisher
+      9. Transaction(database='sqlite', isolation='database default')
+      10. CacheInvalidation(invalidates='query results tagged with the affected entities, after commit', \
+journal='SqlInvalidationJournal(schema=None)')
+      11. OutboxPublisher
 """
 GET_USER = """  examples.users.messages.GetUser
     handler: examples.users.handlers.GetUserHandler

@@ -2,7 +2,7 @@
 
 `Event`, `EventBus`, `EventPublisher`, `InProcessPublisher`, `CommandSender`, `Transport`,
 `Delivery`, `Envelope`, `DeadLetter`, `DeadLetters` and `Observer` need nothing beyond cqrskit
-itself. `OutboxPublisher`, `OutboxRelay`, `OutboxBacklog`, `Consumer`, `Idempotency`,
+itself. `OutboxPublisher`, `OutboxRelay`, `OutboxBacklog`, `Consumer`, `LocalTransport`, `Idempotency`,
 `create_event_tables`, `CommandScheduler`, `ScheduleRunner` and `ScheduleForwarder` need SQLAlchemy
 (extra ``postgres`` or ``sqlalchemy``), `RabbitMQTransport` needs aio-pika (extra ``rabbitmq``),
 `NatsTransport` nats-py (extra ``nats``) and `EventMetrics` prometheus-client (extra ``prometheus``);
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from cqrskit.events._consumer import Consumer
     from cqrskit.events._due_commands import ScheduleForwarder, ScheduleRunner
     from cqrskit.events._idempotency import Idempotency
+    from cqrskit.events._local import LocalTransport
     from cqrskit.events._metrics import EventMetrics
     from cqrskit.events._nats import NatsTransport
     from cqrskit.events._outbox import OutboxPublisher
@@ -49,6 +50,7 @@ __all__ = [
     "EventPublisher",
     "Idempotency",
     "InProcessPublisher",
+    "LocalTransport",
     "NatsTransport",
     "Observer",
     "OutboxBacklog",
@@ -86,6 +88,10 @@ def __getattr__(name: str) -> object:  # noqa: PLR0911 - one return per lazily i
         from cqrskit.events._metrics import EventMetrics
 
         return EventMetrics
+    if name == "LocalTransport":
+        from cqrskit.events._local import LocalTransport
+
+        return LocalTransport
     if name == "NatsTransport":
         from cqrskit.events._nats import NatsTransport
 

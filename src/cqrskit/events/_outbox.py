@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import cattrs
@@ -19,6 +19,7 @@ from cqrskit.events._envelope import envelope_for
 from cqrskit.events._event import Event
 from cqrskit.events._publishers import CURRENT_CONTEXT
 from cqrskit.events._tables import create_event_tables, event_tables, key_lock_id, partition_of
+from cqrskit.scope import defer_until_commit
 
 if TYPE_CHECKING:
     from cqrskit.sqlalchemy._database import Database
@@ -38,6 +39,9 @@ class OutboxPublisher:
     List it as a command-bus behaviour too, at `Stage.PUBLISHING` (inside `Transaction`, before
     `Idempotency`), and the rows carry the command's correlation id and principal without handlers
     passing their context.
+
+    `wake`, when given, is called after each transaction that wrote events commits: pass
+    `LocalTransport.wake` so the in-process consumer delivers them at once instead of at its next poll.
     """
 
     stage = Stage.PUBLISHING
@@ -49,8 +53,10 @@ class OutboxPublisher:
         schema: str | None = None,
         names: Mapping[type, str] | None = None,
         converter: cattrs.Converter | None = None,
+        wake: Callable[[], object] | None = None,
     ) -> None:
         self._database = database
+        self._wake = wake
         self._schema = schema
         self._tables = event_tables(schema)
         self._names = names
@@ -97,10 +103,16 @@ class OutboxPublisher:
                 created_at=envelope.created_at,
             )
         )
+        if self._wake is not None:
+            defer_until_commit(self._woken)  # never for a rollback; at most a few calls per transaction
         if postgres and not session.info.get(self._notified):
             # Delivered at COMMIT (and never for a rollback); PostgreSQL folds repeats into one.
             await session.execute(sa.select(sa.func.pg_notify(self._tables.notify_channel, "")))
             session.info[self._notified] = True
+
+    async def _woken(self) -> None:
+        if self._wake is not None:
+            self._wake()
 
     def __repr__(self) -> str:
         return f"OutboxPublisher(schema={self._schema!r})"

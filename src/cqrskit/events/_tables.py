@@ -36,12 +36,13 @@ UNORDERED = -1
 
 @attrs.frozen
 class EventTables:
-    """The three tables, bound to one schema (None: the connection's default schema)."""
+    """The event tables, bound to one schema (None: the connection's default schema)."""
 
     schema: str | None
     outbox: sa.Table
     inbox: sa.Table
     idempotency: sa.Table
+    dead_letters: sa.Table
 
     @property
     def notify_channel(self) -> str:
@@ -103,6 +104,8 @@ def event_tables(schema: str | None = None) -> EventTables:
         sa.Column("headers", sa.Text(), nullable=False),
         sa.Column("created_at", sa.Float(), nullable=False),
         sa.Column("published_at", sa.Float(), nullable=True),
+        # `LocalTransport` only: until when a consumer holds the row (a lease, so a dead one's rows return).
+        sa.Column("claimed_until", sa.Float(), nullable=True),
     )
     sa.Index(
         "cqrskit_outbox_pending",
@@ -127,11 +130,26 @@ def event_tables(schema: str | None = None) -> EventTables:
         sa.Column("result", sa.Text(), nullable=True),
         sa.Column("expires_at", sa.Float(), nullable=False),
     )
-    return EventTables(schema, outbox, inbox, idempotency)
+    dead_letters = sa.Table(
+        "cqrskit_dead_letters",
+        metadata,
+        sa.Column(
+            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True
+        ),
+        sa.Column("queue", sa.String(255), nullable=False, index=True),
+        sa.Column("message_id", sa.String(64), nullable=False),
+        sa.Column("name", sa.String(255), nullable=False),
+        sa.Column("ordering_key", sa.String(255), nullable=True),
+        sa.Column("payload", sa.LargeBinary(), nullable=False),
+        sa.Column("headers", sa.Text(), nullable=False),
+        sa.Column("created_at", sa.Float(), nullable=False),
+        sa.Column("dead_lettered_at", sa.Float(), nullable=False),
+    )
+    return EventTables(schema, outbox, inbox, idempotency, dead_letters)
 
 
 async def create_event_tables(database: Database, schema: str | None = None) -> None:
-    """Create the outbox, inbox and idempotency-key tables (and `schema`) unless they exist.
+    """Create the outbox, inbox, idempotency-key and dead-letter tables (and `schema`) unless they exist.
 
     Call it at deployment or start-up, or use the ``create_tables()`` method of the component that
     needs them; ``await create_event_tables(database, schema="messaging")``.

@@ -15,6 +15,14 @@ from cqrskit.behaviours._database_failures import CommitOutcomeUnknownError
 from cqrskit.sqlalchemy._block import TransactionBlock
 from cqrskit.sqlalchemy._database import Database
 from cqrskit.sqlalchemy._errors import NoActiveSessionError
+from cqrskit.sqlalchemy._invalidations import SqlInvalidationJournal
 from cqrskit.sqlalchemy._transaction import Transaction
 
-__all__ = ["CommitOutcomeUnknownError", "Database", "NoActiveSessionError", "Transaction", "TransactionBlock"]
+__all__ = [
+    "CommitOutcomeUnknownError",
+    "Database",
+    "NoActiveSessionError",
+    "SqlInvalidationJournal",
+    "Transaction",
+    "TransactionBlock",
+]
