@@ -58,7 +58,7 @@ EVENTS = 2000
 PER_TRANSACTION = 10
 WRITERS = 4
 REPEATS = int(os.environ.get("OUTBOX_BENCH_REPEATS", "3"))
-RUN_LIMIT = 60.0
+RUN_LIMIT = float(os.environ.get("OUTBOX_BENCH_RUN_LIMIT", "60"))
 KEYS = 64
 PACED_EVENTS = 200
 PACED_RATE = 50.0  # events per second, one per transaction, for the light-load latency
@@ -142,7 +142,11 @@ async def consumer_role(name: str, kind: str) -> None:
     task = asyncio.create_task(consumer.run())
     await asyncio.wait_for(consumer.started(), 30)
     print("ready", flush=True)
-    await until_terminated()
+    terminated = asyncio.create_task(until_terminated())
+    await asyncio.wait({task, terminated}, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():  # the consumer failed: end the process, so that the run fails now
+        terminated.cancel()
+        task.result()
     await consumer.stop()
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -222,7 +226,7 @@ async def one_run(kind: str, relay_count: int, keyed: bool, paced: bool = False)
             await paced_writer()
         else:
             await asyncio.gather(*(writer(w * PER_TRANSACTION) for w in range(WRITERS)))
-        rate, p50, p99, sent = await measure(database, name, committed, began)
+        rate, p50, p99, sent = await measure(database, name, committed, began, processes)
         for process in processes:
             process.terminate()
         cpu = [await asyncio.wait_for(cpu_of(process), 30) for process in processes]
@@ -247,7 +251,11 @@ async def one_run(kind: str, relay_count: int, keyed: bool, paced: bool = False)
 
 
 async def measure(
-    database: Database, name: str, committed: dict[int, float], began: float
+    database: Database,
+    name: str,
+    committed: dict[int, float],
+    began: float,
+    processes: list[asyncio.subprocess.Process],
 ) -> tuple[float, float, float, float]:
     """Wait for every effect, then return events/s, p50 and p99 commit-to-effect, p50 commit-to-sent."""
     effects = effects_table(name)
@@ -259,6 +267,8 @@ async def measure(
                 break
         if time.monotonic() - began > RUN_LIMIT:
             raise TimeoutError(f"not every event was handled within {RUN_LIMIT}s")
+        if any(process.returncode is not None for process in processes):
+            raise RuntimeError("a relay or consumer process ended during the run")
         await asyncio.sleep(0.02)
     outbox = event_tables(name).outbox
     async with database.engine.connect() as connection:

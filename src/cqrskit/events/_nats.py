@@ -269,7 +269,10 @@ class NatsTransport:
                     continue
                 try:
                     messages = await subscription.fetch(free, timeout=_FETCH_WAIT)
-                except nats.errors.TimeoutError:
+                except TimeoutError:
+                    # No message within the wait. nats-py raises its own TimeoutError for that, and a
+                    # plain one when the server's answer comes just before the deadline: catching
+                    # only the first let the second end the consumer's loop (a silent stall).
                     continue
                 except nats.errors.ConnectionClosedError:
                     task = asyncio.current_task()
