@@ -58,7 +58,9 @@ EVENTS = 2000
 PER_TRANSACTION = 10
 WRITERS = 4
 REPEATS = int(os.environ.get("OUTBOX_BENCH_REPEATS", "3"))
-RUN_LIMIT = 60.0
+RELAYS = [int(n) for n in os.environ.get("OUTBOX_BENCH_RELAYS", "1,2").split(",")]
+LIGHT_LOAD = os.environ.get("OUTBOX_BENCH_LIGHT_LOAD", "1") != "0"
+RUN_LIMIT = float(os.environ.get("OUTBOX_BENCH_RUN_LIMIT", "60"))
 KEYS = 64
 PACED_EVENTS = 200
 PACED_RATE = 50.0  # events per second, one per transaction, for the light-load latency
@@ -142,7 +144,11 @@ async def consumer_role(name: str, kind: str) -> None:
     task = asyncio.create_task(consumer.run())
     await asyncio.wait_for(consumer.started(), 30)
     print("ready", flush=True)
-    await until_terminated()
+    terminated = asyncio.create_task(until_terminated())
+    await asyncio.wait({task, terminated}, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():  # the consumer failed: end the process, so that the run fails now
+        terminated.cancel()
+        task.result()
     await consumer.stop()
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -181,6 +187,7 @@ async def cpu_of(process: asyncio.subprocess.Process) -> float:
     async for line in process.stdout:
         if line.startswith(b"cpu "):
             return float(line.split()[1])
+        sys.stderr.write(line.decode(errors="replace"))  # what the process logged (errors only)
     return float("nan")
 
 
@@ -222,7 +229,7 @@ async def one_run(kind: str, relay_count: int, keyed: bool, paced: bool = False)
             await paced_writer()
         else:
             await asyncio.gather(*(writer(w * PER_TRANSACTION) for w in range(WRITERS)))
-        rate, p50, p99, sent = await measure(database, name, committed, began)
+        rate, p50, p99, sent = await measure(database, name, committed, began, processes)
         for process in processes:
             process.terminate()
         cpu = [await asyncio.wait_for(cpu_of(process), 30) for process in processes]
@@ -247,7 +254,11 @@ async def one_run(kind: str, relay_count: int, keyed: bool, paced: bool = False)
 
 
 async def measure(
-    database: Database, name: str, committed: dict[int, float], began: float
+    database: Database,
+    name: str,
+    committed: dict[int, float],
+    began: float,
+    processes: list[asyncio.subprocess.Process],
 ) -> tuple[float, float, float, float]:
     """Wait for every effect, then return events/s, p50 and p99 commit-to-effect, p50 commit-to-sent."""
     effects = effects_table(name)
@@ -259,6 +270,8 @@ async def measure(
                 break
         if time.monotonic() - began > RUN_LIMIT:
             raise TimeoutError(f"not every event was handled within {RUN_LIMIT}s")
+        if any(process.returncode is not None for process in processes):
+            raise RuntimeError("a relay or consumer process ended during the run")
         await asyncio.sleep(0.02)
     outbox = event_tables(name).outbox
     async with database.engine.connect() as connection:
@@ -294,7 +307,7 @@ async def run() -> None:
         )
         print("|---|---:|---:|---:|---:|---:|---:|---:|")
         for keyed in (False, True):
-            for relays in (1, 2):
+            for relays in RELAYS:
                 r = median_run([await one_run(kind, relays, keyed) for _ in range(REPEATS)])
                 label = f"keyed ({KEYS} keys)" if keyed else "no key"
                 print(
@@ -302,6 +315,8 @@ async def run() -> None:
                     f"| {r.relay_cpu:.2f} | {r.consumer_cpu:.2f} |"
                 )
         print()
+        if not LIGHT_LOAD:
+            continue
         print(
             f"Latency at a light load: {PACED_EVENTS} keyed events, one per transaction, "
             f"{PACED_RATE:.0f} per second, median of {REPEATS} runs"
@@ -309,7 +324,7 @@ async def run() -> None:
         print()
         print("| relay processes | p50 commit→effect (ms) | p99 (ms) | p50 to marked (ms) |")
         print("|---:|---:|---:|---:|")
-        for relays in (1, 2):
+        for relays in RELAYS:
             r = median_run([await one_run(kind, relays, keyed=True, paced=True) for _ in range(REPEATS)])
             print(f"| {relays} | {r.p50:.1f} | {r.p99:.1f} | {r.to_marked:.1f} |")
         print()
@@ -338,7 +353,7 @@ def main() -> None:
         if profile_to:
             import cProfile
 
-            with cProfile.Profile() as profile:
+            with cProfile.Profile(time.process_time) as profile:  # CPU time: holds on a busy machine
                 asyncio.run(role(sys.argv[2], sys.argv[3]))
             profile.dump_stats(Path(profile_to) / f"{sys.argv[1]}-{os.getpid()}.pstats")
         else:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import random
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -37,30 +38,61 @@ __all__ = ["Consumer"]
 _RETRYABLE = frozenset({OperationStatus.FAILED, OperationStatus.TIMEOUT})
 
 Runner = Callable[[Any, Context], Awaitable[Result[Any]]]
+Target = tuple[str, Runner]
 
 
-class _RolledBack(Exception):  # noqa: N818 - a control-flow signal, never seen outside this module
-    def __init__(self, result: Result[Any]) -> None:
-        self.result = result
+class _Message:
+    """One message in hand: its deliveries, the subscribers left to run, and its failed attempts.
+
+    A copy of the message received again in the same batch joins the first one's deliveries.
+    """
+
+    __slots__ = ("context", "deliveries", "envelope", "failures", "message", "message_id", "name", "targets")
+
+    def __init__(self, delivery: Delivery, message: Any, targets: tuple[Target, ...]) -> None:
+        envelope = delivery.envelope
+        self.envelope = envelope
+        self.deliveries = [delivery]
+        self.message_id = envelope.message_id
+        self.name = envelope.name
+        self.message = message
+        self.context = envelope.context()
+        self.targets = targets  # the subscribers not yet committed
+        self.failures = 0
+
+
+class _Round:
+    """What one transaction over a batch did, settled once it has committed."""
+
+    __slots__ = ("dead", "done", "rest", "retry")
+
+    def __init__(self) -> None:
+        self.done: list[_Message] = []  # every subscriber committed (or had before)
+        self.dead: list[_Message] = []  # failed for good: dead-lettered after the commit
+        self.retry: _Message | None = None  # failed, to try again after a backoff
+        self.rest: list[_Message] = []  # after `retry`: not run, to keep the queue's order
 
 
 class Consumer:
     """Receives messages from one queue and runs them through an `EventBus` or a `CommandBus`.
 
     `types` maps each name a message travels under to its class (``{"UserCreated": UserCreated}``);
-    the consumer binds `queue` to those names and structures payloads back with cattrs. For an event,
-    each subscriber runs in its own ``database.transaction()`` together with an inbox row keyed by
-    (message id, subscriber name): a message delivered again re-runs only the subscribers that had
-    not committed, so each one's effects happen once. A command is one subscriber (named after
-    the command) and its Result goes nowhere but the log.
+    the consumer binds `queue` to those names and structures payloads back with cattrs. Messages are
+    handled in batches of up to `batch_size`, one ``database.transaction()`` per batch: first the
+    inbox rows, keyed by (message id, subscriber name), then each subscriber in a savepoint of its
+    own, so each subscriber's effects commit with its inbox row or not at all. A message delivered
+    again re-runs only the subscribers that had not committed, so each one's effects happen once.
+    A command is one subscriber (named after the command) and its Result goes nowhere but the log.
 
-    The message is acknowledged after every subscriber has committed. A subscriber that raises or
-    returns FAILED or TIMEOUT is retried with exponential backoff and full jitter; after
-    `max_attempts`, or at once for any other failure status (a validation error will not heal), the
-    message goes to the queue's dead-letter queue and the consumer carries on with the next one.
+    Messages are acknowledged after their batch has committed. A subscriber that raises or returns
+    FAILED or TIMEOUT is rolled back alone (its savepoint), the batch up to it commits, and its
+    message is retried with exponential backoff and full jitter; after `max_attempts`, or at once
+    for any other failure status (a validation error will not heal), the message goes to the
+    queue's dead-letter queue and the consumer carries on with the next one.
 
-    ``concurrency=1`` (the default) handles one message at a time, in queue order: what per-key
-    ordering needs. Run it with ``await consumer.run()`` and end it with `stop`.
+    ``concurrency=1`` (the default) handles one batch at a time, each in queue order: what per-key
+    ordering needs; more runs that many batches at once. Run it with ``await consumer.run()`` and
+    end it with `stop`.
     """
 
     def __init__(
@@ -77,12 +109,15 @@ class Consumer:
         max_backoff: float = 5.0,
         prefetch: int = 20,
         concurrency: int = 1,
+        batch_size: int = 50,
         converter: cattrs.Converter | None = None,
         logger: Any = None,
         observer: Observer | None = None,
     ) -> None:
         if max_attempts < 1:
             raise ConfigurationError(f"max_attempts counts the first attempt: at least 1, got {max_attempts}")
+        if batch_size < 1:
+            raise ConfigurationError(f"batch_size is how many messages share a transaction: got {batch_size}")
         self._transport = transport
         self._bus = bus
         self._database = database
@@ -96,16 +131,20 @@ class Consumer:
         self._max_backoff = max_backoff
         self._prefetch = max(prefetch, concurrency)
         self._concurrency = concurrency
+        self._batch_size = batch_size
         self._converter = converter
         self._logger = logger if logger is not None else structlog.get_logger("cqrskit.events")
         self._targets = {name: self._targets_for(name, t) for name, t in self._types.items()}
         self._receiver: asyncio.Task[None] | None = None
-        self._in_flight: set[asyncio.Task[None]] = set()
+        self._workers: set[asyncio.Task[None]] = set()
+        self._waiting: deque[Delivery] = deque()
+        self._arrived = asyncio.Event()
+        self._taking = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._started = asyncio.Event()
         self._observer = observer if observer is not None else NO_OBSERVER
 
-    def _targets_for(self, name: str, message_type: type) -> tuple[tuple[str, Runner], ...]:
+    def _targets_for(self, name: str, message_type: type) -> tuple[Target, ...]:
         bus = self._bus
         if isinstance(bus, EventBus):
             if not issubclass(message_type, Event):
@@ -171,145 +210,285 @@ class Consumer:
         await self._started.wait()
 
     async def run(self) -> None:
-        """Consume until `stop`; handlers still running then finish (or are cancelled) first."""
+        """Consume until `stop`; batches still being handled then finish (or are cut off) first."""
         self._receiver = asyncio.current_task()
         self._stopping.clear()
-        slots = asyncio.Semaphore(self._concurrency)
+        self._waiting.clear()
+        workers: list[asyncio.Task[None]] = []
         try:
             async with self._transport.consume(
                 self._queue, tuple(self._types), prefetch=self._prefetch
             ) as deliveries:
+                workers = [asyncio.create_task(self._work()) for _ in range(self._concurrency)]
+                self._workers = set(workers)
                 self._started.set()
                 async for delivery in deliveries:
                     if self._stopping.is_set():
                         continue  # left unsettled: back to the queue when the channel closes
-                    await slots.acquire()
-                    if self._stopping.is_set():
-                        slots.release()
-                        continue
-                    task = asyncio.create_task(self._handle(delivery))
-                    self._in_flight.add(task)
-                    task.add_done_callback(self._in_flight.discard)
-                    task.add_done_callback(lambda _: slots.release())
+                    self._waiting.append(delivery)
+                    self._arrived.set()
         except asyncio.CancelledError:
             if self._receiver is not None:  # cancelled from outside, not by stop()
                 raise
         finally:
             self._started.clear()
-            for task in tuple(self._in_flight):
-                task.cancel()  # only left when run() itself was cancelled: unacked, so redelivered
+            for worker in workers:
+                worker.cancel()  # only running when run() itself was cancelled: what is unacked comes back
+            if workers:
+                await asyncio.gather(*workers, return_exceptions=True)
 
     async def stop(self, grace: float = 10.0) -> None:
-        """Stop taking messages; let those in hand finish for up to `grace` seconds, cancel the rest.
+        """Stop taking messages; let the batches in hand finish for up to `grace` seconds, then cut them off.
 
-        What was not acknowledged goes back to the queue and is delivered again.
+        A batch cut off commits the messages it had finished (and acknowledges them) and rolls back
+        the one it was in; what was not acknowledged goes back to the queue and is delivered again.
         """
         receiver, self._receiver = self._receiver, None
         if receiver is None:
             return
         self._stopping.set()  # take no more; the channel stays open so those in hand can ack
-        in_flight = set(self._in_flight)
-        if in_flight:
-            _, late = await asyncio.wait(in_flight, timeout=grace)
-            for task in late:
-                task.cancel()
+        self._arrived.set()
+        workers = set(self._workers)
+        if workers:
+            _, late = await asyncio.wait(workers, timeout=grace)
+            for worker in late:
+                worker.cancel()
             if late:
                 await asyncio.wait(late)
         receiver.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await receiver
 
-    async def _handle(self, delivery: Delivery) -> None:
-        try:
-            await self._handle_delivery(delivery)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            self._logger.exception("delivery_not_settled", message_id=delivery.envelope.message_id)
+    async def _take(self) -> list[Delivery]:
+        """Wait for deliveries; take those waiting, up to `batch_size` (none once stopping).
 
-    async def _handle_delivery(self, delivery: Delivery) -> None:
-        envelope = delivery.envelope
-        with consume_span(envelope.name, envelope.message_id, envelope.trace_context, self._queue):
-            await self._handle_traced(delivery)
+        One worker waits at a time, so deliveries that arrive together go into one batch.
+        """
+        async with self._taking:
+            waiting = self._waiting
+            while not waiting:
+                if self._stopping.is_set():
+                    return []
+                self._arrived.clear()
+                await self._arrived.wait()
+            if self._stopping.is_set():
+                return []
+            return [waiting.popleft() for _ in range(min(len(waiting), self._batch_size))]
 
-    async def _handle_traced(self, delivery: Delivery) -> None:
+    async def _work(self) -> None:
+        while batch := await self._take():
+            try:
+                await self._handle_batch(batch)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self._logger.exception("batch_not_settled", messages=len(batch))
+
+    async def _handle_batch(self, deliveries: list[Delivery]) -> None:
+        pending: list[_Message] = []
+        by_id: dict[str, _Message] = {}
+        for delivery in deliveries:
+            opened = await self._open(delivery)
+            if opened is None:
+                continue
+            same = by_id.get(opened.message_id)
+            if same is not None:
+                same.deliveries.append(delivery)  # a copy: settled with the first
+                continue
+            by_id[opened.message_id] = opened
+            pending.append(opened)
+        while pending:
+            if self._stopping.is_set() and pending[0].failures:
+                return  # a retry would outlive stop(): unsettled, so delivered again
+            round_ = await self._apply(pending)
+            await self._settle(round_)
+            if round_.retry is None:
+                return
+            self._observer.retried(round_.retry.envelope, self._queue)
+            delay = min(self._max_backoff, self._backoff * 2 ** (round_.retry.failures - 1))
+            with contextlib.suppress(TimeoutError):  # stop() cuts the wait short
+                await asyncio.wait_for(self._stopping.wait(), random.uniform(0, delay))  # noqa: S311 - jitter
+            pending = [round_.retry, *round_.rest]
+
+    async def _open(self, delivery: Delivery) -> _Message | None:
+        """Read a delivery's message; dead-letter it at once when it cannot be read."""
         envelope = delivery.envelope
-        observer = self._observer
-        log = self._logger.bind(
-            message_id=envelope.message_id, message_name=envelope.name, correlation_id=envelope.correlation_id
-        )
-        targets = self._targets.get(envelope.name, ())
         try:
             if not envelope.message_id:
                 raise ValueError("a message without an id cannot be deduplicated")  # noqa: TRY301
             message = open_envelope(envelope, self._types[envelope.name], self._converter)
         except Exception:
+            log = self._log(envelope.message_id, envelope.name, envelope.correlation_id)
             log.exception("message_unreadable")
-            await delivery.dead_letter()
-            observer.dead_lettered(envelope, self._queue)
-            return
-        context = envelope.context()
-        remaining = targets
-        attempt = 0
-        while True:
-            attempt += 1
-            failed: list[tuple[str, Runner]] = []
-            retryable = True
-            for subscriber, run in remaining:
-                status = await self._run_once(envelope.message_id, subscriber, run, message, context, log=log)
-                if status is not None:
-                    failed.append((subscriber, run))
-                    retryable = retryable and status in _RETRYABLE
-            if not failed:
-                await delivery.ack()
-                observer.processed(envelope, self._queue)
-                return
-            if attempt >= self._max_attempts or not retryable:
-                log.error(
-                    "message_dead_lettered",
-                    attempts=attempt,
-                    subscribers=[name for name, _ in failed],
-                )
-                await delivery.dead_letter()
-                observer.dead_lettered(envelope, self._queue)
-                return
-            observer.retried(envelope, self._queue)
-            delay = min(self._max_backoff, self._backoff * 2 ** (attempt - 1))
-            await asyncio.sleep(random.uniform(0, delay))  # noqa: S311 - jitter, not cryptography
-            remaining = tuple(failed)
+            await _settle_one(delivery.dead_letter, self._logger, envelope.message_id)
+            self._observer.dead_lettered(envelope, self._queue)
+            return None
+        return _Message(delivery, message, self._targets.get(envelope.name, ()))
 
-    async def _run_once(
-        self, message_id: str, subscriber: str, run: Runner, message: Any, context: Context, *, log: Any
-    ) -> OperationStatus | None:
-        """Run one subscriber with its inbox row; return None when done, else the failure status."""
+    async def _apply(self, pending: list[_Message]) -> _Round:
+        """Run `pending` in one transaction, each subscriber in a savepoint; stop at a retry.
+
+        Cancelled (by `stop`) in the middle, it rolls back the subscriber it was in, commits what
+        finished, settles it, and lets the cancellation through.
+        """
+        round_ = _Round()
+        left: dict[str, tuple[Target, ...]] = {}  # the subscribers that failed, per failed message
+        cancelled: asyncio.CancelledError | None = None
         try:
             async with self._database.transaction() as session:
-                if not await self._claim(session, message_id, subscriber):
-                    self._observer.duplicate(self._queue, subscriber)
-                    return None  # handled before: a redelivery
-                result = await run(message, context)
-                if result.is_failure:
-                    raise _RolledBack(result)  # noqa: TRY301 - leaving the block is what rolls back
-        except _RolledBack as rolled_back:
-            log.warning("subscriber_failed", subscriber=subscriber, status=str(rolled_back.result.status))
-            return rolled_back.result.status
+                claimed = await self._claim(session, pending)
+                unfinished: list[tuple[str, str]] = []  # claimed rows whose subscriber did not commit
+                for index, item in enumerate(pending):
+                    message_id = item.message_id
+                    if cancelled is not None or round_.retry is not None:
+                        unfinished += [(message_id, s) for s, _ in item.targets if (message_id, s) in claimed]
+                        continue
+                    with consume_span(item.name, message_id, item.envelope.trace_context, self._queue):
+                        failed, retryable, cancelled = await self._run_message(item, claimed)
+                    unfinished += [(message_id, s) for s, _ in failed]
+                    if cancelled is not None:
+                        continue
+                    if not failed:
+                        round_.done.append(item)
+                        continue
+                    left[message_id] = tuple(failed)
+                    if item.failures + 1 >= self._max_attempts or not retryable:
+                        round_.dead.append(item)
+                    else:
+                        round_.retry = item
+                        round_.rest = pending[index + 1 :]
+                if unfinished:
+                    await self._unclaim(session, unfinished)
         except Exception:
+            # The transaction itself failed (the database is down, the COMMIT failed): nothing of
+            # this round committed, and every message in it counts one failed attempt.
+            self._logger.exception("batch_rolled_back", messages=len(pending))
+            return self._all_failed(pending)
+        for item in (*round_.dead, *([round_.retry] if round_.retry is not None else ())):
+            item.targets = left[item.message_id]  # committed: the others are done for good
+            item.failures += 1
+        if cancelled is not None:
+            await self._settle(round_)
+            raise cancelled
+        return round_
+
+    async def _run_message(
+        self, item: _Message, claimed: set[tuple[str, str]]
+    ) -> tuple[list[Target], bool, asyncio.CancelledError | None]:
+        """Run the claimed subscribers of one message, each in a savepoint.
+
+        Return those that failed, whether every one of those may be retried, and the cancellation
+        that cut the message off (then the subscriber it was in, and those after, count as failed).
+        """
+        failed: list[Target] = []
+        retryable = True
+        cancelled: asyncio.CancelledError | None = None
+        for target in item.targets:
+            if (item.message_id, target[0]) not in claimed:
+                self._observer.duplicate(self._queue, target[0])
+                continue  # handled before: a redelivery
+            if cancelled is None:
+                try:
+                    status = await self._run_one(item, target)
+                except asyncio.CancelledError as cancellation:
+                    cancelled, status = cancellation, OperationStatus.FAILED
+                if status is None:
+                    continue
+                retryable = retryable and status in _RETRYABLE
+            failed.append(target)
+        return failed, retryable, cancelled
+
+    def _all_failed(self, pending: list[_Message]) -> _Round:
+        round_ = _Round()
+        for item in pending:
+            item.failures += 1
+            if item.failures >= self._max_attempts:
+                round_.dead.append(item)
+            elif round_.retry is None:
+                round_.retry = item
+            else:
+                round_.rest.append(item)
+        return round_
+
+    async def _run_one(self, item: _Message, target: Target) -> OperationStatus | None:
+        """Run one subscriber in a savepoint; return None when it committed, else its failure status."""
+        subscriber, run = target
+        block = self._database.transaction()
+        try:
+            async with block:
+                result = await run(item.message, item.context)
+                if result.is_failure:
+                    block.rollback_only = True  # the savepoint rolls back; the batch goes on
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log = self._log(item.message_id, item.name, item.context.correlation_id)
             log.exception("subscriber_raised", subscriber=subscriber)
             return OperationStatus.FAILED
+        if result.is_failure:
+            self._log(item.message_id, item.name, item.context.correlation_id).warning(
+                "subscriber_failed", subscriber=subscriber, status=str(result.status)
+            )
+            return result.status
         return None
 
-    async def _claim(self, session: Any, message_id: str, subscriber: str) -> bool:
-        """Insert the inbox row; False when it is there already (waits for a concurrent holder)."""
+    async def _claim(self, session: Any, pending: list[_Message]) -> set[tuple[str, str]]:
+        """Insert the batch's inbox rows in one statement; return those that were not there already.
+
+        A row another transaction holds makes this wait for it (a redelivery handled concurrently).
+        Rows go in sorted so that two batches sharing messages lock them in the same order.
+        """
+        now = time.time()
+        keys = sorted({(item.message_id, subscriber) for item in pending for subscriber, _ in item.targets})
+        if not keys:
+            return set()
+        inbox = self._inbox
         statement = (
-            self._insert(self._inbox)
-            .values(message_id=message_id, subscriber=subscriber, handled_at=time.time())
+            self._insert(inbox)
+            .values([{"message_id": m, "subscriber": s, "handled_at": now} for m, s in keys])
             .on_conflict_do_nothing()
-            .returning(self._inbox.c.message_id)
+            .returning(inbox.c.message_id, inbox.c.subscriber)
         )
-        return (await session.execute(statement)).first() is not None
+        return {(row[0], row[1]) for row in await session.execute(statement)}
+
+    async def _unclaim(self, session: Any, keys: list[tuple[str, str]]) -> None:
+        """Delete the inbox rows of subscribers that did not commit, so a redelivery runs them."""
+        inbox = self._inbox
+        await session.execute(
+            sa.delete(inbox).where(sa.tuple_(inbox.c.message_id, inbox.c.subscriber).in_(keys))
+        )
+
+    async def _settle(self, round_: _Round) -> None:
+        """After the commit: acknowledge what is done, dead-letter what failed for good."""
+        logger = self._logger
+        observer = self._observer
+        for item in round_.done:
+            for delivery in item.deliveries:
+                await _settle_one(delivery.ack, logger, item.message_id)
+            observer.processed(item.envelope, self._queue)
+        for item in round_.dead:
+            self._log(item.message_id, item.name, item.context.correlation_id).error(
+                "message_dead_lettered",
+                attempts=item.failures,
+                subscribers=[name for name, _ in item.targets],
+            )
+            for delivery in item.deliveries:
+                await _settle_one(delivery.dead_letter, logger, item.message_id)
+            observer.dead_lettered(item.envelope, self._queue)
+
+    def _log(self, message_id: str, name: str, correlation_id: str | None) -> Any:
+        """Return the logger bound to one message: made only when there is something to say."""
+        return self._logger.bind(message_id=message_id, message_name=name, correlation_id=correlation_id)
 
     def __repr__(self) -> str:
         return f"Consumer(queue={self._queue!r}, types={sorted(self._types)!r})"
+
+
+async def _settle_one(settle: Callable[[], Awaitable[None]], logger: Any, message_id: str) -> None:
+    try:
+        await settle()
+    except Exception:
+        logger.exception("delivery_not_settled", message_id=message_id)
 
 
 def _deliver_to(bus: EventBus, subscriber: str) -> Runner:

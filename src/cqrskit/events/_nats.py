@@ -75,7 +75,8 @@ class NatsTransport:
 
     Messages are published to the subject ``<subjects>.<name>`` of one stream (``stream``, file
     storage, interest retention: a message is kept until every queue it was routed to has
-    acknowledged it), and ``publish`` returns once JetStream has acknowledged every one. Each queue
+    acknowledged it), and ``publish`` returns once JetStream has acknowledged every one (it raises
+    `TimeoutError` when that takes more than `publish_timeout` seconds). Each queue
     ``q`` a `Consumer` reads is a durable pull consumer of that stream, filtered on the names it
     handles; like a RabbitMQ queue, it receives what is published after it was created.
 
@@ -97,6 +98,7 @@ class NatsTransport:
         subjects: str | None = None,
         ack_wait: float = 30.0,
         max_deliveries: int = 20,
+        publish_timeout: float = 10.0,
     ) -> None:
         if _NOT_A_NAME.search(stream):
             raise ConfigurationError(f"a JetStream stream name has letters, digits, _ and - only: {stream!r}")
@@ -109,6 +111,7 @@ class NatsTransport:
         self._subjects = subjects or stream
         self._ack_wait = ack_wait
         self._max_deliveries = max_deliveries
+        self._publish_timeout = publish_timeout
         self._client: Client | None = None
         self._js: JetStreamContext | None = None
         self._lock = asyncio.Lock()
@@ -194,32 +197,31 @@ class NatsTransport:
         return self._js
 
     async def publish(self, envelopes: Sequence[Envelope]) -> None:
-        """Publish `envelopes` and wait for JetStream's acknowledgements; one key's envelopes in order.
+        """Publish `envelopes` in the order given and wait for JetStream's acknowledgements, pipelined.
 
-        Envelopes of different keys are published concurrently; those that share a key are each
-        acknowledged before the next is sent, so no reordering can happen between them.
+        Every message is sent on the one connection, in order, before any acknowledgement is
+        awaited: JetStream stores a connection's messages in the order they arrive, so one key's
+        messages keep their order while the acknowledgements of the whole batch come back together.
         """
         if not envelopes:
             return
         js = await self._jetstream()
-        chains: dict[str, list[Envelope]] = {}
-        loose: list[Envelope] = []
-        for envelope in envelopes:
-            if envelope.key is None:
-                loose.append(envelope)
-            else:
-                chains.setdefault(envelope.key, []).append(envelope)
-
-        async def send(envelope: Envelope) -> None:
-            await js.publish(
-                self.subject(envelope.name), envelope.payload, stream=self._stream, headers=_headers(envelope)
-            )
-
-        async def send_in_order(chain: list[Envelope]) -> None:
-            for envelope in chain:
-                await send(envelope)
-
-        await asyncio.gather(*(send(e) for e in loose), *(send_in_order(c) for c in chains.values()))
+        pending: list[asyncio.Future[Any]] = []
+        try:
+            for envelope in envelopes:
+                pending.append(  # noqa: PERF401 - each awaited in turn, to keep the order
+                    await js.publish_async(
+                        self.subject(envelope.name),
+                        envelope.payload,
+                        stream=self._stream,
+                        headers=_headers(envelope),
+                    )
+                )
+            async with asyncio.timeout(self._publish_timeout):
+                await asyncio.gather(*pending)
+        finally:
+            for future in pending:
+                future.cancel()  # those not answered in time: forgotten, and their slots freed
 
     @asynccontextmanager
     async def consume(
@@ -270,7 +272,10 @@ class NatsTransport:
                     continue
                 try:
                     messages = await subscription.fetch(free, timeout=_FETCH_WAIT)
-                except nats.errors.TimeoutError:
+                except TimeoutError:
+                    # No message within the wait. nats-py raises its own TimeoutError for that, and a
+                    # plain one when the server's answer comes just before the deadline: catching
+                    # only the first let the second end the consumer's loop (a silent stall).
                     continue
                 except nats.errors.ConnectionClosedError:
                     task = asyncio.current_task()

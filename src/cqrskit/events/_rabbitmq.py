@@ -136,30 +136,27 @@ class RabbitMQTransport:
         return self._connection, self._exchange
 
     async def publish(self, envelopes: Sequence[Envelope]) -> None:
-        """Publish `envelopes` and wait for RabbitMQ's confirms; one key's envelopes go one at a time.
+        """Publish `envelopes` in the order given and wait for RabbitMQ's confirms, all pipelined.
 
-        Envelopes of different keys are published concurrently; those that share a key are each
-        confirmed before the next is sent, so no reordering can happen between them.
+        Every message is written to one channel, in order, before any confirm is awaited: RabbitMQ
+        routes a channel's messages in the order they were sent, so one key's messages reach the
+        queue in order while the confirms of the whole batch travel back together.
         """
         if not envelopes:
             return
         _, exchange = await self._connected()
-        chains: dict[str | None, list[Envelope]] = {}
-        loose: list[Envelope] = []
-        for envelope in envelopes:
-            if envelope.key is None:
-                loose.append(envelope)
-            else:
-                chains.setdefault(envelope.key, []).append(envelope)
-
-        async def send(envelope: Envelope) -> None:
-            await exchange.publish(_to_message(envelope), routing_key=envelope.name, mandatory=False)
-
-        async def send_in_order(chain: list[Envelope]) -> None:
-            for envelope in chain:
-                await send(envelope)
-
-        await asyncio.gather(*(send(e) for e in loose), *(send_in_order(c) for c in chains.values()))
+        # gather() starts the publishes in the order given; each takes the channel's lock in turn
+        # (first come, first served), so the frames go out in that order too.
+        outcomes = await asyncio.gather(
+            *(
+                exchange.publish(_to_message(envelope), routing_key=envelope.name, mandatory=False)
+                for envelope in envelopes
+            ),
+            return_exceptions=True,
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     @asynccontextmanager
     async def consume(
