@@ -8,11 +8,10 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
-import structlog
-
 from cqrskit._context import Context
 from cqrskit._contracts import CallNext
 from cqrskit._errors import ConfigurationError
+from cqrskit._logs import library_logger
 from cqrskit._messages import Command
 from cqrskit._pipeline import require_kind
 from cqrskit._results import Result
@@ -60,7 +59,7 @@ class CacheInvalidation:
             raise ConfigurationError(f"tag_ttl must be positive seconds, got {tag_ttl!r}")
         self._backend = as_backend(cache)
         self._tag_ttl = tag_ttl
-        self._logger = logger if logger is not None else structlog.get_logger("cqrskit.cache")
+        self._logger = logger if logger is not None else library_logger("cqrskit.cache")
         self._failures = FailureLog(
             self._logger, "cache_invalidation_failed", level="error", interval=warn_interval
         )
