@@ -3,7 +3,11 @@
 - ``python -m cqrskit routes package.module:Container`` prints every bus's routes, each with its
   handler and its behaviours (outermost first) with their settings for that message.
 - ``python -m cqrskit check package.module:Container [--modules package.commands ...]`` prints every
-  wiring problem and exits with status 1 when there is one.
+  wiring problem and exits with status 1 when there is one. It finds the message classes to check by
+  itself (those the container's module defines or imports, and their modules' others); ``--modules``
+  adds more.
+
+Both exit with status 1 when a bus cannot be built, and 2 when the container cannot be loaded.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from cqrskit._inspect import check, find_buses, load_container, print_routes
+from cqrskit._inspect import check, container_messages, find_buses, load_container, print_routes
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -27,7 +31,8 @@ def _parser() -> argparse.ArgumentParser:
         nargs="*",
         default=[],
         metavar="MODULE",
-        help="modules whose Command and Query subclasses must all be routed",
+        help="more modules whose Command and Query subclasses must all be routed (the container's own "
+        "module and the modules of the messages it imports are always checked)",
     )
     return parser
 
@@ -47,8 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if arguments.command == "routes":
         print_routes(reports, sys.stdout)
-        return 0
-    problems = check(reports, arguments.modules)
+        return 1 if any(report.error is not None for report in reports) else 0
+    module_name = arguments.container.partition(":")[0]
+    problems = check(reports, arguments.modules, container_messages(module_name))
     for problem in problems:
         print(f"problem: {problem}")
     if problems:

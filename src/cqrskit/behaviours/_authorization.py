@@ -92,6 +92,11 @@ class Authorization:
         self._default_check: _Check = self._default.check
         self._logger = logger if logger is not None else library_logger("cqrskit")
 
+    @property
+    def configured_types(self) -> frozenset[type]:
+        """The message types with a setting of their own here (the route inspector checks they are routed)."""
+        return frozenset(self._rules)
+
     def rule_for(self, message_type: type) -> AuthorizationRule:
         """Return the rule for `message_type`: its own, or the default."""
         return self._rules.get(message_type, self._default)

@@ -171,6 +171,11 @@ class Retry:
         self._random = random
         self._logger = logger if logger is not None else library_logger("cqrskit")
 
+    @property
+    def configured_types(self) -> frozenset[type]:
+        """The message types with a setting of their own here (the route inspector checks they are routed)."""
+        return frozenset(self._policies)
+
     def policy_for(self, message_type: type) -> RetryPolicy:
         """Return the policy that applies to `message_type`: its own, or the default."""
         return self._policies.get(message_type, self._default)

@@ -101,6 +101,11 @@ class QueryCache:
         )
 
     @property
+    def configured_types(self) -> frozenset[type]:
+        """The message types with a setting of their own here (the route inspector checks they are routed)."""
+        return frozenset(self._plans)
+
+    @property
     def backend(self) -> object:
         """The `CacheBackend` this behaviour reads and writes."""
         return self._backend
