@@ -145,6 +145,7 @@ class TestWheel:
             "cqrskit.caching",
             "cqrskit.events",
             "cqrskit.fastapi",
+            "cqrskit.routing",
             "cqrskit.scope",
             "cqrskit.sqlalchemy",
             "cqrskit.testing",

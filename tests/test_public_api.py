@@ -17,6 +17,7 @@ import cqrskit.caching
 import cqrskit.events
 import cqrskit.events.conformance
 import cqrskit.fastapi
+import cqrskit.routing
 import cqrskit.scope
 import cqrskit.sqlalchemy
 import cqrskit.testing
@@ -43,6 +44,7 @@ PUBLIC_MODULES = [
     cqrskit.events,
     cqrskit.events.conformance,
     cqrskit.fastapi,
+    cqrskit.routing,
     cqrskit.scope,
     cqrskit.sqlalchemy,
     cqrskit.testing,

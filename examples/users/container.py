@@ -32,6 +32,7 @@ from cqrskit.events import (
     OutboxRelay,
     RabbitMQTransport,
 )
+from cqrskit.routing import Route, Routes
 from cqrskit.sqlalchemy import Database, Transaction
 from examples.users import handlers, projection
 from examples.users.events import EVENT_TYPES, UserCreated, UserDeleted, UserUpdated
@@ -49,19 +50,6 @@ from examples.users.passwords import PasswordHasher
 from examples.users.repositories import UserReadRepository, UserRepository, UserStatsRepository
 from examples.users.settings import Settings
 
-# Who may do what: every message has a rule; admins pass every rule (allow_admin_override).
-# A user may read and update their own record (the principal's id is the user's id).
-COMMAND_RULES = {
-    CreateUser: RequirePermissions("user:create"),
-    BatchCreateUsers: RequirePermissions("user:create"),
-    UpdateUser: RequirePermissions("user:update", resource_field="user_id", allow_owner=True),
-    DeleteUser: RequirePermissions("user:delete"),
-}
-QUERY_RULES = {
-    GetUser: RequirePermissions("user:read", resource_field="user_id", allow_owner=True),
-    FindUsers: RequirePermissions("user:list"),
-    GetUserStats: RequirePermissions("user:stats"),
-}
 # The stats bus takes one internal command, from the projection acting as itself (projection.PROJECTION).
 STATS_RULES = {
     ApplyUserStatsChange: RequirePermissions("user_stats:write", allow_admin_override=False),
@@ -76,14 +64,9 @@ def _every_user(query: object) -> Iterable[tuple[str, object]]:
     return [(handlers.USER, "*")]
 
 
-# What is cached, for how long, and which commands' affected entities drop it.
-CACHE_POLICIES = {
-    GetUser: CachePolicy(ttl=300, tags=_this_user),
-    FindUsers: CachePolicy(ttl=60, tags=_every_user),
-    # Not tagged with users: the stats change when the projection has run, which the commands cannot
-    # know; the projection's own command invalidates this tag once the read model has moved.
-    GetUserStats: CachePolicy(ttl=60, tags=projection.stats_tags),
-}
+# Not tagged with users: the stats change when the projection has run, which the commands cannot know;
+# the projection's own command invalidates this tag once the read model has moved.
+STATS_POLICY = CachePolicy(ttl=60, tags=projection.stats_tags)
 
 
 class Container(containers.DeclarativeContainer):
@@ -104,7 +87,8 @@ class Container(containers.DeclarativeContainer):
     user_reads = providers.Factory(UserReadRepository, database=database)
     user_stats = providers.Factory(UserStatsRepository, database=database)
 
-    # The read model's side: the projection sends ApplyUserStatsChange here. CacheInvalidation sits
+    # The read model's side (wired with a plain rules table, STATS_RULES, rather than Routes: both
+    # work): the projection sends ApplyUserStatsChange here. CacheInvalidation sits
     # outside Transaction, so it drops GetUserStats's entries after the outermost commit: this bus's
     # own transaction (embedded), or the worker consumer's (scaled out), which this one joins.
     stats_bus = providers.Singleton(
@@ -174,47 +158,82 @@ class Container(containers.DeclarativeContainer):
         schema=settings.provided.events_schema,
     )
 
+    # One declaration per message: its handler, who may send it, how it is cached. Admins pass every
+    # rule (allow_admin_override); a user may read and update their own record (the principal's id is
+    # the user's id). The buses and the behaviours' tables below are derived from these.
+    commands = Routes(
+        Route(
+            CreateUser,
+            handler=providers.Factory(handlers.CreateUserHandler, users=users, hasher=hasher, events=events),
+            rule=RequirePermissions("user:create"),
+        ),
+        Route(
+            UpdateUser,
+            handler=providers.Factory(handlers.UpdateUserHandler, users=users, events=events),
+            rule=RequirePermissions("user:update", resource_field="user_id", allow_owner=True),
+        ),
+        Route(
+            DeleteUser,
+            handler=providers.Factory(handlers.DeleteUserHandler, users=users, events=events),
+            rule=RequirePermissions("user:delete"),
+        ),
+        Route(
+            BatchCreateUsers,
+            handler=providers.Factory(
+                handlers.BatchCreateUsersHandler, users=users, hasher=hasher, events=events
+            ),
+            rule=RequirePermissions("user:create"),
+        ),
+    )
+    queries = Routes(
+        Route(
+            GetUser,
+            handler=providers.Factory(handlers.GetUserHandler, users=user_reads),
+            rule=RequirePermissions("user:read", resource_field="user_id", allow_owner=True),
+            cache=CachePolicy(ttl=300, tags=_this_user),
+        ),
+        Route(
+            FindUsers,
+            handler=providers.Factory(handlers.FindUsersHandler, users=user_reads),
+            rule=RequirePermissions("user:list"),
+            cache=CachePolicy(ttl=60, tags=_every_user),
+        ),
+        Route(
+            GetUserStats,
+            handler=providers.Factory(handlers.GetUserStatsHandler, users=user_reads),
+            rule=RequirePermissions("user:stats"),
+            cache=STATS_POLICY,
+        ),
+    )
+
     command_bus = providers.Singleton(
         CommandBus,
-        handlers=providers.Dict(
-            {
-                CreateUser: providers.Factory(
-                    handlers.CreateUserHandler, users=users, hasher=hasher, events=events
-                ),
-                UpdateUser: providers.Factory(handlers.UpdateUserHandler, users=users, events=events),
-                DeleteUser: providers.Factory(handlers.DeleteUserHandler, users=users, events=events),
-                BatchCreateUsers: providers.Factory(
-                    handlers.BatchCreateUsersHandler, users=users, hasher=hasher, events=events
-                ),
-            }
-        ),
+        handlers=providers.Dict(commands.handlers()),
         behaviours=providers.List(
             providers.Singleton(Logging),
             providers.Singleton(Audit, sink=audit_sink),
-            providers.Singleton(Timeout, default=settings.provided.command_timeout),
-            providers.Singleton(Authorization, rules=COMMAND_RULES),
+            providers.Singleton(
+                Timeout, default=settings.provided.command_timeout, per_message=commands.timeouts()
+            ),
+            providers.Singleton(Authorization, rules=commands.rules()),
             providers.Singleton(Validation),
             providers.Singleton(CacheInvalidation, cache=cache),
-            providers.Singleton(Retry),
-            providers.Singleton(Transaction, database=database),
+            providers.Singleton(Retry, per_message=commands.retry_policies()),
+            providers.Singleton(Transaction, database=database, isolation=commands.isolation()),
             events,
         ),
     )
 
     query_bus = providers.Singleton(
         QueryBus,
-        handlers=providers.Dict(
-            {
-                GetUser: providers.Factory(handlers.GetUserHandler, users=user_reads),
-                FindUsers: providers.Factory(handlers.FindUsersHandler, users=user_reads),
-                GetUserStats: providers.Factory(handlers.GetUserStatsHandler, users=user_reads),
-            }
-        ),
+        handlers=providers.Dict(queries.handlers()),
         behaviours=providers.List(
             providers.Singleton(Logging),
-            providers.Singleton(Timeout, default=settings.provided.query_timeout),
-            providers.Singleton(Authorization, rules=QUERY_RULES),
+            providers.Singleton(
+                Timeout, default=settings.provided.query_timeout, per_message=queries.timeouts()
+            ),
+            providers.Singleton(Authorization, rules=queries.rules()),
             providers.Singleton(Validation),
-            providers.Singleton(QueryCache, cache=cache, policies=CACHE_POLICIES),
+            providers.Singleton(QueryCache, cache=cache, policies=queries.cache_policies()),
         ),
     )
