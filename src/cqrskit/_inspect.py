@@ -231,7 +231,9 @@ def container_messages(module_name: str) -> list[type]:
     come from: a new command written next to the others in ``messages.py`` is found even when nobody
     imported it into the container's module, which is the usual way to forget its route.
     """
-    module = sys.modules.get(module_name) or importlib.import_module(module_name)
+    module = sys.modules.get(module_name)  # imported by `load_container`
+    if module is None:
+        return []
     seen = [value for value in vars(module).values() if _is_message_class(value)]
     sources = {value.__module__ for value in seen} - {module_name}
     found = {*seen, *message_classes(sorted(sources))}
