@@ -11,6 +11,12 @@ How a page's code runs:
   a shell session shown as Python, a snippet needing a server). Use it sparingly.
 - ``<!-- setup`` ... ``-->`` holds Python that runs at that point but is not shown, for the definitions
   a page's visible code assumes (the ``PlaceOrder`` a behaviour page wires, say).
+- ``<!-- file: NAME -->`` on the line before a block appends the block to the file NAME of a project
+  the page builds (the tutorial grows ``tasks.py``); such a block is not run in the page's namespace.
+  ``<!-- run: COMMAND -->`` before a block runs COMMAND in that project, with every file as the page
+  has written it so far, and the block is what the command prints last (``...`` in a line stands
+  for any text: a time, a timestamp). `TestProjectFiles` runs them with this interpreter and the source tree;
+  tests/test_packaging.py runs the tutorial's again in a fresh venv with the wheel installed.
 """
 
 from __future__ import annotations
@@ -18,7 +24,9 @@ from __future__ import annotations
 import ast
 import asyncio
 import inspect
+import os
 import re
+import subprocess
 import sys
 import types
 from collections.abc import Iterator
@@ -33,6 +41,7 @@ PRELUDE = DOCS / "example-domain.md"
 NOT_RUN = "<!-- not-run -->"
 _FENCE = re.compile(r"^(?P<indent> {0,3})(?P<fence>```+|~~~+)\s*(?P<info>[^\n`]*)$")
 _SETUP_OPEN = "<!-- setup"
+_PROJECT_MARK = re.compile(r"^<!-- (?P<kind>file|run): (?P<value>.+?) -->$")
 
 
 @attrs.frozen
@@ -65,7 +74,7 @@ def blocks(text: str) -> Iterator[Block]:
             words = words[1:]
         language = words[0] if words else ""
         previous = _previous_non_blank(lines, index)
-        if language in {"python", "py"} and previous != NOT_RUN:
+        if language in {"python", "py"} and previous != NOT_RUN and not _PROJECT_MARK.match(previous):
             yield Block("\n".join(lines[index + 1 : end]), index + 2)
         index = end + 1
 
@@ -113,6 +122,64 @@ async def run_page(path: Path, text: str, prelude: str = "") -> None:
         del sys.modules[module.__name__]
 
 
+@attrs.frozen
+class ProjectRun:
+    """A command a page runs in the project it builds: the files so far, and what it must print last."""
+
+    files: dict[str, str]
+    command: tuple[str, ...]
+    expected: str
+    line: int
+
+
+def project_runs(text: str) -> list[ProjectRun]:
+    """Return each ``<!-- run: ... -->`` of a page with the project's files as written before it."""
+    lines = text.splitlines()
+    files: dict[str, str] = {}
+    runs: list[ProjectRun] = []
+    for index, line in enumerate(lines):
+        match = _FENCE.match(line)
+        mark = _PROJECT_MARK.match(_previous_non_blank(lines, index)) if match else None
+        if match is None or mark is None:
+            continue
+        fence = match["fence"]
+        end = _closing(lines, index + 1, lambda candidate, fence=fence: candidate.strip() == fence)
+        body = "\n".join(lines[index + 1 : end]) + "\n"
+        if mark["kind"] == "file":
+            name = mark["value"]
+            files[name] = files[name] + "\n\n" + body if name in files else body
+        else:
+            runs.append(ProjectRun(dict(files), tuple(mark["value"].split()), body, index + 2))
+    return runs
+
+
+def output_matches(expected: str, out: str) -> bool:
+    """Tell whether `out` ends with the lines of `expected`, where ``...`` in a line matches any text."""
+    wanted = expected.strip("\n").splitlines()
+    got = out.rstrip("\n").splitlines()[-len(wanted) :] if wanted else []
+    if len(got) != len(wanted):
+        return False
+    patterns = [re.compile(".*".join(re.escape(part) for part in want.split("...")) + "$") for want in wanted]
+    return all(pattern.match(line) for pattern, line in zip(patterns, got, strict=True))
+
+
+def run_project(runs: list[ProjectRun], python: list[str], where: Path, env: dict[str, str]) -> None:
+    """Write each run's files in `where` and run its command there with `python`; compare the output."""
+    for run in runs:
+        for name, content in run.files.items():
+            (where / name).write_text(content, encoding="utf-8")
+        program, *arguments = run.command
+        assert program == "python", f"line {run.line}: only python commands can run: {run.command}"
+        done = subprocess.run(  # noqa: S603 - the interpreter we were given, the page's own command
+            [*python, *arguments], cwd=where, env=env, capture_output=True, text=True, check=False
+        )
+        shown = (
+            f"line {run.line}: {' '.join(run.command)} exited {done.returncode}\n{done.stdout}\n{done.stderr}"
+        )
+        assert done.returncode == 0, shown
+        assert output_matches(run.expected, done.stdout), f"{shown}\nexpected to end with:\n{run.expected}"
+
+
 class TestBlocks:
     """The extractor finds what a page runs and skips what it must not."""
 
@@ -153,6 +220,57 @@ def test_page_runs(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("CQRSKIT_DOCS_TEST", "1")
     prelude = PRELUDE.read_text(encoding="utf-8") if page != PRELUDE else ""
     asyncio.run(run_page(page, page.read_text(encoding="utf-8"), prelude))
+
+
+def _project_pages() -> list[Any]:
+    return [
+        pytest.param(path, id=path.relative_to(DOCS).as_posix())
+        for path in sorted(DOCS.rglob("*.md"))
+        if "_build" not in path.parts and project_runs(path.read_text(encoding="utf-8"))
+    ]
+
+
+class TestProjectFiles:
+    """The files a page builds step by step run as a reader runs them, and print what the page shows."""
+
+    @pytest.mark.parametrize("page", _project_pages())
+    def test_each_run_prints_what_the_page_shows(self, page: Path, tmp_path: Path) -> None:
+        """Each ``<!-- run -->`` command, with the files as written up to it, ends with the page's output."""
+        env = {**os.environ, "PYTHONPATH": str(DOCS.parent / "src")}
+        run_project(project_runs(page.read_text(encoding="utf-8")), [sys.executable], tmp_path, env)
+
+    def test_the_tutorial_builds_a_project(self) -> None:
+        """The tutorial grows tasks.py, adds its tests, and runs the file after each step."""
+        runs = project_runs((DOCS / "tutorial.md").read_text(encoding="utf-8"))
+        assert {"tasks.py", "test_tasks.py", "pyproject.toml"} <= set(runs[-1].files)
+        assert sum(run.command == ("python", "tasks.py") for run in runs) >= 4
+        assert "asyncio.run(main())" in runs[0].files["tasks.py"]
+
+    def test_marks_and_outputs(self) -> None:
+        """File blocks accumulate, run blocks capture them, and ``...`` matches any text."""
+        text = "\n".join(
+            [
+                "<!-- file: a.py -->",
+                "```python",
+                "x = 1",
+                "```",
+                "<!-- run: python a.py -->",
+                "```text",
+                "done in ...",
+                "```",
+                "<!-- file: a.py -->",
+                "```python",
+                "y = 2",
+                "```",
+            ]
+        )
+        (run,) = project_runs(text)
+        assert run.files == {"a.py": "x = 1\n"}
+        assert run.command == ("python", "a.py")
+        assert list(blocks(text)) == []
+        assert output_matches(run.expected, "noise\ndone in 0.1s\n")
+        assert not output_matches(run.expected, "done\n")
+        assert output_matches("... [warning] x ... y=1", "2026-01-01 [warning] x a=2 y=1")
 
 
 _LINK = re.compile(r"(?<!!)\[[^\]]*\]\((?P<target>[^)\s]+)\)")

@@ -78,10 +78,10 @@ class TestRoutes:
 
     def test_unbuildable_bus_is_shown(self, capsys: pytest.CaptureFixture[str]) -> None:
         """A bus that refuses its configuration is printed with the reason."""
-        assert main(["routes", "tests.inspect_containers:WrongOrderContainer"]) == 0
+        assert main(["routes", "tests.inspect_containers:WrongOrderContainer"]) == 1
         out = capsys.readouterr().out
-        assert out.startswith("command_bus: cannot be built:")
-        assert "must sit outside" in out
+        assert out.startswith("command_bus cannot be built: ")
+        assert "list Outer before Inner in command_bus's behaviours" in out
 
     def test_no_bus(self, capsys: pytest.CaptureFixture[str]) -> None:
         """A container without buses is an error (exit 2)."""
@@ -98,47 +98,90 @@ class TestCheck:
     """`check` exits non-zero and names each wiring problem."""
 
     def test_sound_container(self, capsys: pytest.CaptureFixture[str]) -> None:
-        """A sound container passes when the modules hold only routed messages."""
+        """A sound container passes: every message of its module routed, ruled and reporting."""
         container = load_container("tests.inspect_containers:GoodContainer")
         assert check(find_buses(container)) == []
-        assert main(["check", "tests.inspect_containers:GoodContainer"]) == 0
-        assert capsys.readouterr().out == "ok: 2 buses, 3 routes, no wiring problems\n"
+        assert main(["check", "tests.inspect_mistakes:SoundContainer"]) == 0
+        assert capsys.readouterr().out == "ok: 2 buses, 2 routes, no wiring problems\n"
 
-    def test_unrouted_message(self, capsys: pytest.CaptureFixture[str]) -> None:
-        """A Query subclass in the given modules with no route is a problem."""
-        status = main(
-            ["check", "tests.inspect_containers:GoodContainer", "--modules", "tests.inspect_containers"]
-        )
-        assert status == 1
+    def test_unrouted_message_found_without_modules(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """A Query subclass of the container's module with no route is found with no --modules."""
+        assert main(["check", "tests.inspect_containers:GoodContainer"]) == 1
         out = capsys.readouterr().out
-        assert "problem: tests.inspect_containers.ForgottenQuery has no route on any bus\n" in out
+        expected = (
+            "tests.inspect_containers.ForgottenQuery has no route on any bus: add it to a bus's handlers"
+        )
+        assert f"problem: {expected}\n" in out
+        assert out.endswith("1 problem(s) found\n")
+
+    def test_unrouted_message_in_a_given_module(self) -> None:
+        """--modules still adds the classes of other modules."""
+        container = load_container("tests.inspect_containers:GoodContainer")
+        problems = check(find_buses(container), ["tests.inspect_containers"])
+        assert problems == [
+            "tests.inspect_containers.ForgottenQuery has no route on any bus: add it to a bus's handlers"
+        ]
+
+    def test_settings_for_an_unrouted_type(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """A rule and a timeout for a command no bus routes are flagged, and so is the command."""
+        assert main(["check", "tests.inspect_mistakes:UnroutedCommandContainer"]) == 1
+        out = capsys.readouterr().out
+        name = "tests.inspect_mistakes.RenameUser"
+        assert out == (
+            f"problem: query_bus: Timeout has a timeout for {name}, which no bus routes: route it, "
+            "or remove the entry\n"
+            f"problem: query_bus: Authorization has an authorization rule for {name}, which no bus "
+            "routes: route it, or remove the entry\n"
+            f"problem: {name} has no route on any bus: add it to a bus's handlers\n"
+            "3 problem(s) found\n"
+        )
+
+    def test_a_command_that_cannot_report_what_it_changed(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """On a bus with CacheInvalidation, a handler declared to return a plain value is flagged."""
+        assert main(["check", "tests.inspect_mistakes:SilentCommandContainer"]) == 1
+        out = capsys.readouterr().out
+        assert out.startswith(
+            "problem: command_bus: tests.inspect_mistakes.RenameUser's handler RenameSilently.handle "
+            "returns None, not a Result, so it reports no affected entities and CacheInvalidation "
+            "drops nothing after it; return Result.success(value, affected_entities="
+        )
         assert out.endswith("1 problem(s) found\n")
 
     def test_no_authorization(self) -> None:
         """A command bus without Authorization is a problem."""
         problems = check(find_buses(load_container("tests.inspect_containers:NoAuthorizationContainer")))
         assert problems == [
-            "command_bus: a command bus without Authorization lets every caller run every command"
+            (
+                "command_bus: a command bus without Authorization lets every caller run every command; "
+                "add Authorization(rules={...}) to its behaviours"
+            )
         ]
 
     def test_missing_rule(self) -> None:
         """A command without an authorization rule is a problem."""
         problems = check(find_buses(load_container("tests.inspect_containers:MissingRuleContainer")))
         expected = "command_bus: tests.inspect_containers.CancelOrder has no authorization rule "
-        assert problems == [expected + "(it is denied to everyone)"]
+        assert problems == [expected + "(it is denied to everyone); add one to the rules"]
 
     def test_unbuildable_bus(self) -> None:
         """A bus whose behaviours are in an impossible order is reported, not raised."""
         problems = check(find_buses(load_container("tests.inspect_containers:WrongOrderContainer")))
-        assert len(problems) == 1
-        assert problems[0].startswith("command_bus: cannot be built (wiring): ")
+        assert problems == [
+            (
+                "command_bus cannot be built: Outer must sit outside Inner: "
+                "list Outer before Inner in command_bus's behaviours"
+            )
+        ]
 
     def test_retry_inside_transaction(self, capsys: pytest.CaptureFixture[str]) -> None:
         """Retry listed inside Transaction: the ConfigurationError is reported and check exits 1."""
         assert main(["check", "tests.inspect_containers:RetryInsideTransactionContainer"]) == 1
         out = capsys.readouterr().out
-        assert out.startswith("problem: command_bus: cannot be built (wiring): ")
-        assert "Retry" in out
+        assert out == (
+            "problem: command_bus cannot be built: Retry must sit outside Transaction: "
+            "list Retry before Transaction in command_bus's behaviours\n"
+            "1 problem(s) found\n"
+        )
 
     def test_message_classes(self) -> None:
         """Only classes defined in the module count, not those it imports."""

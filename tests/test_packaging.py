@@ -20,6 +20,8 @@ from pathlib import Path
 import attrs
 import pytest
 
+from tests.test_docs import project_runs, run_project
+
 ROOT = Path(__file__).resolve().parent.parent
 # Every extra pyproject.toml declares, so a new one is installed here without editing this file.
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
@@ -110,6 +112,25 @@ class TestWheel:
         assert "ada@example.com" in out
         assert where.split() == [str(tmp_path / "venv"), "True"]
 
+    def test_runs_the_tutorial_as_written(self, artefacts: Artefacts, tmp_path: Path) -> None:
+        """In a fresh venv with the wheel and the extras the tutorial names, each step runs as shown.
+
+        The tutorial's files are written as the page grows them and run with ``python -I`` (no source
+        tree, no PYTHONPATH, no user site), each run's output compared with the page's.
+        """
+        python = _fresh_venv(tmp_path)
+        wheel = f"cqrskit[cache,fastapi] @ {artefacts.wheel.as_uri()}"
+        _run(
+            [str(python), "-m", "pip", "install", "--quiet", wheel, "pytest", "pytest-asyncio"], cwd=tmp_path
+        )
+        project = tmp_path / "tasks"
+        project.mkdir()
+        runs = project_runs((ROOT / "docs" / "tutorial.md").read_text(encoding="utf-8"))
+
+        run_project(runs, [str(python), "-I"], project, _clean_env())
+
+        assert (project / "tasks.py").is_file()
+
     def test_every_public_module_imports_with_the_extras(self, artefacts: Artefacts, tmp_path: Path) -> None:
         """With every extra installed, each public module imports and each name in its __all__ resolves."""
         python = _fresh_venv(tmp_path)
@@ -126,6 +147,7 @@ class TestWheel:
             "cqrskit.fastapi",
             "cqrskit.health",
             "cqrskit.processes",
+            "cqrskit.routing",
             "cqrskit.scope",
             "cqrskit.sqlalchemy",
             "cqrskit.testing",

@@ -19,6 +19,7 @@ import cqrskit.events.conformance
 import cqrskit.fastapi
 import cqrskit.health
 import cqrskit.processes
+import cqrskit.routing
 import cqrskit.scope
 import cqrskit.sqlalchemy
 import cqrskit.testing
@@ -47,6 +48,7 @@ PUBLIC_MODULES = [
     cqrskit.fastapi,
     cqrskit.processes,
     cqrskit.health,
+    cqrskit.routing,
     cqrskit.scope,
     cqrskit.sqlalchemy,
     cqrskit.testing,

@@ -17,7 +17,7 @@ from cqrskit import (
     QueryBus,
     Result,
 )
-from cqrskit.testing import Recorded, RecordingBehaviour, override_handler
+from cqrskit.testing import Recorded, RecordingBehaviour, override_handler, override_providers
 
 
 @attrs.frozen
@@ -212,3 +212,67 @@ class TestOverrideHandler:
             override_handler(PlainObjectContainer(), CreateUser, FakeCreateUser()),
         ):
             pass
+
+
+class Greeter:
+    def __init__(self, greeting: str = "hello") -> None:
+        self.greeting = greeting
+
+
+class GreetHandler:
+    def __init__(self, greeter: Greeter) -> None:
+        self.greeter = greeter
+
+    async def handle(self, command: CreateUser, context: Context) -> str:
+        return f"{self.greeter.greeting} {command.email}"
+
+
+class GreetingContainer(containers.DeclarativeContainer):
+    greeter = providers.Singleton(Greeter)
+    unrelated = providers.Singleton(list)
+    command_bus = providers.Singleton(
+        CommandBus, handlers=providers.Dict({CreateUser: providers.Factory(GreetHandler, greeter=greeter)})
+    )
+
+
+class TestOverrideProviders:
+    """`override_providers` never lets a bus built before it keep the originals."""
+
+    async def test_a_bus_built_before_the_override_is_rebuilt(self) -> None:
+        """The handler was built with the bus; the override still reaches the next bus."""
+        container = GreetingContainer()
+        before = container.command_bus()
+        with override_providers(container, greeter=Greeter("hi")):
+            during = await container.command_bus().execute(CreateUser("ada"))
+        after = await container.command_bus().execute(CreateUser("ada"))
+
+        assert container.command_bus() is not before
+        assert (during.data, after.data) == ("hi ada", "hello ada")
+
+    async def test_a_provider_replacement(self) -> None:
+        """A provider given as the replacement is used as a provider."""
+        container = GreetingContainer()
+        with override_providers(container, greeter=providers.Singleton(Greeter, "hey")):
+            result = await container.command_bus().execute(CreateUser("bob"))
+
+        assert result.data == "hey bob"
+
+    def test_leaves_unrelated_singletons_alone(self) -> None:
+        """Only what is built from an overridden provider is reset."""
+        container = GreetingContainer()
+        unrelated = container.unrelated()
+        with override_providers(container, greeter=Greeter("hi")):
+            assert container.unrelated() is unrelated
+
+    async def test_restores_when_the_block_raises(self) -> None:
+        """The originals come back after an exception too."""
+        container = GreetingContainer()
+        with pytest.raises(RuntimeError), override_providers(container, greeter=Greeter("hi")):
+            raise RuntimeError
+        assert (await container.command_bus().execute(CreateUser("ada"))).data == "hello ada"
+
+    def test_an_unknown_name(self) -> None:
+        """A name the container does not declare is refused, with the names it has."""
+        with pytest.raises(ConfigurationError, match=r"no provider named 'mailer'.*greeter"):
+            with override_providers(GreetingContainer(), mailer=object()):
+                pass

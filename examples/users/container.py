@@ -38,6 +38,7 @@ from cqrskit.events import (
     RabbitMQTransport,
 )
 from cqrskit.health import Readiness, cache_check, database_check
+from cqrskit.routing import Route, Routes
 from cqrskit.sqlalchemy import Database, SqlInvalidationJournal, Transaction
 from examples.users import handlers, projection
 from examples.users.events import EVENT_TYPES, UserCreated, UserDeleted, UserUpdated
@@ -56,21 +57,6 @@ from examples.users.passwords import PasswordHasher
 from examples.users.repositories import UserReadRepository, UserRepository, UserStatsRepository
 from examples.users.settings import Settings
 
-# Who may do what: every message has a rule; admins pass every rule (allow_admin_override).
-# A user may read and update their own record (the principal's id is the user's id).
-COMMAND_RULES = {
-    CreateUser: RequirePermissions("user:create"),
-    BatchCreateUsers: RequirePermissions("user:create"),
-    UpdateUser: RequirePermissions("user:update", resource_field="user_id", allow_owner=True),
-    DeleteUser: RequirePermissions("user:delete"),
-}
-QUERY_RULES = {
-    GetUser: RequirePermissions("user:read", resource_field="user_id", allow_owner=True),
-    FindUsers: RequirePermissions("user:list"),
-    GetUserStats: RequirePermissions("user:stats"),
-    # No demo account holds "user:export": only admins (allow_admin_override) may export.
-    ExportUsers: RequirePermissions("user:export"),
-}
 # The stats bus takes one internal command, from the projection acting as itself (projection.PROJECTION).
 STATS_RULES = {
     ApplyUserStatsChange: RequirePermissions("user_stats:write", allow_admin_override=False),
@@ -85,14 +71,9 @@ def _every_user(query: object) -> Iterable[tuple[str, object]]:
     return [(handlers.USER, "*")]
 
 
-# What is cached, for how long, and which commands' affected entities drop it.
-CACHE_POLICIES = {
-    GetUser: CachePolicy(ttl=300, tags=_this_user),
-    FindUsers: CachePolicy(ttl=60, tags=_every_user),
-    # Not tagged with users: the stats change when the projection has run, which the commands cannot
-    # know; the projection's own command invalidates this tag once the read model has moved.
-    GetUserStats: CachePolicy(ttl=60, tags=projection.stats_tags),
-}
+# Not tagged with users: the stats change when the projection has run, which the commands cannot know;
+# the projection's own command invalidates this tag once the read model has moved.
+STATS_POLICY = CachePolicy(ttl=60, tags=projection.stats_tags)
 
 
 class Container(containers.DeclarativeContainer):
@@ -220,30 +201,75 @@ class Container(containers.DeclarativeContainer):
         observer=event_metrics,
     )
 
+    # One declaration per message: its handler, who may send it, how it is cached. Admins pass every
+    # rule (allow_admin_override); a user may read and update their own record (the principal's id is
+    # the user's id). The buses and the behaviours' tables below are derived from these.
+    commands = Routes(
+        Route(
+            CreateUser,
+            handler=providers.Factory(handlers.CreateUserHandler, users=users, hasher=hasher, events=events),
+            rule=RequirePermissions("user:create"),
+        ),
+        Route(
+            UpdateUser,
+            handler=providers.Factory(handlers.UpdateUserHandler, users=users, events=events),
+            rule=RequirePermissions("user:update", resource_field="user_id", allow_owner=True),
+        ),
+        Route(
+            DeleteUser,
+            handler=providers.Factory(handlers.DeleteUserHandler, users=users, events=events),
+            rule=RequirePermissions("user:delete"),
+        ),
+        Route(
+            BatchCreateUsers,
+            handler=providers.Factory(
+                handlers.BatchCreateUsersHandler, users=users, hasher=hasher, events=events
+            ),
+            rule=RequirePermissions("user:create"),
+        ),
+    )
+    queries = Routes(
+        Route(
+            GetUser,
+            handler=providers.Factory(handlers.GetUserHandler, users=user_reads),
+            rule=RequirePermissions("user:read", resource_field="user_id", allow_owner=True),
+            cache=CachePolicy(ttl=300, tags=_this_user),
+        ),
+        Route(
+            FindUsers,
+            handler=providers.Factory(handlers.FindUsersHandler, users=user_reads),
+            rule=RequirePermissions("user:list"),
+            cache=CachePolicy(ttl=60, tags=_every_user),
+        ),
+        Route(
+            GetUserStats,
+            handler=providers.Factory(handlers.GetUserStatsHandler, users=user_reads),
+            rule=RequirePermissions("user:stats"),
+            cache=STATS_POLICY,
+        ),
+        # No demo account holds "user:export": only admins (allow_admin_override) may export.
+        Route(
+            ExportUsers,
+            handler=providers.Factory(handlers.ExportUsersHandler, users=user_reads),
+            rule=RequirePermissions("user:export"),
+        ),
+    )
+
     command_bus = providers.Singleton(
         CommandBus,
-        handlers=providers.Dict(
-            {
-                CreateUser: providers.Factory(
-                    handlers.CreateUserHandler, users=users, hasher=hasher, events=events
-                ),
-                UpdateUser: providers.Factory(handlers.UpdateUserHandler, users=users, events=events),
-                DeleteUser: providers.Factory(handlers.DeleteUserHandler, users=users, events=events),
-                BatchCreateUsers: providers.Factory(
-                    handlers.BatchCreateUsersHandler, users=users, hasher=hasher, events=events
-                ),
-            }
-        ),
+        handlers=providers.Dict(commands.handlers()),
         behaviours=providers.List(
             tracing,
             providers.Singleton(Logging),
             metrics,
             providers.Singleton(Audit, sink=audit_sink),
-            providers.Singleton(Timeout, default=settings.provided.command_timeout),
-            providers.Singleton(Authorization, rules=COMMAND_RULES),
+            providers.Singleton(
+                Timeout, default=settings.provided.command_timeout, per_message=commands.timeouts()
+            ),
+            providers.Singleton(Authorization, rules=commands.rules()),
             providers.Singleton(Validation),
-            providers.Singleton(Retry),
-            providers.Singleton(Transaction, database=database),
+            providers.Singleton(Retry, per_message=commands.retry_policies()),
+            providers.Singleton(Transaction, database=database, isolation=commands.isolation()),
             invalidation,
             events,
         ),
@@ -251,14 +277,7 @@ class Container(containers.DeclarativeContainer):
 
     query_bus = providers.Singleton(
         QueryBus,
-        handlers=providers.Dict(
-            {
-                GetUser: providers.Factory(handlers.GetUserHandler, users=user_reads),
-                FindUsers: providers.Factory(handlers.FindUsersHandler, users=user_reads),
-                ExportUsers: providers.Factory(handlers.ExportUsersHandler, users=user_reads),
-                GetUserStats: providers.Factory(handlers.GetUserStatsHandler, users=user_reads),
-            }
-        ),
+        handlers=providers.Dict(queries.handlers()),
         behaviours=providers.List(
             tracing,
             providers.Singleton(Logging),
@@ -267,11 +286,11 @@ class Container(containers.DeclarativeContainer):
             providers.Singleton(
                 Timeout,
                 default=settings.provided.query_timeout,
-                per_message=providers.Dict({ExportUsers: None}),
+                per_message=providers.Dict({**queries.timeouts(), ExportUsers: None}),
                 per_item=providers.Dict({ExportUsers: settings.provided.query_timeout}),
             ),
-            providers.Singleton(Authorization, rules=QUERY_RULES),
+            providers.Singleton(Authorization, rules=queries.rules()),
             providers.Singleton(Validation),
-            providers.Singleton(QueryCache, cache=cache, policies=CACHE_POLICIES),
+            providers.Singleton(QueryCache, cache=cache, policies=queries.cache_policies()),
         ),
     )

@@ -5,7 +5,10 @@
   Process managers follow: what starts each, what it reacts to, its deadlines and the commands it
   may send.
 - ``python -m cqrskit check package.module:Container [--modules package.commands ...]`` prints every
-  wiring problem and exits with status 1 when there is one.
+  wiring problem and exits with status 1 when there is one. It finds the message classes to check by
+  itself (those the container's module defines or imports, and their modules' others); ``--modules``
+  adds more. Both exit with status 1 when a bus cannot be built, and 2 when the container cannot be
+  loaded.
 - ``python -m cqrskit relay|consume|worker package.module:Container`` runs the container's
   `OutboxRelay` (provider ``relay``), its `Consumer` (provider ``consumer``), or both, until SIGTERM
   or SIGINT (docs/operations.md).
@@ -20,9 +23,23 @@ import asyncio
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cqrskit._inspect import check, find_buses, find_processes, load_container, print_processes, print_routes
-from cqrskit._operate import Cleanup, ProcessOptions, configure_logging, dead_letters_command, serve
+if TYPE_CHECKING:
+    from cqrskit._operate import ProcessOptions
+
+# _OPERATE: the process commands (relay, consume, worker, dead-letters) need SQLAlchemy and the
+# events package; they are imported when one of them runs, so `check` and `routes` work with the core
+# alone (the tutorial's own project has no SQLAlchemy).
+from cqrskit._inspect import (
+    check,
+    container_messages,
+    find_buses,
+    find_processes,
+    load_container,
+    print_processes,
+    print_routes,
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,7 +54,8 @@ def _parser() -> argparse.ArgumentParser:
         nargs="*",
         default=[],
         metavar="MODULE",
-        help="modules whose Command and Query subclasses must all be routed",
+        help="more modules whose Command and Query subclasses must all be routed (the container's own "
+        "module and the modules of the messages it imports are always checked)",
     )
     for name, helps in (
         ("relay", "move outbox rows to the broker until stopped"),
@@ -99,6 +117,8 @@ def _process_arguments(parser: argparse.ArgumentParser, command: str) -> None:
 
 
 def _options(arguments: argparse.Namespace) -> ProcessOptions:
+    from cqrskit._operate import Cleanup, ProcessOptions  # noqa: PLC0415 - see _OPERATE
+
     command = arguments.command
     relays = (arguments.relays or ["relay"]) if command in {"relay", "worker"} else []
     consumers = (arguments.consumers or ["consumer"]) if command in {"consume", "worker"} else []
@@ -130,6 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 - one exit 
     arguments = _parser().parse_args(argv)
     sys.path.insert(0, "")  # like python -m: the current directory's packages can be named
     if getattr(arguments, "log_format", "none") != "none":
+        from cqrskit._operate import configure_logging  # noqa: PLC0415 - see _OPERATE
+
         configure_logging(arguments.log_format, arguments.log_level)
     try:
         container = load_container(arguments.container)
@@ -137,8 +159,12 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 - one exit 
         print(f"cannot load {arguments.container}: {exc}", file=sys.stderr)
         return 2
     if arguments.command in {"relay", "consume", "worker"}:
+        from cqrskit._operate import serve  # noqa: PLC0415 - see _OPERATE
+
         return asyncio.run(serve(container, _options(arguments)))
     if arguments.command == "dead-letters":
+        from cqrskit._operate import dead_letters_command  # noqa: PLC0415 - see _OPERATE
+
         return asyncio.run(
             dead_letters_command(
                 container,
@@ -159,8 +185,9 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 - one exit 
     if arguments.command == "routes":
         print_routes(reports, sys.stdout)
         print_processes(find_processes(container), sys.stdout)
-        return 0
-    problems = check(reports, arguments.modules)
+        return 1 if any(report.error is not None for report in reports) else 0
+    module_name = arguments.container.partition(":")[0]
+    problems = check(reports, arguments.modules, container_messages(module_name))
     for problem in problems:
         print(f"problem: {problem}")
     if problems:

@@ -6,10 +6,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-import structlog
-
 from cqrskit._context import Context, dispatch_context
 from cqrskit._errors import ConfigurationError, HandlerNotFoundError
+from cqrskit._logs import library_logger
 from cqrskit._messages import Command, Message, Query, StreamQuery
 from cqrskit._names import qualified_name
 from cqrskit._operation_ids import state as _ids
@@ -48,7 +47,7 @@ class BusCore:
         self._behaviours = behaviour_list
         self._prepared = prepare_behaviours(behaviour_list)
         self._pipelines: dict[object, tuple[Pipeline, Callable[[Any, Context], Awaitable[Any]] | None]] = {}
-        self._logger = logger if logger is not None else structlog.get_logger("cqrskit")
+        self._logger = logger if logger is not None else library_logger("cqrskit")
 
     @property
     def behaviours(self) -> tuple[object, ...]:

@@ -2,13 +2,17 @@
 
 It builds the buses a dependency-injector container declares, prints every route with its handler and
 behaviour chain, and finds wiring problems a bus cannot see on its own: message classes nobody routes,
-a command bus without authorization, a message without an authorization rule.
+a command bus without authorization, a message without an authorization rule, a setting (rule, cache
+policy, timeout, retry policy, isolation level) for a type no bus routes, and a command whose handler
+cannot report what it changed on a bus that invalidates a cache.
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
+import sys
+import typing
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, TextIO
 
@@ -19,10 +23,14 @@ from cqrskit._bus import CommandBus
 from cqrskit._errors import ConfigurationError
 from cqrskit._messages import Command, Message, Query
 from cqrskit._names import qualified_name
+from cqrskit._pipeline import BehaviourOrderError
+from cqrskit._results import Result
 
 __all__ = [
     "BusReport",
+    "build_error",
     "check",
+    "container_messages",
     "find_buses",
     "find_processes",
     "load_container",
@@ -195,7 +203,7 @@ def print_routes(reports: Iterable[BusReport], out: TextIO) -> None:
     """Write every route of every bus: the handler, then the behaviours outermost first."""
     for report in reports:
         if report.error is not None:
-            out.write(f"{report.name}: cannot be built: {report.error}\n\n")
+            out.write(f"{build_error(report)}\n\n")
             continue
         bus = report.bus
         routes: Mapping[type, object] = bus.routes
@@ -218,6 +226,28 @@ def print_routes(reports: Iterable[BusReport], out: TextIO) -> None:
         out.write("\n")
 
 
+def build_error(report: BusReport) -> str:
+    """Say in one sentence why the bus of `report` cannot be built, naming it by its provider."""
+    error = report.error
+    if isinstance(error, BehaviourOrderError):
+        reason = error.sentence(report.name)
+    elif isinstance(error, ConfigurationError):
+        reason = str(error)
+    else:
+        reason = f"{type(error).__name__}: {error}"
+    return f"{report.name} cannot be built: {reason}"
+
+
+def _is_message_class(value: object) -> bool:
+    return (
+        isinstance(value, type)
+        and issubclass(value, (Command, Query))
+        and value not in (Command, Query, Message)
+        and not value.__module__.startswith("cqrskit.")
+        and not getattr(value, "__parameters__", ())  # a generic base of messages, not a message
+    )
+
+
 def message_classes(module_names: Iterable[str]) -> list[type]:
     """Return the Command and Query subclasses defined in the named modules (not merely imported)."""
     found: list[type] = []
@@ -227,24 +257,41 @@ def message_classes(module_names: Iterable[str]) -> list[type]:
         found.extend(
             value
             for value in vars(module).values()
-            if isinstance(value, type)
-            and issubclass(value, (Command, Query))
-            and value not in (Command, Query, Message)
-            and value.__module__ == module.__name__
+            if _is_message_class(value) and value.__module__ == module.__name__
         )
+    return sorted(found, key=_qualified)
+
+
+def container_messages(module_name: str) -> list[type]:
+    """Return the message classes the container's module knows of, for `check` to find unrouted ones.
+
+    Those it defines or imports, and every other Command or Query subclass defined in the modules those
+    come from: a new command written next to the others in ``messages.py`` is found even when nobody
+    imported it into the container's module, which is the usual way to forget its route.
+    """
+    module = sys.modules.get(module_name)  # imported by `load_container`
+    if module is None:
+        return []
+    seen = [value for value in vars(module).values() if _is_message_class(value)]
+    sources = {value.__module__ for value in seen} - {module_name}
+    found = {*seen, *message_classes(sorted(sources))}
     return sorted(found, key=_qualified)
 
 
 def _is_authorization(behaviour: object) -> bool:
     # By name as well as by type: the inspector must not need cqrskit.behaviours (or its extras) to
     # recognise an Authorization, and a subclass named otherwise is still found through its bases.
-    return any(cls.__name__ == "Authorization" for cls in type(behaviour).__mro__)
+    return _named(behaviour, "Authorization")
+
+
+def _named(behaviour: object, name: str) -> bool:
+    return any(cls.__name__ == name for cls in type(behaviour).__mro__)
 
 
 def _missing_rule(authorization: object, message_type: type) -> str | None:
     """Return why `message_type` lacks a rule of its own on `authorization`, or None when it has one."""
-    rules = getattr(authorization, "_rules", getattr(authorization, "rules", None))
-    if not isinstance(rules, Mapping) or message_type in rules:
+    configured = getattr(authorization, "configured_types", None)
+    if configured is None or message_type in configured:
         return None
     rule_for = getattr(authorization, "rule_for", None)
     fallback = rule_for(message_type) if rule_for is not None else None
@@ -255,38 +302,134 @@ def _missing_rule(authorization: object, message_type: type) -> str | None:
     return f"the default rule applies: {text}"
 
 
-def check(reports: Sequence[BusReport], module_names: Iterable[str] = ()) -> list[str]:
+# What each behaviour's per-message table holds, to name it in a problem.
+_SETTINGS = {
+    "Authorization": "an authorization rule",
+    "QueryCache": "a cache policy",
+    "Timeout": "a timeout",
+    "Retry": "a retry policy",
+    "Transaction": "an isolation level",
+}
+
+
+def _setting_name(behaviour: object) -> str:
+    for cls in type(behaviour).__mro__:
+        if cls.__name__ in _SETTINGS:
+            return _SETTINGS[cls.__name__]
+    return "a setting"
+
+
+def _handler_class(route: object) -> type | None:
+    """Return the class whose ``handle`` serves `route` (the object's, or the provider's product)."""
+    value: object = route
+    for _ in range(4):  # a Delegate (``.provider``) wraps a Factory, which names the class
+        provides = getattr(value, "provides", None)
+        if provides is None or isinstance(value, type):
+            break
+        value = provides
+    if isinstance(value, type):
+        return value
+    if inspect.isfunction(value) or inspect.ismethod(value) or value is None:
+        return None  # a factory function: what it returns is not known before it runs
+    return type(value)
+
+
+def _cannot_report(handler: type) -> str | None:
+    """Say why `handler`'s results cannot carry affected entities, or None when they can."""
+    handle = getattr(handler, "handle", None)
+    if handle is None:
+        return None
+    try:
+        returned = typing.get_type_hints(handle).get("return", inspect.Signature.empty)
+    except (NameError, TypeError, AttributeError):
+        text = str(inspect.signature(handle).return_annotation)
+        return None if text.startswith("Result") or ".Result" in text else f"returns {text}"
+    if returned is inspect.Signature.empty:
+        return "has no return annotation"
+    if returned is Result or typing.get_origin(returned) is Result:
+        return None
+    return f"returns {_type_text(returned)}, not a Result"
+
+
+def _type_text(value: object) -> str:
+    if value is type(None):
+        return "None"
+    return value.__qualname__ if isinstance(value, type) else str(value).replace("typing.", "")
+
+
+def check(
+    reports: Sequence[BusReport], module_names: Iterable[str] = (), messages: Iterable[type] = ()
+) -> list[str]:
     """Return one line per wiring problem; an empty list means the container is sound.
 
     Problems: a bus that cannot be built (Retry inside Transaction, a bad mapping), a command bus
     without Authorization, a message on a bus with Authorization but no rule of its own (it would be
-    denied to everyone), and a Command or Query subclass defined in `module_names` that no bus routes.
+    denied to everyone), a rule, cache policy, timeout, retry policy or isolation level for a type no
+    bus routes, a command on a bus with CacheInvalidation whose handler is not declared to return a
+    `Result` (so it cannot report what it changed), and a message class in `messages` or defined in
+    `module_names` that no bus routes.
     """
     problems: list[str] = []
     routed: set[type] = set()
-    for report in reports:
-        if report.error is not None:
-            kind = "wiring" if isinstance(report.error, ConfigurationError) else type(report.error).__name__
-            problems.append(f"{report.name}: cannot be built ({kind}): {report.error}")
-            continue
+    built = [report for report in reports if report.error is None]
+    problems.extend(build_error(report) for report in reports if report.error is not None)
+    for report in built:
+        routed.update(report.bus.routes)
+    for report in built:
         bus = report.bus
         routes: Mapping[type, object] = bus.routes
-        routed.update(routes)
-        authorizations = [b for b in getattr(bus, "behaviours", ()) if _is_authorization(b)]
+        behaviours = tuple(getattr(bus, "behaviours", ()))
+        authorizations = [b for b in behaviours if _is_authorization(b)]
         if isinstance(bus, CommandBus) and not authorizations:
             problems.append(
-                f"{report.name}: a command bus without Authorization lets every caller run every command"
+                f"{report.name}: a command bus without Authorization lets every caller run every "
+                "command; add Authorization(rules={...}) to its behaviours"
             )
         for authorization in authorizations:
             for message_type in sorted(routes, key=_qualified):
                 why = _missing_rule(authorization, message_type)
                 if why is not None:
                     problems.append(
-                        f"{report.name}: {_qualified(message_type)} has no authorization rule ({why})"
+                        f"{report.name}: {_qualified(message_type)} has no authorization rule ({why}); "
+                        "add one to the rules"
                     )
+        if len(built) == len(reports):
+            problems.extend(_unrouted_settings(report.name, behaviours, routed))
+        problems.extend(_silent_commands(report.name, bus, routes))
+    if len(built) < len(reports):
+        # What the broken bus would route is unknown: saying "no route" for its types would mislead.
+        return problems
+    found = {*messages, *message_classes(module_names)}
     problems.extend(
-        f"{_qualified(message_type)} has no route on any bus"
-        for message_type in message_classes(module_names)
+        f"{_qualified(message_type)} has no route on any bus: add it to a bus's handlers"
+        for message_type in sorted(found, key=_qualified)
         if message_type not in routed
     )
     return problems
+
+
+def _unrouted_settings(bus_name: str, behaviours: Sequence[object], routed: set[type]) -> Iterator[str]:
+    for behaviour in behaviours:
+        configured = getattr(behaviour, "configured_types", None)
+        if not configured:
+            continue
+        for message_type in sorted(set(configured) - routed, key=_qualified):
+            yield (
+                f"{bus_name}: {type(behaviour).__name__} has {_setting_name(behaviour)} for "
+                f"{_qualified(message_type)}, which no bus routes: route it, or remove the entry"
+            )
+
+
+def _silent_commands(bus_name: str, bus: Any, routes: Mapping[type, object]) -> Iterator[str]:
+    for message_type in sorted(routes, key=_qualified):
+        if not any(_named(b, "CacheInvalidation") for b in _chain(bus, message_type)):
+            continue
+        handler = _handler_class(routes[message_type])
+        why = None if handler is None else _cannot_report(handler)
+        if why is not None and handler is not None:
+            yield (
+                f"{bus_name}: {_qualified(message_type)}'s handler {handler.__qualname__}.handle {why}, "
+                "so it reports no affected entities and CacheInvalidation drops nothing after it; "
+                "return Result.success(value, affected_entities=[AffectedEntity(kind, id, change)]) "
+                "(Result[None] for a command that changes nothing cached)"
+            )

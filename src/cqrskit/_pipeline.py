@@ -21,6 +21,7 @@ from cqrskit._results import Result, handler_result
 from cqrskit._stages import Stage
 
 __all__ = [
+    "BehaviourOrderError",
     "BoundBehaviours",
     "Pipeline",
     "Prepared",
@@ -121,6 +122,20 @@ def _stage(behaviour: object) -> Stage | None:
     return stage if isinstance(stage, Stage) else None
 
 
+class BehaviourOrderError(ConfigurationError):
+    """Two behaviours listed against the canonical order: `inner` must be listed before `outer`."""
+
+    def __init__(self, inner: str, outer: str, bus: str) -> None:
+        self.inner = inner
+        self.outer = outer
+        super().__init__(self.sentence(bus))
+
+    def sentence(self, bus: str) -> str:
+        """Say what is wrong and the fix, naming the bus as `bus` (its provider's name, say)."""
+        inner, outer = self.inner, self.outer
+        return f"{inner} must sit outside {outer}: list {inner} before {outer} in {bus}'s behaviours"
+
+
 def check_behaviours(behaviours: Sequence[object], bus_name: str) -> None:
     """Refuse behaviours that cannot work: not callable, or listed against the order of `Stage`."""
     for behaviour in behaviours:
@@ -132,11 +147,7 @@ def check_behaviours(behaviours: Sequence[object], bus_name: str) -> None:
             continue
         outer_stage = _stage(outermost)
         if outer_stage is not None and stage < outer_stage:
-            inner, outer = type(behaviour).__name__, type(outermost).__name__
-            raise ConfigurationError(
-                f"{inner} must sit outside {outer}: "
-                f"list {inner} before {outer} in this {bus_name}'s behaviours"
-            )
+            raise BehaviourOrderError(type(behaviour).__name__, type(outermost).__name__, f"this {bus_name}")
         outermost = behaviour
 
 

@@ -24,7 +24,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
-import structlog
+
+from cqrskit._logs import library_logger
 
 if TYPE_CHECKING:
     from cqrskit.caching._port import CacheBackend
@@ -71,7 +72,7 @@ class Readiness:
     def __init__(self, checks: Mapping[str, Check], *, timeout: float = 2.0, logger: Any = None) -> None:
         self._checks = dict(checks)
         self._timeout = timeout
-        self._logger = logger if logger is not None else structlog.get_logger("cqrskit.health")
+        self._logger = logger if logger is not None else library_logger("cqrskit.health")
 
     @property
     def names(self) -> tuple[str, ...]:

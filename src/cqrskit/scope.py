@@ -13,8 +13,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-import structlog
-
+from cqrskit._logs import library_logger
 from cqrskit._names import short_name
 
 __all__ = [
@@ -83,9 +82,7 @@ class TransactionScope:
             try:
                 await work()
             except Exception:  # noqa: BLE001 - the command has committed; its outcome stands
-                (logger or structlog.get_logger("cqrskit")).exception(
-                    "after_commit_failed", work=short_name(work)
-                )
+                (logger or library_logger("cqrskit")).exception("after_commit_failed", work=short_name(work))
 
     @contextmanager
     def entered(self) -> Iterator[TransactionScope]:

@@ -6,6 +6,9 @@
   dict with a clock you control, and a cache that is always down.
 - `override_handler` swaps the handler of one message type in a container for the length of a
   ``with`` block, and rebuilds the buses that had been built with the old one.
+- `override_providers` overrides providers of a container by name and resets every singleton built
+  from them (your buses), so the next bus is built with the overrides: the base of a pytest fixture
+  that gives each test fresh buses.
 """
 
 from __future__ import annotations
@@ -23,7 +26,14 @@ from cqrskit._errors import ConfigurationError, HandlerNotFoundError
 from cqrskit._results import Result
 from cqrskit.caching._fakes import FailingCache, InMemoryCache
 
-__all__ = ["FailingCache", "InMemoryCache", "Recorded", "RecordingBehaviour", "override_handler"]
+__all__ = [
+    "FailingCache",
+    "InMemoryCache",
+    "Recorded",
+    "RecordingBehaviour",
+    "override_handler",
+    "override_providers",
+]
 
 
 @attrs.frozen
@@ -126,6 +136,57 @@ def override_handler(container: containers.Container, message_type: type, handle
     replacement = providers.Object(handler)
     for target in targets:
         target.override(replacement)
+    for singleton in dependents:
+        singleton.reset()
+    try:
+        yield
+    finally:
+        for target in targets:
+            target.reset_last_overriding()
+        for singleton in dependents:
+            singleton.reset()
+
+
+def _singletons_built_from(
+    container: containers.Container, targets: list[providers.Provider[Any]]
+) -> list[providers.BaseSingleton[Any]]:
+    """Every singleton of `container` whose provider tree holds one of `targets` (or is one)."""
+    return [
+        singleton
+        for singleton in container.traverse(types=[providers.BaseSingleton])
+        if any(singleton is target for target in targets)
+        or any(related is target for related in _providers_under(singleton) for target in targets)
+    ]
+
+
+@contextmanager
+def override_providers(container: containers.Container, **replacements: object) -> Iterator[None]:
+    """Override the providers of `container` named by the keywords for the ``with`` block, then restore.
+
+    A value that is not a provider is served as it is (wrapped in ``providers.Object``). Every singleton
+    built from an overridden provider (your buses, and whatever else depends on it) is reset on entry
+    and on exit, so an override is never silently ignored by a bus that was built before it: the next
+    ``container.command_bus()`` is built with the replacements, and after the block with the originals.
+    A name the container does not declare is a `ConfigurationError`. The fixture pattern::
+
+        @pytest.fixture
+        def container() -> Iterator[Container]:
+            container = Container()
+            with override_providers(container, mailer=FakeMailer(), users=providers.Singleton(FakeUsers)):
+                yield container
+    """
+    targets: list[providers.Provider[Any]] = []
+    for name in replacements:
+        provider = container.providers.get(name)
+        if provider is None:
+            known = ", ".join(sorted(container.providers)) or "none"
+            raise ConfigurationError(f"the container has no provider named {name!r} (it has: {known})")
+        targets.append(provider)
+    dependents = _singletons_built_from(container, targets)
+    for target, replacement in zip(targets, replacements.values(), strict=True):
+        target.override(
+            replacement if isinstance(replacement, providers.Provider) else providers.Object(replacement)
+        )
     for singleton in dependents:
         singleton.reset()
     try:

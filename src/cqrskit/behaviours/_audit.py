@@ -8,10 +8,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 import attrs
-import structlog
 
 from cqrskit._context import Context
 from cqrskit._contracts import CallNext
+from cqrskit._logs import library_logger
 from cqrskit._results import AffectedEntity, Result
 from cqrskit._stages import Stage
 from cqrskit._status import OperationStatus
@@ -84,14 +84,15 @@ class AuditRecord:
 class StructlogAuditSink:
     """An `AuditSink` that logs each record as one ``audit`` event at info, its fields as keys.
 
-    `logger` defaults to ``structlog.get_logger("cqrskit.audit")``, so you can route audit lines apart
+    `logger` defaults to structlog's ``"cqrskit.audit"`` logger (quiet below warning until structlog
+    is configured: see docs/behaviours/logging.md), so you can route audit lines apart
     from the rest. Writing is synchronous logging: it does not wait on I/O.
     """
 
     __slots__ = ("_label", "_logger")
 
     def __init__(self, logger: Any = None) -> None:
-        self._logger: Any = structlog.get_logger("cqrskit.audit") if logger is None else logger
+        self._logger: Any = library_logger("cqrskit.audit") if logger is None else logger
         self._label = logger_label(self._logger, "cqrskit.audit" if logger is None else None)
 
     async def write(self, record: AuditRecord) -> None:
@@ -127,7 +128,7 @@ class Audit:
     ) -> None:
         self._sink = sink
         self._message_types = None if message_types is None else tuple(message_types)
-        self._logger: Any = structlog.get_logger("cqrskit") if logger is None else logger
+        self._logger: Any = library_logger("cqrskit") if logger is None else logger
 
     def bind(self, message_type: type) -> Audit | None:
         """Leave the pipeline (None) of a type that is not audited; work out its sensitive fields now."""

@@ -11,11 +11,10 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
-import structlog
-
 from cqrskit._context import Context
 from cqrskit._contracts import CallNext, Step
 from cqrskit._errors import DETAIL, ConfigurationError
+from cqrskit._logs import library_logger
 from cqrskit._results import Result
 from cqrskit._stages import Stage
 from cqrskit._status import OperationStatus
@@ -91,7 +90,12 @@ class Authorization:
         # The rule of each type is resolved here, once: a dispatch is one dict lookup and one call.
         self._checks: dict[type, _Check] = {t: r.check for t, r in checked.items()}
         self._default_check: _Check = self._default.check
-        self._logger = logger if logger is not None else structlog.get_logger("cqrskit")
+        self._logger = logger if logger is not None else library_logger("cqrskit")
+
+    @property
+    def configured_types(self) -> frozenset[type]:
+        """The message types with a setting of their own here (the route inspector checks they are routed)."""
+        return frozenset(self._rules)
 
     def rule_for(self, message_type: type) -> AuthorizationRule:
         """Return the rule for `message_type`: its own, or the default."""

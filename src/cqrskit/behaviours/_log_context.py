@@ -8,6 +8,8 @@ from typing import Any, Final
 import structlog
 from structlog.contextvars import bind_contextvars, reset_contextvars
 
+from cqrskit._logs import LibraryLogger
+
 __all__ = ["KEYS", "DispatchIds", "is_lazy_logger", "logger_label"]
 
 KEYS: Final = ("operation_id", "correlation_id", "causation_id", "message_type", "principal_id")
@@ -20,8 +22,8 @@ def _lazy_proxy_type() -> type:
 
 
 def is_lazy_logger(logger: object) -> bool:
-    """Return True for what ``structlog.get_logger()`` returns: a proxy resolved on each use."""
-    return isinstance(logger, _lazy_proxy_type())
+    """Return True for a proxy resolved on each use: ``structlog.get_logger()``'s, or cqrskit's own."""
+    return isinstance(logger, (_lazy_proxy_type(), LibraryLogger))
 
 
 def logger_label(logger: object, default_name: str | None = None) -> str:

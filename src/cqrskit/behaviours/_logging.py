@@ -12,6 +12,7 @@ import structlog
 
 from cqrskit._context import Context
 from cqrskit._contracts import CallNext, Step
+from cqrskit._logs import library_logger
 from cqrskit._outcome import mark_logged
 from cqrskit._results import Result
 from cqrskit._stages import Stage
@@ -54,7 +55,8 @@ class Logging:
     Its place is `Stage.LOGGING`: outermost but for `Tracing`, so its event covers everything the
     other behaviours decide.
 
-    `logger` defaults to ``structlog.get_logger("cqrskit")``; cqrskit never configures structlog. When
+    `logger` defaults to structlog's ``"cqrskit"`` logger (quiet below warning until structlog
+    is configured: see docs/behaviours/logging.md); cqrskit never configures structlog. When
     your logger filters by level (``structlog.make_filtering_bound_logger(logging.WARNING)``), a
     successful dispatch costs little more than binding the ids. Set `log_fields` to False to leave the
     message's fields out of the event.
@@ -73,14 +75,14 @@ class Logging:
     stage = Stage.LOGGING
 
     def __init__(self, logger: Any = None, *, log_fields: bool = True) -> None:
-        self._logger: Any = structlog.get_logger("cqrskit") if logger is None else logger
+        self._logger: Any = library_logger("cqrskit") if logger is None else logger
         # A lazy proxy is resolved per dispatch, so configuration done after the container was built
         # (and structlog.testing.capture_logs) applies to it.
         self._lazy = is_lazy_logger(self._logger)
         self._label = logger_label(self._logger, "cqrskit" if logger is None else None)
         self._is_enabled_for = None if self._lazy else getattr(self._logger, "is_enabled_for", None)
         self._levels: Any = None
-        self._levels_key: tuple[object, object] | None = None
+        self._levels_key: tuple[object, ...] | None = None
         self._log_fields = log_fields
         self._ids = DispatchIds()
 
@@ -216,7 +218,8 @@ class Logging:
         resolution, so processors configured later (``capture_logs`` too) apply to them.
         """
         config = structlog.get_config()
-        key = (config["wrapper_class"], config["logger_factory"])
+        # Whether structlog is configured decides what cqrskit's own logger resolves to.
+        key = (config["wrapper_class"], config["logger_factory"], structlog.is_configured())
         if key != self._levels_key:
             self._levels = self._logger.bind()
             self._levels_key = key

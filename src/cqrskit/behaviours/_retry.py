@@ -10,11 +10,11 @@ from types import MappingProxyType
 from typing import Any
 
 import attrs
-import structlog
 
 from cqrskit._context import Context
 from cqrskit._contracts import CallNext
 from cqrskit._errors import ConfigurationError
+from cqrskit._logs import library_logger
 from cqrskit._names import qualified_name, short_name
 from cqrskit._results import Result
 from cqrskit._stages import Stage
@@ -169,7 +169,12 @@ class Retry:
         self._classifier: Classifier = is_transient if classifier is None else classifier
         self._sleep = sleep
         self._random = random
-        self._logger = logger if logger is not None else structlog.get_logger("cqrskit")
+        self._logger = logger if logger is not None else library_logger("cqrskit")
+
+    @property
+    def configured_types(self) -> frozenset[type]:
+        """The message types with a setting of their own here (the route inspector checks they are routed)."""
+        return frozenset(self._policies)
 
     def policy_for(self, message_type: type) -> RetryPolicy:
         """Return the policy that applies to `message_type`: its own, or the default."""

@@ -88,6 +88,11 @@ class Timeout:
         self._shared: dict[float, DeadlineQueue] = {}
         self._errors: dict[float, Mapping[str, str]] = {}
 
+    @property
+    def configured_types(self) -> frozenset[type]:
+        """The message types with a setting of their own here (the route inspector checks they are routed)."""
+        return frozenset(self._per_message)
+
     def seconds_for(self, message_type: type) -> float | None:
         """Return the deadline in seconds for `message_type`, or None when it has none."""
         return self._per_message.get(message_type, self._default)

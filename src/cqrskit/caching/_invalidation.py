@@ -9,11 +9,10 @@ import secrets
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import structlog
-
 from cqrskit._context import Context
 from cqrskit._contracts import CallNext
 from cqrskit._errors import ConfigurationError
+from cqrskit._logs import library_logger
 from cqrskit._messages import Command
 from cqrskit._pipeline import require_kind
 from cqrskit._results import Result
@@ -79,7 +78,7 @@ class CacheInvalidation:
         self._journal = journal
         self._retry_interval = retry_interval
         self._tag_ttl = tag_ttl
-        self._logger = logger if logger is not None else structlog.get_logger("cqrskit.cache")
+        self._logger = logger if logger is not None else library_logger("cqrskit.cache")
         self._failures = FailureLog(
             self._logger, "cache_invalidation_failed", level="error", interval=warn_interval
         )

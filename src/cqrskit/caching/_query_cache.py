@@ -8,11 +8,11 @@ from collections.abc import Mapping
 from typing import Any
 
 import cattrs
-import structlog
 
 from cqrskit._context import Context
 from cqrskit._contracts import CallNext
 from cqrskit._errors import ConfigurationError
+from cqrskit._logs import library_logger
 from cqrskit._messages import Query, StreamQuery
 from cqrskit._names import short_name
 from cqrskit._pipeline import require_kind
@@ -99,7 +99,7 @@ class QueryCache:
             plans[query_type] = CachePlan(query_type, policy, self._converter)
         self._plans = plans
         self._tag_ttl = tag_ttl
-        self._logger = logger if logger is not None else structlog.get_logger("cqrskit.cache")
+        self._logger = logger if logger is not None else library_logger("cqrskit.cache")
         self._failures = FailureLog(self._logger, "cache_unavailable", interval=warn_interval)
         self._flights: SingleFlight[Result[Any]] = SingleFlight()
         self._lock = (
@@ -107,6 +107,11 @@ class QueryCache:
             if lock_ttl is None
             else LoadLock(self._backend, ttl=lock_ttl, poll=lock_poll, failures=self._failures)
         )
+
+    @property
+    def configured_types(self) -> frozenset[type]:
+        """The message types with a setting of their own here (the route inspector checks they are routed)."""
+        return frozenset(self._plans)
 
     @property
     def backend(self) -> object:

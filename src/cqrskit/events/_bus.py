@@ -6,11 +6,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
-import structlog
-
 from cqrskit._bus import BusCore
 from cqrskit._context import Context
 from cqrskit._errors import ConfigurationError, HandlerNotFoundError
+from cqrskit._logs import library_logger
 from cqrskit._names import qualified_name
 from cqrskit._results import Result
 from cqrskit.events._event import Event
@@ -74,7 +73,7 @@ class EventBus:
         self._subscribers = subscribers
         self._chains: Mapping[type, tuple[object, ...]] = MappingProxyType(chains)
         self._routes: Mapping[type, Mapping[str, object]] = MappingProxyType(routes)
-        self._logger = logger if logger is not None else structlog.get_logger("cqrskit")
+        self._logger = logger if logger is not None else library_logger("cqrskit")
 
     @staticmethod
     def _named(event_type: type, subscribers: object) -> dict[str, object]:

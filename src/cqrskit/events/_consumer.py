@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 import cattrs
 import sqlalchemy as sa
-import structlog
 
 from cqrskit._context import Context
 from cqrskit._errors import ConfigurationError
+from cqrskit._logs import library_logger
 from cqrskit._messages import Command
 from cqrskit._results import Result
 from cqrskit._status import OperationStatus
@@ -133,7 +133,7 @@ class Consumer:
         self._concurrency = concurrency
         self._batch_size = batch_size
         self._converter = converter
-        self._logger = logger if logger is not None else structlog.get_logger("cqrskit.events")
+        self._logger = logger if logger is not None else library_logger("cqrskit.events")
         self._targets = {name: self._targets_for(name, t) for name, t in self._types.items()}
         self._receiver: asyncio.Task[None] | None = None
         self._workers: set[asyncio.Task[None]] = set()

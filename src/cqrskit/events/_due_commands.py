@@ -22,9 +22,9 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-import structlog
 
 from cqrskit._errors import ConfigurationError
+from cqrskit._logs import library_logger
 from cqrskit._results import Result
 from cqrskit._status import OperationStatus
 from cqrskit.events._envelope import Envelope, open_envelope
@@ -67,7 +67,7 @@ class _DueLoop(abc.ABC):
         self._batch_size = batch_size
         self._poll_interval = poll_interval
         self._error_backoff = error_backoff
-        self._logger = logger if logger is not None else structlog.get_logger("cqrskit.events")
+        self._logger = logger if logger is not None else library_logger("cqrskit.events")
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
         self._started = asyncio.Event()

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 import sqlalchemy as sa
-import structlog
 
+from cqrskit._logs import library_logger
 from cqrskit.events._envelope import Envelope
 from cqrskit.events._observer import NO_OBSERVER, Observer
 from cqrskit.events._tables import UNORDERED, create_event_tables, event_tables, purge_in_batches
@@ -72,7 +72,7 @@ class OutboxRelay:
         self._batch_size = batch_size
         self._poll_interval = poll_interval
         self._error_backoff = error_backoff
-        self._logger = logger if logger is not None else structlog.get_logger("cqrskit.events")
+        self._logger = logger if logger is not None else library_logger("cqrskit.events")
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
         self._started = asyncio.Event()

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
@@ -14,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cqrskit import _operation_ids
 from cqrskit._errors import DETAIL
+from cqrskit._logs import library_logger
 from cqrskit._outcome import INTERNAL_ERROR
 from cqrskit._results import ResultError
 from cqrskit._status import OperationStatus
@@ -30,7 +30,7 @@ from cqrskit.fastapi._responses import (
 
 __all__ = ["CorrelationIdMiddleware", "install"]
 
-_logger = structlog.get_logger("cqrskit.fastapi")
+_logger = library_logger("cqrskit.fastapi")
 
 
 class CorrelationIdMiddleware:

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import attrs
 import cattrs
 import sqlalchemy as sa
-import structlog
 
 from cqrskit._context import Context
 from cqrskit._errors import ConfigurationError, ConflictError
+from cqrskit._logs import library_logger
 from cqrskit._messages import Command
 from cqrskit._names import qualified_name
 from cqrskit.events._envelope import Envelope, envelope_for
@@ -119,7 +119,7 @@ class ProcessManager(Generic[S, C]):
         self._names = scheduler.names
         self._reactions: Mapping[type, Reaction[S, C]] = MappingProxyType(reactions)
         self._deadline_types = tuple(t for t, r in reactions.items() if r.kind is ReactionKind.DEADLINE)
-        self._logger = logger if logger is not None else structlog.get_logger("cqrskit.processes")
+        self._logger = logger if logger is not None else library_logger("cqrskit.processes")
 
     @property
     def name(self) -> str:

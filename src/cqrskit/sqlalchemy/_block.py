@@ -10,10 +10,10 @@ from contextlib import AbstractContextManager
 from contextvars import ContextVar, Token
 from types import TracebackType
 
-import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, AsyncSessionTransaction, async_sessionmaker
 
 from cqrskit._errors import ConfigurationError, ConflictError
+from cqrskit._logs import library_logger
 from cqrskit.behaviours._database_failures import (
     CommitOutcomeUnknownError,
     is_connection_lost,
@@ -27,7 +27,7 @@ __all__ = ["Open", "TransactionBlock", "close_session"]
 
 _CONFLICT = "a record with the same unique key already exists"
 _UNKNOWN = "the connection was lost while COMMIT was in flight: the command may or may not have committed"
-_logger = structlog.get_logger("cqrskit.sqlalchemy")
+_logger = library_logger("cqrskit.sqlalchemy")
 
 
 class Open:

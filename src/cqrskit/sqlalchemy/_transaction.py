@@ -77,6 +77,11 @@ class Transaction:
         require_kind(self, message_type, Command)
         return self
 
+    @property
+    def configured_types(self) -> frozenset[type]:
+        """The message types with a setting of their own here (the route inspector checks they are routed)."""
+        return frozenset(self._levels)
+
     def isolation_for(self, message_type: type) -> str | None:
         """Return the isolation level `message_type` runs at (None: the database default)."""
         return self._levels.get(message_type, self._default)
