@@ -26,7 +26,7 @@ from cqrskit._results import Result
 from cqrskit.fastapi._converter import strict_converter
 from cqrskit.fastapi._errors import PayloadError
 from cqrskit.fastapi._naming import wire_name
-from cqrskit.fastapi._payload import DEFAULT_MAX_BODY_BYTES, parse_json, structure
+from cqrskit.fastapi._payload import DEFAULT_MAX_BODY_BYTES, WHOLE_BODY, parse_json, structure
 from cqrskit.fastapi._requests import read_body
 from cqrskit.fastapi._responses import result_response
 
@@ -138,6 +138,7 @@ class MessageReader(Generic[T]):
             and (not from_body or field.name in self.path_params)
         )
         self._wires = {field.name: wire_name(field, naming) for field in attrs.fields(message_type)}
+        self._from_url = frozenset(field.wire for field in self.url_fields)
         # The body's keys for the fields the client must not send, by their names on the wire.
         self._refused = {
             wire_name(field, naming): _FROM_PATH if field.name in self.path_params else _FROM_SERVER
@@ -157,7 +158,22 @@ class MessageReader(Generic[T]):
             self._read_url(request, data)
         for attribute, fill in self.server_fields.items():
             data[self._wires[attribute]] = await fill(request)
-        return structure(data, self.message_type, converter=self.converter)
+        if self.envelope is None:
+            return structure(data, self.message_type, converter=self.converter)
+        try:
+            return structure(data, self.message_type, converter=self.converter)
+        except PayloadError as error:
+            # Paths name the keys the client sent, so inside an envelope they start with it.
+            raise PayloadError(
+                {self._in_envelope(path): text for path, text in error.errors.items()}
+            ) from None
+
+    def _in_envelope(self, path: str) -> str:
+        if path == WHOLE_BODY:
+            return str(self.envelope)
+        if path in self._from_url:  # a path or query parameter is named as it is, outside the body
+            return path
+        return f"{self.envelope}{path}" if path.startswith("[") else f"{self.envelope}.{path}"
 
     def _unwrap(self, decoded: object) -> dict[str, Any]:
         if self.envelope is not None:
@@ -168,7 +184,7 @@ class MessageReader(Generic[T]):
         else:
             prefix = ""
         if not isinstance(decoded, dict):
-            raise PayloadError({self.envelope or "body": "expected a JSON object"})
+            raise PayloadError({self.envelope or WHOLE_BODY: "expected a JSON object"})
         repeated = {f"{prefix}{key}": text for key, text in self._refused.items() if key in decoded}
         if repeated:
             raise PayloadError(repeated)

@@ -17,6 +17,7 @@ from cattrs.gen import make_dict_unstructure_fn, override
 from starlette.responses import JSONResponse, Response
 
 from cqrskit._errors import DETAIL
+from cqrskit._offset_page import OffsetPage
 from cqrskit._results import Page, Result
 from cqrskit._status import OperationStatus
 from cqrskit.fastapi._naming import wire_name
@@ -97,14 +98,14 @@ _NAMED: dict[Callable[[str], str], cattrs.Converter] = {}
 def to_json(value: object, *, naming: Callable[[str], str] | None = None) -> Any:
     """Return `value` as JSON-ready data: attrs classes become objects, UUIDs and dates strings.
 
-    A `Page` becomes ``{"items": [...], "pagination": {...}}``. With `naming` (for example
+    A `Page` or an `OffsetPage` becomes ``{"items": [...], "pagination": {...}}``. With `naming` (for example
     `camel_case`), each field is written under ``naming(attribute)``; a field's ``wire_name``
     metadata wins over the rule.
     """
     converter = _JSON
     if naming is not None:
         converter = _NAMED.get(naming) or _NAMED.setdefault(naming, _unstructure_converter(naming))
-    if isinstance(value, Page):
+    if isinstance(value, (Page, OffsetPage)):
         return {
             "items": converter.unstructure(value.items),
             "pagination": converter.unstructure(value.pagination),
