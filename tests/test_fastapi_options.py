@@ -203,6 +203,22 @@ def make_app(orders: Orders, problem_format: ProblemFormat | None = None) -> Fas
     async def list_orders(query: Annotated[ListOrders, Depends(listing)]) -> Response:
         return listing.respond(await queries.execute(query, context))
 
+    async def command_bus(request: Request) -> CommandBus:
+        return commands
+
+    async def caller_context(request: Request) -> Context:
+        return Context(correlation_id=request.headers.get("X-User"))
+
+    direct = payload(Comment, bus=command_bus, context=caller_context)
+
+    @app.post("/direct-comments", status_code=201)
+    async def direct_comment(command: Annotated[Comment, Depends(direct)], request: Request) -> Response:
+        return direct.respond(await direct.execute(command, request), status=201)
+
+    @app.post("/unbound-comments")
+    async def unbound_comment(command: Annotated[Comment, Depends(comment)], request: Request) -> Response:
+        return comment.respond(await comment.execute(command, request))
+
     @app.get("/direct-problem")
     async def direct_problem() -> Response:
         return problem_response(Result.failure(OperationStatus.CONFLICT, {"detail": "taken"}))
@@ -453,3 +469,18 @@ class TestComposedValidators:
 
     def test_json_default(self) -> None:
         assert json_default(uuid.UUID(int=1)) == str(uuid.UUID(int=1))
+
+
+class TestExecute:
+    """A reader given bus= and context= dispatches its message itself."""
+
+    async def test_dispatches(self, client: httpx.AsyncClient) -> None:
+        done = await client.post("/direct-comments", json={"body": "hi"}, headers={"X-User": "ada"})
+        assert done.status_code == 201
+        assert done.headers[OPERATION_ID_HEADER]
+
+    async def test_needs_both(self, client: httpx.AsyncClient) -> None:
+        """Without bus= and context=, execute() is a wiring mistake: a 500 with no internal text."""
+        failed = await client.post("/unbound-comments", json={"body": "hi"})
+        assert failed.status_code == 500
+        assert "bus=" not in failed.text

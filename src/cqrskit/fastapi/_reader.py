@@ -20,6 +20,7 @@ import cattrs
 from fastapi import Request
 from starlette.responses import Response
 
+from cqrskit._context import Context
 from cqrskit._errors import ConfigurationError
 from cqrskit._messages import Message
 from cqrskit._results import Result
@@ -112,8 +113,12 @@ class MessageReader(Generic[T]):
         naming: Callable[[str], str] | None = None,
         max_bytes: int = DEFAULT_MAX_BODY_BYTES,
         converter: cattrs.Converter | None = None,
+        bus: Callable[[Request], Awaitable[Any]] | None = None,
+        context: Callable[[Request], Awaitable[Context]] | None = None,
     ) -> None:
         self.message_type: type[T] = message_type
+        self.bus = bus
+        self.context = context
         if not attrs.has(message_type):
             raise ConfigurationError(f"{message_type.__qualname__} is not an attrs class")
         self.from_body = from_body
@@ -205,6 +210,26 @@ class MessageReader(Generic[T]):
             elif field.wire in query:
                 data[field.wire] = field.value(query.getlist(field.wire))
 
+    async def execute(self, message: T, request: Request) -> Result[Any]:
+        """Dispatch `message` on this reader's `bus` with the `context` it builds for `request`.
+
+        The bus and the context come from the two ``async def (request)`` functions given to `payload`
+        or `from_url` (for example ``from_container("query_bus")`` and
+        ``context_dependency(from_request=...)``), called here directly: an endpoint that takes only
+        its message and the request spares FastAPI resolving two more dependencies per request,
+        about a third of what the HTTP layer adds to a cached read::
+
+            @app.get("/users/{user_id}")
+            async def get_user(query: Annotated[GetUser, Depends(read)], request: Request) -> Response:
+                return read.respond(await read.execute(query, request))
+        """
+        if self.bus is None or self.context is None:
+            raise ConfigurationError(
+                f"{self!r} was made without bus= and context=; give both to call execute()"
+            )
+        bus = await self.bus(request)
+        return await bus.execute(message, await self.context(request))  # type: ignore[no-any-return]
+
     def respond(
         self,
         result: Result[Any],
@@ -249,6 +274,8 @@ def payload(
     naming: Callable[[str], str] | None = None,
     max_bytes: int = DEFAULT_MAX_BODY_BYTES,
     converter: cattrs.Converter | None = None,
+    bus: Callable[[Request], Awaitable[Any]] | None = None,
+    context: Callable[[Request], Awaitable[Context]] | None = None,
 ) -> MessageReader[T]:
     """Return a FastAPI dependency that reads the JSON body into a `message_type`.
 
@@ -271,7 +298,10 @@ def payload(
       `respond` writes the same way;
     - `answers` names the query whose result the endpoint answers with, when it is not the command's
       own (see `execute_then_query`), so that the document declares that result;
-    - `naming` (for example `camel_case`) names the fields on the wire, in the body and in `respond`.
+    - `naming` (for example `camel_case`) names the fields on the wire, in the body and in `respond`;
+    - `bus` and `context` (``async def (request)`` functions such as ``from_container("command_bus")``
+      and ``context_dependency(from_request=...)``) let `MessageReader.execute` dispatch the message
+      without FastAPI resolving them as dependencies.
     """
     return MessageReader(
         message_type,
@@ -284,6 +314,8 @@ def payload(
         naming=naming,
         max_bytes=max_bytes,
         converter=converter,
+        bus=bus,
+        context=context,
     )
 
 
@@ -294,6 +326,8 @@ def from_url(
     response_envelope: str | None = None,
     naming: Callable[[str], str] | None = None,
     converter: cattrs.Converter | None = None,
+    bus: Callable[[Request], Awaitable[Any]] | None = None,
+    context: Callable[[Request], Awaitable[Context]] | None = None,
 ) -> MessageReader[T]:
     """Return a FastAPI dependency that builds a `message_type` from the URL: path, then query string.
 
@@ -307,7 +341,8 @@ def from_url(
         @app.get("/users")
         async def find_users(query: Find, bus: Queries, context: RequestContext): ...
 
-    `install` declares every field as a path or query parameter in the OpenAPI document.
+    `install` declares every field as a path or query parameter in the OpenAPI document. `bus` and
+    `context` are as for `payload`.
     """
     return MessageReader(
         message_type,
@@ -316,4 +351,6 @@ def from_url(
         response_envelope=response_envelope,
         naming=naming,
         converter=converter,
+        bus=bus,
+        context=context,
     )
