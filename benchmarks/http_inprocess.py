@@ -28,11 +28,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import json as _json
 import os
 import statistics
 import sys
 import tempfile
 import time
+import types
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -62,6 +64,51 @@ def _new_user() -> dict[str, str]:
     }
 
 
+class _DirectClient:
+    """Calls the ASGI app itself with a hand-made request, so that no client's work is timed.
+
+    With ``--direct`` it stands in for the httpx client: the figures are then the servers' work only,
+    which is what the ratio is about, and the client's share no longer narrows it.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def get(self, path: str, *, headers: dict[str, str]) -> Any:
+        return await self._call("GET", path, headers, b"")
+
+    async def post(self, path: str, *, headers: dict[str, str], json: object) -> Any:
+        body = _json.dumps(json).encode()
+        return await self._call("POST", path, {**headers, "content-type": "application/json"}, body)
+
+    async def _call(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Any:
+        raw = [(name.lower().encode(), value.encode()) for name, value in headers.items()]
+        raw.append((b"content-length", str(len(body)).encode()))
+        scope = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
+            "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
+            "root_path": "", "headers": raw, "client": ("127.0.0.1", 1), "server": ("bench", 80),
+        }  # fmt: skip
+        sent = False
+        answer = types.SimpleNamespace(status_code=0, text="")
+
+        async def receive() -> dict[str, Any]:
+            nonlocal sent
+            if sent:  # the app asks again only to learn of a disconnect, which never comes
+                await asyncio.Event().wait()
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                answer.status_code = message["status"]
+            elif message["type"] == "http.response.body":
+                answer.text += message.get("body", b"").decode()
+
+        await self.app(scope, receive, send)
+        return answer
+
+
 async def _get(client: Any, path: str, count: int) -> tuple[float, float]:
     headers = {"Authorization": "Bearer alice-token"}
     cpu, wall = time.process_time(), time.perf_counter()
@@ -84,7 +131,7 @@ async def _post(client: Any, path: str, count: int) -> tuple[float, float]:
     return cpu / count * 1e6, wall / count * 1e6
 
 
-async def _measure(rounds: int, gets: int, posts: int) -> dict[str, dict[str, float]]:
+async def _measure(rounds: int, gets: int, posts: int, *, direct: bool) -> dict[str, dict[str, float]]:
     # httpx's ASGI transport tries to import sniffio on every request; without it installed, that
     # failed import costs the client more than some of what is measured. Mark it absent once.
     sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
@@ -117,9 +164,12 @@ async def _measure(rounds: int, gets: int, posts: int) -> dict[str, dict[str, fl
         for name, factory in factories.items():
             app = apps[name] = factory()
             await stack.enter_async_context(app.router.lifespan_context(app))
-            clients[name] = await stack.enter_async_context(
-                httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench")
-            )
+            if direct:
+                clients[name] = _DirectClient(app)
+            else:
+                clients[name] = await stack.enter_async_context(
+                    httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench")
+                )
         for run, path, count in endpoints.values():  # warm up: imports, pools, the cache
             for name in factories:
                 await run(clients[name], path, max(count // 10, 10))
@@ -177,11 +227,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds")
     parser.add_argument("--gets", type=int, default=2000, help="cached GETs per app and round")
     parser.add_argument("--posts", type=int, default=150, help="POSTs per app and round")
+    parser.add_argument("--direct", action="store_true", help="call the ASGI apps without httpx")
     arguments = parser.parse_args(sys.argv[1:] if __name__ == "__main__" else [])
-    table = asyncio.run(_measure(arguments.rounds, arguments.gets, arguments.posts))
+    table = asyncio.run(_measure(arguments.rounds, arguments.gets, arguments.posts, direct=arguments.direct))
     parts = table.pop("parts")
     print(
-        f"in process (httpx ASGITransport), one request at a time; median of {arguments.rounds} interleaved "
+        f"in process ({'the ASGI apps called directly' if arguments.direct else 'httpx ASGITransport'}), "
+        f"one request at a time; median of {arguments.rounds} interleaved "
         f"rounds ({arguments.gets} GETs, {arguments.posts} POSTs per app and round); "
         f"load average {os.getloadavg()[0]:.2f}"
     )
