@@ -478,7 +478,7 @@ class TestStructure:
         """A body that is not a JSON object is refused as a whole."""
         with pytest.raises(PayloadError) as caught:
             structure([1, 2], RegisterPet)
-        assert caught.value.errors == {"body": "expected a JSON object"}
+        assert caught.value.errors == {"$": "expected a JSON object"}
 
     def test_own_converter(self) -> None:
         """A converter from strict_converter can be extended and passed in."""
@@ -498,10 +498,10 @@ class TestParseJson:
 
     @pytest.mark.parametrize("raw", [b"{", b"", b"\xff\xfe", b"[" * 50_000])
     def test_malformed(self, raw: bytes) -> None:
-        """Broken, empty, non-UTF-8 and absurdly nested bodies are errors on "body"."""
+        """Broken, empty, non-UTF-8 and absurdly nested bodies are errors on "$" (the whole body)."""
         with pytest.raises(PayloadError) as caught:
             parse_json(raw)
-        assert list(caught.value.errors) == ["body"]
+        assert list(caught.value.errors) == ["$"]
 
 
 # --- over HTTP -------------------------------------------------------------------------------------
@@ -553,11 +553,11 @@ class TestEndpoints:
         assert "secret-value" not in repr(logs)
 
     async def test_malformed_json(self, client: httpx.AsyncClient) -> None:
-        """Malformed JSON and NaN are 422 problems on "body"."""
+        """Malformed JSON and NaN are 422 problems on "$"."""
         for raw in (b'{"name": ', b'{"age": NaN}'):
             response = await client.post("/pets", content=raw, headers={"content-type": "application/json"})
             body = assert_problem(response, 422)
-            assert list(body["errors"]) == ["body"]
+            assert list(body["errors"]) == ["$"]
 
     async def test_body_too_large(self, client: httpx.AsyncClient) -> None:
         """A body over the endpoint's limit is refused with 413 before it is parsed."""
@@ -627,6 +627,8 @@ class TestEndpoints:
             "total_pages": 2,
             "has_next": False,
             "has_previous": True,
+            "offset": 2,
+            "limit": 2,
         }
 
     async def test_handler_crash(self, client: httpx.AsyncClient) -> None:

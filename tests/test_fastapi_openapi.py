@@ -135,7 +135,7 @@ class TestResponses:
         assert set(page["properties"]) == {"items", "pagination"}
         pagination = schema(document, page["properties"]["pagination"])
         assert set(pagination["required"]) == {
-            "page", "page_size", "total_count", "total_pages", "has_next", "has_previous"
+            "page", "page_size", "total_count", "total_pages", "has_next", "has_previous", "offset", "limit"
         }  # fmt: skip
 
     @pytest.mark.parametrize("status", ["401", "403", "404", "409", "422", "500", "503", "504"])

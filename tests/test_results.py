@@ -6,9 +6,13 @@ import pytest
 from cqrskit import (
     AffectedEntity,
     CacheInfo,
+    Context,
+    OffsetPage,
     OperationStatus,
     Page,
     Pagination,
+    Query,
+    QueryBus,
     Result,
     ResultError,
 )
@@ -183,9 +187,48 @@ class TestPagination:
             "total_pages",
             "has_next",
             "has_previous",
+            "offset",
+            "limit",
         }
+        assert (pagination.offset, pagination.limit) == (0, 10)  # derived from page and page_size
+        assert Pagination(3, 10, 50, 5, True, True).offset == 20
         with pytest.raises(attrs.exceptions.FrozenInstanceError):
             pagination.page = 2  # type: ignore[misc]
+
+
+class TestOffsetPage:
+    def test_pagination(self) -> None:
+        """An OffsetPage's pagination keeps its offset and limit and derives the page around them."""
+        middle = OffsetPage(["c", "d"], total_count=5, offset=2, limit=2)
+        assert middle.items == ("c", "d")
+        assert middle.pagination == Pagination(2, 2, 5, 3, True, True, offset=2, limit=2)
+        first = OffsetPage(["a"], total_count=1, offset=0, limit=10).pagination
+        assert (first.page, first.has_previous, first.has_next, first.total_pages) == (1, False, False, 1)
+        unaligned = OffsetPage(["d", "e"], total_count=5, offset=3, limit=2).pagination
+        assert (unaligned.page, unaligned.offset, unaligned.has_next) == (2, 3, False)
+        empty = OffsetPage([], total_count=0, offset=0, limit=5).pagination
+        assert (empty.total_pages, empty.has_next) == (0, False)
+
+    @pytest.mark.parametrize(("offset", "limit", "total"), [(-1, 5, 0), (0, 0, 0), (0, 5, -1)])
+    def test_refuses_impossible_values(self, offset: int, limit: int, total: int) -> None:
+        """A negative offset or total, or a limit below 1, is refused."""
+        with pytest.raises(ValueError, match=r"offset|limit|total_count"):
+            OffsetPage([], total_count=total, offset=offset, limit=limit)
+
+    async def test_fills_the_result(self) -> None:
+        """Returned by a handler or given to Result.success, it fills Result.pagination like a Page."""
+
+        class Window(Query[OffsetPage[int]]):
+            pass
+
+        class WindowHandler:
+            async def handle(self, query: Window, context: Context) -> OffsetPage[int]:
+                return OffsetPage([3, 4], total_count=10, offset=2, limit=2)
+
+        result = await QueryBus(handlers={Window: WindowHandler()}).execute(Window())
+        assert result.pagination == OffsetPage([3, 4], total_count=10, offset=2, limit=2).pagination
+        assert result.data.items == (3, 4)
+        assert Result.success(OffsetPage([], 0, 0, 1)).pagination is not None
 
 
 class TestCacheInfo:

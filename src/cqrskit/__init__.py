@@ -26,11 +26,13 @@ from cqrskit._errors import (
     DomainError,
     HandlerNotFoundError,
     MissingExtraError,
+    NotAuthenticatedError,
     NotFoundError,
     PermissionDeniedError,
     ValidationFailedError,
 )
 from cqrskit._messages import Command, Message, Query, StreamQuery
+from cqrskit._offset_page import OffsetPage
 from cqrskit._results import AffectedEntity, CacheInfo, Page, Pagination, Result, ResultError
 from cqrskit._routes import merge_routes
 from cqrskit._stages import Stage
@@ -55,7 +57,9 @@ __all__ = [
     "HandlerNotFoundError",
     "Message",
     "MissingExtraError",
+    "NotAuthenticatedError",
     "NotFoundError",
+    "OffsetPage",
     "OperationStatus",
     "Page",
     "Pagination",

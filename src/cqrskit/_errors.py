@@ -21,6 +21,7 @@ __all__ = [
     "DomainError",
     "HandlerNotFoundError",
     "MissingExtraError",
+    "NotAuthenticatedError",
     "NotFoundError",
     "PermissionDeniedError",
     "ValidationFailedError",
@@ -58,6 +59,15 @@ class ConflictError(DomainError):
     """The change clashes with the current state (a duplicate, a stale version): status CONFLICT."""
 
     status = OperationStatus.CONFLICT
+
+
+class NotAuthenticatedError(DomainError, PermissionError):
+    """The caller is not who they claim, or not signed in (a failed login): status UNAUTHENTICATED.
+
+    HTTP answers it with 401; `PermissionDeniedError` is for a caller known but not allowed (403).
+    """
+
+    status = OperationStatus.UNAUTHENTICATED
 
 
 class PermissionDeniedError(DomainError, PermissionError):

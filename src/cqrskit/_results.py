@@ -54,9 +54,21 @@ class AffectedEntity:
     fields: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
 
 
+def _page_offset(pagination: Pagination) -> int:
+    return (pagination.page - 1) * pagination.page_size
+
+
+def _page_limit(pagination: Pagination) -> int:
+    return pagination.page_size
+
+
 @attrs.frozen
 class Pagination:
-    """Where a page sits in its result set; derived from a `Page`."""
+    """Where a page sits in its result set; derived from a `Page` or an `OffsetPage`.
+
+    `offset` (how many items come before this page) and `limit` (the page's size) are derived from
+    `page` and `page_size` unless given.
+    """
 
     page: int
     page_size: int
@@ -64,6 +76,8 @@ class Pagination:
     total_pages: int
     has_next: bool
     has_previous: bool
+    offset: int = attrs.field(default=attrs.Factory(_page_offset, takes_self=True))
+    limit: int = attrs.field(default=attrs.Factory(_page_limit, takes_self=True))
 
 
 @attrs.frozen(init=False)
@@ -118,7 +132,8 @@ class CacheInfo:
 _NO_ERRORS: Mapping[str, str] = MappingProxyType({})
 
 WRAPPED_TYPES: set[type] = set()
-"""`Result`, `Page` and every subclass of them: what the bus does not pass on as plain data.
+"""`Result`, the page types (`Page`, `OffsetPage`) and their subclasses: what the bus does not pass on
+as plain data. Every one of them but `Result` has a ``pagination`` property.
 
 A set, so that the bus tells a handler's plain value from these with one hash lookup of its type
 instead of an `isinstance` check; both classes add their subclasses to it as they are defined.
@@ -154,9 +169,9 @@ class Result(Generic[T_co]):
         pagination: Pagination | None = None,
         cache_info: CacheInfo | None = None,
     ) -> Result[T]:
-        """Return a SUCCESS result carrying `data`; a `Page` fills in `pagination` by itself."""
-        if pagination is None and isinstance(data, Page):
-            pagination = data.pagination
+        """Return a SUCCESS result carrying `data`; a `Page` or `OffsetPage` fills in `pagination`."""
+        if pagination is None and type(data) in WRAPPED_TYPES and not isinstance(data, Result):
+            pagination = data.pagination  # type: ignore[attr-defined]  # every other wrapped type is a page
         return Result(
             OperationStatus.SUCCESS, data, _NO_ERRORS, tuple(affected_entities), pagination, cache_info
         )
@@ -313,15 +328,15 @@ _SUCCESS = OperationStatus.SUCCESS
 def handler_result(value: Any, operation_id: str | None) -> Result[Any]:
     """Return the dispatch's Result for what a handler returned: the one place this is decided.
 
-    A plain value becomes a SUCCESS Result carrying it; a `Page` fills in `pagination` too; a handler's
+    A plain value becomes a SUCCESS Result carrying it; a page fills in `pagination` too; a handler's
     own `Result` is kept, with the dispatch's operation id.
     """
     if type(value) not in WRAPPED_TYPES:  # the common case first: one set lookup
         return Result(_SUCCESS, value, _NO_ERRORS, (), None, None, operation_id)
     if isinstance(value, Result):
         return value if value._operation_id is operation_id else value.evolve(operation_id=operation_id)
-    page: Page[Any] = value
-    return Result(_SUCCESS, page, _NO_ERRORS, (), page.pagination, None, operation_id)
+    pagination: Pagination = value.pagination  # a Page or an OffsetPage
+    return Result(_SUCCESS, value, _NO_ERRORS, (), pagination, None, operation_id)
 
 
 WRAPPED_TYPES.update((Result, Page))

@@ -20,7 +20,12 @@ from openapi_spec_validator import validate
 from tests.users.conftest import ADMIN, CHEAP_SCRYPT_N
 
 ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOT = ROOT / "docs" / "_static" / "swagger-create-user.png"
+DOCS_SCREENSHOT = ROOT / "docs" / "_static" / "swagger-create-user.png"
+UPDATE_SCREENSHOT = "CQRSKIT_UPDATE_SCREENSHOT"
+"""Set this environment variable to 1 to have the Swagger UI test rewrite the docs' screenshot.
+
+Without it the screenshot goes to pytest's temporary directory, so a run leaves the tree clean.
+"""
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
     "--headless",
@@ -231,8 +236,10 @@ def _chromium() -> str:
 class TestSwaggerUi:
     """Swagger UI loads without a CDN and sends CreateUser through "Try it out"."""
 
-    def test_create_user_in_swagger_ui(self, service: str) -> None:
+    def test_create_user_in_swagger_ui(self, service: str, tmp_path: Path) -> None:
         browser_path = _chromium()
+        update_docs = os.environ.get(UPDATE_SCREENSHOT) == "1"
+        screenshot = DOCS_SCREENSHOT if update_docs else tmp_path / DOCS_SCREENSHOT.name
         from playwright.sync_api import sync_playwright
 
         name = f"swag{uuid.uuid4().hex[:6]}"
@@ -261,7 +268,7 @@ class TestSwaggerUi:
                 assert "201" in live.inner_text()
                 box = operation.bounding_box()
                 assert box is not None
-                SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+                screenshot.parent.mkdir(parents=True, exist_ok=True)
                 # The request and the live response; the declared responses below them are left out.
                 clip = {
                     "x": box["x"],
@@ -269,7 +276,7 @@ class TestSwaggerUi:
                     "width": box["width"],
                     "height": min(box["height"], 1150),
                 }
-                page.screenshot(path=str(SCREENSHOT), clip=clip, full_page=True)
+                page.screenshot(path=str(screenshot), clip=clip, full_page=True)
             finally:
                 browser.close()
         created = httpx.get(f"{service}/users", params={"email_contains": name}, headers=ADMIN).json()

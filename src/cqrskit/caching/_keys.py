@@ -23,6 +23,7 @@ from cattrs.preconf.json import make_converter
 from cqrskit._errors import ConfigurationError
 from cqrskit._messages import Message, Query
 from cqrskit._names import qualified_name
+from cqrskit._offset_page import OffsetPage
 from cqrskit._results import Page
 
 if TYPE_CHECKING:
@@ -265,4 +266,4 @@ class CachePlan:
         self.result_tags = policy.result_tags
         self.null_ok = policy.cache_null_results
         origin = getattr(self.result_type, "__origin__", self.result_type)
-        self.page = isinstance(origin, type) and issubclass(origin, Page)
+        self.page = isinstance(origin, type) and issubclass(origin, (Page, OffsetPage))

@@ -25,7 +25,7 @@ from cqrskit.fastapi._converter import strict_converter
 from cqrskit.fastapi._errors import PayloadError, PayloadTooLargeError
 from cqrskit.fastapi._naming import WIRE_NAME_METADATA, camel_case
 from cqrskit.fastapi._openapi import FAILURE_STATUSES
-from cqrskit.fastapi._payload import DEFAULT_MAX_BODY_BYTES, parse_json, structure
+from cqrskit.fastapi._payload import DEFAULT_MAX_BODY_BYTES, WHOLE_BODY, parse_json, structure
 from cqrskit.fastapi._problem_format import PROBLEM_MEDIA_TYPE, PROBLEM_SCHEMA, RFC9457, ProblemFormat
 from cqrskit.fastapi._reader import MessageReader, ServerField, from_url, payload
 from cqrskit.fastapi._requests import (
@@ -60,6 +60,7 @@ __all__ = [
     "RFC9457",
     "SCHEMA_METADATA",
     "SSE_MEDIA_TYPE",
+    "WHOLE_BODY",
     "WIRE_NAME_METADATA",
     "CorrelationIdMiddleware",
     "MessageReader",

@@ -19,6 +19,7 @@ from cqrskit._results import ResultError
 from cqrskit._status import OperationStatus
 from cqrskit.fastapi._errors import PayloadError, PayloadTooLargeError
 from cqrskit.fastapi._openapi import document_messages
+from cqrskit.fastapi._payload import WHOLE_BODY
 from cqrskit.fastapi._problem_format import RFC9457, ProblemFormat
 from cqrskit.fastapi._requests import CORRELATION_ID_HEADER, correlation_id, safe_id
 from cqrskit.fastapi._responses import (
@@ -135,7 +136,7 @@ def _field_path(location: Sequence[object]) -> str:
             path += f"[{part}]"
         else:
             path = f"{path}.{part}" if path else str(part)
-    return path or "body"
+    return path or WHOLE_BODY
 
 
 async def _on_payload_error(request: Request, exc: Exception) -> Response:

@@ -14,8 +14,8 @@ class PayloadError(CqrsKitError, ValueError):
     """A request body could not become a message; `errors` maps each field path to what is wrong.
 
     Field paths name nested fields with dots and list items with indexes (``"address.zip"``,
-    ``"items[2].name"``); ``"body"`` stands for the body as a whole. `cqrskit.fastapi` answers it with
-    a 422 problem.
+    ``"items[2].name"``); ``"$"`` (`WHOLE_BODY`) stands for the body as a whole. `cqrskit.fastapi`
+    answers it with a 422 problem.
     """
 
     def __init__(self, errors: Mapping[str, str]) -> None:

@@ -14,15 +14,19 @@ from cqrskit.fastapi._converter import FieldError, naming_of, strict_converter
 from cqrskit.fastapi._errors import PayloadError, PayloadTooLargeError
 from cqrskit.fastapi._naming import wire_name
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "parse_json", "structure"]
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "WHOLE_BODY", "parse_json", "structure"]
 
 T = TypeVar("T")
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 """The body size `read_body` accepts unless told otherwise: 1 MiB."""
 
-BODY = "body"
-"""The field path that stands for the whole body."""
+WHOLE_BODY = "$"
+"""The field path that stands for the request body as a whole, as JSONPath writes its root.
+
+A body that is not a JSON object, malformed JSON, or a value the message class itself refuses is
+reported under ``"$"``; no field path is ever ``"$"``, so a field called ``body`` keeps its own key.
+"""
 
 _DEFAULT_CONVERTER = strict_converter()
 
@@ -31,12 +35,12 @@ def structure(data: object, message_type: type[T], *, converter: cattrs.Converte
     """Build a `message_type` from decoded JSON `data`, or raise `PayloadError` naming every bad field.
 
     It uses `strict_converter` unless you give your own. A value the message class itself refuses
-    (an attrs validator raising ValueError) is reported under ``"body"``::
+    (an attrs validator raising ValueError) is reported under ``"$"`` (`WHOLE_BODY`)::
 
         command = structure({"email": "a@example.com", "age": 30}, CreateUser)
     """
     if not isinstance(data, Mapping):
-        raise PayloadError({BODY: "expected a JSON object"})
+        raise PayloadError({WHOLE_BODY: "expected a JSON object"})
     used = converter or _DEFAULT_CONVERTER
     try:
         return used.structure(data, message_type)
@@ -48,7 +52,7 @@ def structure(data: object, message_type: type[T], *, converter: cattrs.Converte
         raise PayloadError(dict.fromkeys(sorted(exc.extra_fields), "unknown field")) from None
     except (ValueError, TypeError) as exc:
         # The message's own __init__ refused a value: attrs validators speak to the caller.
-        raise PayloadError({BODY: str(exc) or "invalid value"}) from None
+        raise PayloadError({WHOLE_BODY: str(exc) or "invalid value"}) from None
 
 
 def _join(path: str, name: object) -> str:
@@ -84,9 +88,9 @@ def _collect(
         for key in sorted(exc.extra_fields):
             errors[_join(path, key)] = "unknown field"
     elif isinstance(exc, KeyError):
-        errors[path or BODY] = "field required"  # the note already named the missing field
+        errors[path or WHOLE_BODY] = "field required"  # the note already named the missing field
     else:
-        errors[path or BODY] = _describe(exc)
+        errors[path or WHOLE_BODY] = _describe(exc)
 
 
 def _describe(exc: BaseException) -> str:
@@ -99,23 +103,23 @@ def _describe(exc: BaseException) -> str:
 
 
 def _refuse_constant(name: str) -> float:
-    raise PayloadError({BODY: f"{name} is not valid JSON"})
+    raise PayloadError({WHOLE_BODY: f"{name} is not valid JSON"})
 
 
 def parse_json(raw: bytes, *, max_bytes: int = DEFAULT_MAX_BODY_BYTES) -> Any:
     """Decode a JSON body, refusing NaN and infinities, bodies over `max_bytes`, and malformed JSON.
 
-    Raises `PayloadTooLargeError` or `PayloadError` (field ``"body"``).
+    Raises `PayloadTooLargeError` or `PayloadError` (field ``"$"``, `WHOLE_BODY`).
     """
     if len(raw) > max_bytes:
         raise PayloadTooLargeError(max_bytes)
     if not raw:
-        raise PayloadError({BODY: "a JSON body is required"})
+        raise PayloadError({WHOLE_BODY: "a JSON body is required"})
     try:
         return json.loads(raw, parse_constant=_refuse_constant)
     except UnicodeDecodeError:
-        raise PayloadError({BODY: "the body is not UTF-8 text"}) from None
+        raise PayloadError({WHOLE_BODY: "the body is not UTF-8 text"}) from None
     except json.JSONDecodeError as exc:
-        raise PayloadError({BODY: f"malformed JSON at line {exc.lineno} column {exc.colno}"}) from None
+        raise PayloadError({WHOLE_BODY: f"malformed JSON at line {exc.lineno} column {exc.colno}"}) from None
     except RecursionError:
-        raise PayloadError({BODY: "the JSON is nested too deeply"}) from None
+        raise PayloadError({WHOLE_BODY: "the JSON is nested too deeply"}) from None

