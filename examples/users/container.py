@@ -18,6 +18,7 @@ from cqrskit.behaviours import (
     Logging,
     RequirePermissions,
     Retry,
+    RetryPolicy,
     StructlogAuditSink,
     Timeout,
     Validation,
@@ -48,6 +49,9 @@ from examples.users.messages import (
 from examples.users.passwords import PasswordHasher
 from examples.users.repositories import UserReadRepository, UserRepository, UserStatsRepository
 from examples.users.settings import Settings
+
+READ_RETRY = RetryPolicy(max_attempts=3, delay=0.05, max_delay=0.5)
+"""How the query bus retries a read that lost its connection (the default classifier's transient errors)."""
 
 # Who may do what: every message has a rule; admins pass every rule (allow_admin_override).
 # A user may read and update their own record (the principal's id is the user's id).
@@ -92,7 +96,10 @@ class Container(containers.DeclarativeContainer):
     settings = providers.Singleton(Settings.from_environment)
 
     database = providers.Singleton(
-        Database, url=settings.provided.database_url, engine_options=settings.provided.engine_options.call()
+        Database,
+        url=settings.provided.database_url,
+        engine_options=settings.provided.engine_options.call(),
+        sqlite_busy_timeout=settings.provided.sqlite_busy_timeout,
     )
     cache = providers.Singleton(
         cache_from_url, settings.provided.redis_url, namespace=settings.provided.cache_namespace
@@ -216,5 +223,8 @@ class Container(containers.DeclarativeContainer):
             providers.Singleton(Authorization, rules=QUERY_RULES),
             providers.Singleton(Validation),
             providers.Singleton(QueryCache, cache=cache, policies=CACHE_POLICIES),
+            # Reads are safe to run again: a connection lost under a query (the database restarted,
+            # a pooled connection was killed) is retried on a fresh one before the caller sees a 503.
+            providers.Singleton(Retry, default=READ_RETRY),
         ),
     )

@@ -50,6 +50,7 @@ def running_service(
         env = {  # the demo's defaults, then the USERS_* variables you set, then `environ`
             "USERS_DATABASE_URL": f"sqlite+aiosqlite:///{Path(directory) / 'users.db'}",
             "USERS_SCRYPT_N": "1024",
+            "USERS_DEMO": "1",  # the demo tokens and the users they stand for
             "USERS_LOG_LEVEL": "warning",
             **os.environ,
             **(environ or {}),

@@ -20,6 +20,7 @@ from cqrskit._errors import (
     MissingExtraError,
     NotFoundError,
     PermissionDeniedError,
+    UnavailableError,
     ValidationFailedError,
 )
 from cqrskit._messages import Command, Message, Query
@@ -58,6 +59,7 @@ __all__ = [
     "ResultError",
     "Stage",
     "Step",
+    "UnavailableError",
     "ValidationFailedError",
     "merge_routes",
 ]

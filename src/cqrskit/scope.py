@@ -15,6 +15,7 @@ from typing import Any
 
 import structlog
 
+from cqrskit._loggable import loggable_exception
 from cqrskit._names import short_name
 
 __all__ = [
@@ -82,9 +83,9 @@ class TransactionScope:
         for work in waiting:
             try:
                 await work()
-            except Exception:  # noqa: BLE001 - the command has committed; its outcome stands
-                (logger or structlog.get_logger("cqrskit")).exception(
-                    "after_commit_failed", work=short_name(work)
+            except Exception as exc:  # noqa: BLE001 - the command has committed; its outcome stands
+                (logger or structlog.get_logger("cqrskit")).error(
+                    "after_commit_failed", work=short_name(work), **loggable_exception(exc)
                 )
 
     @contextmanager

@@ -343,7 +343,7 @@ class TestFailures:
     async def test_a_connection_killed_just_before_commit_is_not_retried(
         self, database: Database, server: Server
     ) -> None:
-        """The handler has its backend terminated just before COMMIT: FAILED, one attempt, no retry."""
+        """The handler has its backend terminated just before COMMIT: UNAVAILABLE, one attempt, no retry."""
         attempts: list[int] = []
 
         async def doomed(command: Probe, context: Context) -> None:
@@ -359,7 +359,8 @@ class TestFailures:
 
         bus = probe_bus(database, doomed, Retry(RetryPolicy(max_attempts=3, delay=0)))
         result = await bus.execute(Probe())
-        assert result.status is OperationStatus.FAILED
+        assert result.status is OperationStatus.UNAVAILABLE
+        assert "may or may not have committed" in result.errors["detail"]
         assert attempts == [1]
         assert database.engine.pool.checkedout() == 0
         async with database.read_session() as session:

@@ -16,6 +16,7 @@ import structlog
 
 from cqrskit._context import Context
 from cqrskit._errors import ConfigurationError
+from cqrskit._loggable import loggable_exception
 from cqrskit._messages import Command
 from cqrskit._results import Result
 from cqrskit._status import OperationStatus
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Consumer"]
 
-_RETRYABLE = frozenset({OperationStatus.FAILED, OperationStatus.TIMEOUT})
+_RETRYABLE = frozenset({OperationStatus.FAILED, OperationStatus.TIMEOUT, OperationStatus.UNAVAILABLE})
 
 Runner = Callable[[Any, Context], Awaitable[Result[Any]]]
 
@@ -194,8 +195,10 @@ class Consumer:
             await self._handle_delivery(delivery)
         except asyncio.CancelledError:
             raise
-        except Exception:
-            self._logger.exception("delivery_not_settled", message_id=delivery.envelope.message_id)
+        except Exception as exc:  # noqa: BLE001 - logged, see loggable_exception
+            self._logger.error(  # noqa: TRY400 - the traceback comes from loggable_exception
+                "delivery_not_settled", message_id=delivery.envelope.message_id, **loggable_exception(exc)
+            )
 
     async def _handle_delivery(self, delivery: Delivery) -> None:
         envelope = delivery.envelope
@@ -207,8 +210,8 @@ class Consumer:
             if not envelope.message_id:
                 raise ValueError("a message without an id cannot be deduplicated")  # noqa: TRY301
             message = open_envelope(envelope, self._types[envelope.name], self._converter)
-        except Exception:
-            log.exception("message_unreadable")
+        except Exception as exc:  # noqa: BLE001 - logged, see loggable_exception
+            log.error("message_unreadable", **loggable_exception(exc))  # noqa: TRY400 - the traceback comes from loggable_exception
             await delivery.dead_letter()
             return
         context = envelope.context()
@@ -252,8 +255,8 @@ class Consumer:
         except _RolledBack as rolled_back:
             log.warning("subscriber_failed", subscriber=subscriber, status=str(rolled_back.result.status))
             return rolled_back.result.status
-        except Exception:
-            log.exception("subscriber_raised", subscriber=subscriber)
+        except Exception as exc:  # noqa: BLE001 - logged, see loggable_exception
+            log.error("subscriber_raised", subscriber=subscriber, **loggable_exception(exc))  # noqa: TRY400 - the traceback comes from loggable_exception
             return OperationStatus.FAILED
         return None
 

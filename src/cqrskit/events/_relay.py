@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 import structlog
 
+from cqrskit._loggable import loggable_exception
 from cqrskit.events._envelope import Envelope
 from cqrskit.events._tables import UNORDERED, create_event_tables, event_tables
 
@@ -109,8 +110,8 @@ class OutboxRelay:
                 self._wake.clear()  # a notification from now on starts another pass
                 try:
                     moved = await self.relay_once()
-                except Exception:
-                    self._logger.exception("outbox_relay_failed")
+                except Exception as exc:  # noqa: BLE001 - logged, see loggable_exception
+                    self._logger.error("outbox_relay_failed", **loggable_exception(exc))  # noqa: TRY400 - the traceback comes from loggable_exception
                     await self._sleep(self._error_backoff)
                     continue
                 if moved == 0:
@@ -128,8 +129,8 @@ class OutboxRelay:
             connection = await self._database.engine.connect()
             raw: Any = (await connection.get_raw_connection()).driver_connection  # asyncpg's
             await raw.add_listener(channel, notified)
-        except Exception:
-            self._logger.warning("outbox_listen_failed", exc_info=True)
+        except Exception as exc:  # noqa: BLE001 - logged, see loggable_exception
+            self._logger.warning("outbox_listen_failed", **loggable_exception(exc))
             yield
             return
         try:
