@@ -139,4 +139,5 @@ class Settings:
             seed_demo_users=demo and (env.get("USERS_SEED_DEMO_USERS") or "1") != "0",
             log_json=(env.get("USERS_LOG_JSON") or "0") == "1",
             log_level=env.get("USERS_LOG_LEVEL") or defaults.log_level,
+            command_timeout=float(env.get("USERS_COMMAND_TIMEOUT") or defaults.command_timeout),
         )
