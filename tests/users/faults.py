@@ -20,19 +20,36 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 
-@asynccontextmanager
-async def own_database(server_url: str) -> AsyncIterator[str]:
-    """Create a database with a random name on `server_url`'s server, yield its URL, drop it after."""
+async def create_database(server_url: str) -> str:
+    """Create a database with a random name on `server_url`'s server; return its URL."""
     name = f"cqrskit_fault_{uuid.uuid4().hex[:12]}"
     admin = create_async_engine(server_url, isolation_level="AUTOCOMMIT")
     try:
         async with admin.connect() as connection:
             await connection.execute(text(f'CREATE DATABASE "{name}"'))
-        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
     finally:
-        async with admin.connect() as connection:
-            await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         await admin.dispose()
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+async def drop_database(server_url: str, url: str) -> None:
+    """Drop the database `url` names (one `create_database` made), closing its connections."""
+    admin = create_async_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        async with admin.connect() as connection:
+            await connection.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
+    finally:
+        await admin.dispose()
+
+
+@asynccontextmanager
+async def own_database(server_url: str) -> AsyncIterator[str]:
+    """Create a database with a random name on `server_url`'s server, yield its URL, drop it after."""
+    url = await create_database(server_url)
+    try:
+        yield url
+    finally:
+        await drop_database(server_url, url)
 
 
 async def terminate_backends(server_url: str, database: str) -> int:
