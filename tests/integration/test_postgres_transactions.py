@@ -445,7 +445,7 @@ class TestCommitOutcome:
     async def test_a_connection_killed_during_commit_is_not_retried(
         self, database: Database, server: Server, slow_commit: float, unique_name: str
     ) -> None:
-        """pg_terminate_backend while COMMIT runs: FAILED after one attempt, no after-commit work."""
+        """pg_terminate_backend while COMMIT runs: UNAVAILABLE after one attempt, no after-commit work."""
         after_commit: list[str] = []
         attempts: list[str] = []
 
@@ -470,11 +470,11 @@ class TestCommitOutcome:
             assert pid is not None
             assert await server.scalar("SELECT pg_terminate_backend(:pid)", pid=pid)
             result = await asyncio.wait_for(dispatch, timeout=10)
-        assert result.status is OperationStatus.FAILED
+        assert result.status is OperationStatus.UNAVAILABLE
         assert attempts == ["killed"]
         assert after_commit == []
-        assert [entry["error_type"] for entry in logs if entry["event"] == "dispatch_failed"] == [
-            "CommitOutcomeUnknownError"
+        assert [entry["event"] for entry in logs if entry["log_level"] == "error"] == [
+            "commit_outcome_unknown"
         ]
         assert database.engine.pool.checkedout() == 0
         assert (

@@ -69,6 +69,8 @@ async def _commit_and_close(session: AsyncSession) -> None:
     except BaseException as exc:
         await close_session(session)
         if isinstance(exc, Exception) and is_connection_lost(exc):
+            # The caller gets UNAVAILABLE with the operation id; the log says why, without the text.
+            _logger.error("commit_outcome_unknown", **_summary(exc))
             raise CommitOutcomeUnknownError(_UNKNOWN) from exc
         raise
     await session.close()
