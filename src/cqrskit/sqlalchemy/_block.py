@@ -70,7 +70,7 @@ async def _commit_and_close(session: AsyncSession) -> None:
         await close_session(session)
         if isinstance(exc, Exception) and is_connection_lost(exc):
             # The caller gets UNAVAILABLE with the operation id; the log says why, without the text.
-            _logger.error("commit_outcome_unknown", **_summary(exc))
+            _logger.error("commit_outcome_unknown", **_summary(exc))  # noqa: TRY400 - no traceback: its text can quote row values
             raise CommitOutcomeUnknownError(_UNKNOWN) from exc
         raise
     await session.close()
