@@ -75,14 +75,15 @@ def bench(session: nox.Session) -> None:
 def demo(session: nox.Session) -> None:
     """Start the example user service on a free port, drive a scripted HTTP tour, print it, stop it."""
     session.install("-e", ALL_EXTRAS, *group("examples"))
-    session.run("python", "-m", "examples.users.tour")
+    session.run("python", "-m", "examples.users.tour", env={"USERS_DEMO": "1"})
 
 
 @nox.session(python=PYTHON)
 def serve(session: nox.Session) -> None:
     """Serve the example user service until interrupted (pass --port N, --workers N after --)."""
     session.install("-e", ALL_EXTRAS, *group("examples"))
-    session.run("python", "-m", "examples.users", *session.posargs)
+    # The demo's bearer tokens and seeded users: without USERS_DEMO=1 the service accepts no token.
+    session.run("python", "-m", "examples.users", *session.posargs, env={"USERS_DEMO": "1"})
 
 
 @nox.session(python=PYTHON)

@@ -20,7 +20,7 @@ from cqrskit import (
 
 class TestOperationStatus:
     def test_members(self) -> None:
-        """The statuses are exactly the eight of the design, as lower-case strings."""
+        """The statuses are the eight of the design and UNAVAILABLE (amendments), as lower-case strings."""
         assert [s.name for s in OperationStatus] == [
             "SUCCESS",
             "VALIDATION_ERROR",
@@ -29,6 +29,7 @@ class TestOperationStatus:
             "NOT_FOUND",
             "CONFLICT",
             "TIMEOUT",
+            "UNAVAILABLE",
             "FAILED",
         ]
         assert OperationStatus.NOT_FOUND.value == "not_found"

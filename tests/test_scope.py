@@ -39,7 +39,7 @@ class TestTransactionScope:
         assert ran == ["fine"]
         assert len(logs) == 1
         assert logs[0]["event"] == "after_commit_failed"
-        assert logs[0]["exc_info"] is True
+        assert isinstance(logs[0]["exc_info"], RuntimeError)
         assert "broken" in logs[0]["work"]
 
     async def test_release_passes_work_to_the_parent(self) -> None:

@@ -21,6 +21,7 @@ from cqrskit.behaviours import (
     Metrics,
     RequirePermissions,
     Retry,
+    RetryPolicy,
     StructlogAuditSink,
     Timeout,
     Tracing,
@@ -57,6 +58,9 @@ from examples.users.passwords import PasswordHasher
 from examples.users.repositories import UserReadRepository, UserRepository, UserStatsRepository
 from examples.users.settings import Settings
 
+READ_RETRY = RetryPolicy(max_attempts=3, delay=0.05, max_delay=0.5)
+"""How the query bus retries a read that lost its connection (the default classifier's transient errors)."""
+
 # The stats bus takes one internal command, from the projection acting as itself (projection.PROJECTION).
 STATS_RULES = {
     ApplyUserStatsChange: RequirePermissions("user_stats:write", allow_admin_override=False),
@@ -82,7 +86,10 @@ class Container(containers.DeclarativeContainer):
     settings = providers.Singleton(Settings.from_environment)
 
     database = providers.Singleton(
-        Database, url=settings.provided.database_url, engine_options=settings.provided.engine_options.call()
+        Database,
+        url=settings.provided.database_url,
+        engine_options=settings.provided.engine_options.call(),
+        sqlite_busy_timeout=settings.provided.sqlite_busy_timeout,
     )
     cache = providers.Singleton(
         cache_from_url, settings.provided.redis_url, namespace=settings.provided.cache_namespace
@@ -292,5 +299,8 @@ class Container(containers.DeclarativeContainer):
             providers.Singleton(Authorization, rules=queries.rules()),
             providers.Singleton(Validation),
             providers.Singleton(QueryCache, cache=cache, policies=queries.cache_policies()),
+            # Reads are safe to run again: a connection lost under a query (the database restarted,
+            # a pooled connection was killed) is retried on a fresh one before the caller sees a 503.
+            providers.Singleton(Retry, default=READ_RETRY),
         ),
     )

@@ -12,6 +12,8 @@ import attrs
 from cqrskit import Command, Page, Query, StreamQuery
 
 MAX_BATCH = 100
+MAX_PAGE = 100_000  # deeper than anyone pages by hand; keeps the row offset far inside 64 bits
+MAX_PAGE_SIZE = 100
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _USERNAME = re.compile(r"[A-Za-z0-9_.-]{3,50}")
 
@@ -172,18 +174,23 @@ class FindUsers(Query[Page[UserDto]]):
     email_contains: str | None = attrs.field(default=None, metadata={"json_schema": {"maxLength": 254}})
     role: UserRole | None = None
     is_active: bool | None = None
-    page: int = attrs.field(default=1, metadata={"json_schema": {"minimum": 1}})
-    page_size: int = attrs.field(default=20, metadata={"json_schema": {"minimum": 1, "maximum": 100}})
+    page: int = attrs.field(default=1, metadata={"json_schema": {"minimum": 1, "maximum": MAX_PAGE}})
+    page_size: int = attrs.field(
+        default=20, metadata={"json_schema": {"minimum": 1, "maximum": MAX_PAGE_SIZE}}
+    )
 
     def validate(self) -> dict[str, str]:
-        """Check the page, the page size and the search text."""
+        """Check the page, the page size and the search text (which must hold no NUL)."""
         errors: dict[str, str] = {}
-        if self.page < 1:
-            errors["page"] = "must be at least 1"
-        if not 1 <= self.page_size <= 100:
-            errors["page_size"] = "must be between 1 and 100"
-        if self.email_contains is not None and len(self.email_contains) > 254:
-            errors["email_contains"] = "must be at most 254 characters"
+        if not 1 <= self.page <= MAX_PAGE:
+            errors["page"] = f"must be between 1 and {MAX_PAGE}"
+        if not 1 <= self.page_size <= MAX_PAGE_SIZE:
+            errors["page_size"] = f"must be between 1 and {MAX_PAGE_SIZE}"
+        if self.email_contains is not None:
+            if len(self.email_contains) > 254:
+                errors["email_contains"] = "must be at most 254 characters"
+            elif "\x00" in self.email_contains:
+                errors["email_contains"] = "must not contain NUL"
         return errors
 
 

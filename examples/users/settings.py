@@ -50,6 +50,10 @@ class Settings:
     (``python -m examples.users.worker``) relays and consumes them: ``amqp://...`` for RabbitMQ,
     ``nats://...`` for NATS JetStream. ``USERS_BROKER_NAME`` names the RabbitMQ exchange or the
     JetStream stream (and, with ``.user-stats`` appended, the worker's queue).
+
+    The demo's bearer tokens (``admin-token``, ``alice-token``, ``bob-token``) and the users they stand
+    for exist only with ``USERS_DEMO=1`` (``nox -s demo`` and ``nox -s serve`` set it; `demo` here).
+    Without it the service knows no token but those given in `tokens`, and refuses every other one.
     """
 
     def __attrs_post_init__(self) -> None:
@@ -114,20 +118,25 @@ class Settings:
     broker_name: str = "users"
     cache_namespace: str = "users"
     scrypt_cost: ScryptCost = attrs.field(factory=ScryptCost)
-    tokens: Mapping[str, DemoAccount] = DEMO_TOKENS
-    seed_demo_users: bool = True
+    demo: bool = False
+    tokens: Mapping[str, DemoAccount] = attrs.field(
+        default=attrs.Factory(lambda self: DEMO_TOKENS if self.demo else {}, takes_self=True)
+    )
+    seed_demo_users: bool = attrs.field(default=attrs.Factory(lambda self: self.demo, takes_self=True))
     configure_logging: bool = True
     log_json: bool = False
     log_level: str = "info"
     command_timeout: float = 10.0
     query_timeout: float = 5.0
     max_body_bytes: int = 2 * 1024 * 1024
+    sqlite_busy_timeout: float = 5.0
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read the settings from ``USERS_*`` environment variables, defaults for the rest."""
         env = os.environ if environ is None else environ
         defaults = cls()
+        demo = (env.get("USERS_DEMO") or "0") == "1"
         return cls(
             database_url=env.get("USERS_DATABASE_URL") or defaults.database_url,
             database_schema=env.get("USERS_DATABASE_SCHEMA") or None,
@@ -136,7 +145,9 @@ class Settings:
             broker_name=env.get("USERS_BROKER_NAME") or defaults.broker_name,
             cache_namespace=env.get("USERS_CACHE_NAMESPACE") or defaults.cache_namespace,
             scrypt_cost=ScryptCost(n=int(env.get("USERS_SCRYPT_N") or defaults.scrypt_cost.n)),
-            seed_demo_users=(env.get("USERS_SEED_DEMO_USERS") or "1") != "0",
+            demo=demo,
+            seed_demo_users=demo and (env.get("USERS_SEED_DEMO_USERS") or "1") != "0",
             log_json=(env.get("USERS_LOG_JSON") or "0") == "1",
             log_level=env.get("USERS_LOG_LEVEL") or defaults.log_level,
+            command_timeout=float(env.get("USERS_COMMAND_TIMEOUT") or defaults.command_timeout),
         )

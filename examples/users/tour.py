@@ -42,14 +42,22 @@ def free_port() -> int:
 
 @contextmanager
 def running_service(
-    environ: Mapping[str, str] | None = None, *, workers: int = 1, quiet: bool = True
+    environ: Mapping[str, str] | None = None,
+    *,
+    workers: int = 1,
+    quiet: bool = True,
+    log: Path | None = None,
 ) -> Iterator[str]:
-    """Start the service under uvicorn on a free port, yield its base URL, stop it on exit."""
+    """Start the service under uvicorn on a free port, yield its base URL, stop it on exit.
+
+    With `log`, everything the processes write (their logs) goes to that file.
+    """
     port = free_port()
     with tempfile.TemporaryDirectory() as directory:
         env = {  # the demo's defaults, then the USERS_* variables you set, then `environ`
             "USERS_DATABASE_URL": f"sqlite+aiosqlite:///{Path(directory) / 'users.db'}",
             "USERS_SCRYPT_N": "1024",
+            "USERS_DEMO": "1",  # the demo tokens and the users they stand for
             "USERS_LOG_LEVEL": "warning",
             **os.environ,
             **(environ or {}),
@@ -59,8 +67,10 @@ def running_service(
             sys.executable, "-m", "uvicorn", "examples.users.app:create_app", "--factory",
             "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers), "--no-access-log",
         ]  # fmt: skip
-        output = subprocess.DEVNULL if quiet else None
+        output: Any = subprocess.DEVNULL if quiet else None
         processes: list[subprocess.Popen[bytes]] = []
+        log_file = None if log is None else log.open("ab")
+        output = output if log_file is None else log_file
         try:
             if env.get("USERS_BROKER_URL"):
                 worker = [sys.executable, "-m", "examples.users.worker"]
@@ -73,6 +83,8 @@ def running_service(
         finally:
             for process in reversed(processes):
                 _stop(process)
+            if log_file is not None:
+                log_file.close()
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

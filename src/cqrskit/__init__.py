@@ -29,6 +29,7 @@ from cqrskit._errors import (
     NotAuthenticatedError,
     NotFoundError,
     PermissionDeniedError,
+    UnavailableError,
     ValidationFailedError,
 )
 from cqrskit._messages import Command, Message, Query, StreamQuery
@@ -74,6 +75,7 @@ __all__ = [
     "Stream",
     "StreamHandler",
     "StreamQuery",
+    "UnavailableError",
     "ValidationFailedError",
     "merge_routes",
 ]

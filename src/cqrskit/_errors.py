@@ -24,6 +24,7 @@ __all__ = [
     "NotAuthenticatedError",
     "NotFoundError",
     "PermissionDeniedError",
+    "UnavailableError",
     "ValidationFailedError",
 ]
 
@@ -93,6 +94,18 @@ class ValidationFailedError(DomainError, ValueError):
     def errors(self) -> Mapping[str, str]:
         """Field name to error message."""
         return self._errors
+
+
+class UnavailableError(DomainError):
+    """A dependency the operation needs is down or unreachable: status UNAVAILABLE (HTTP 503).
+
+    `cqrskit.sqlalchemy` raises it, with the driver's error as ``__cause__``, when the database cannot
+    be reached or the connection drops; raise it yourself for another dependency. Its message is shown
+    to the caller, so keep hosts and internals out of it. `Retry` retries it when its cause is
+    transient.
+    """
+
+    status = OperationStatus.UNAVAILABLE
 
 
 class HandlerNotFoundError(CqrsKitError, LookupError):

@@ -26,6 +26,7 @@ import attrs
 import structlog
 from dependency_injector import containers
 
+from cqrskit._loggable import loggable_exception
 from cqrskit.events._consumer import Consumer
 from cqrskit.events._dead_letters import DeadLetter
 from cqrskit.events._idempotency import Idempotency
@@ -238,20 +239,24 @@ async def serve(container: containers.Container, options: ProcessOptions) -> int
             failed = True
             error = task.exception() if not task.cancelled() else None
             log.error(
-                "component_ended", component=tasks[task], error_type=type(error).__name__, exc_info=error
+                "component_ended",
+                component=tasks[task],
+                error_type=type(error).__name__,
+                **(loggable_exception(error) if error is not None else {}),
             )
         if not failed:
             log.info("process_stopping")
     except _Stopped:
         failed = True
         for task, name in tasks.items():
-            if task.done() and not task.cancelled() and task.exception() is not None:
+            error = task.exception() if task.done() and not task.cancelled() else None
+            if error is not None:
                 log.error(  # noqa: TRY400 - the task's exception, not one being handled
-                    "component_not_started", component=name, exc_info=task.exception()
+                    "component_not_started", component=name, **loggable_exception(error)
                 )
-    except Exception:
+    except Exception as exc:  # noqa: BLE001 - logged, see loggable_exception
         failed = True
-        log.exception("process_failed")
+        log.error("process_failed", **loggable_exception(exc))  # noqa: TRY400 - loggable_exception
     finally:
         ready = False
         if options.ready_file is not None:
@@ -365,8 +370,8 @@ async def _sample_backlog(relays: Sequence[OutboxRelay], interval: float, log: A
         for relay in relays:
             try:
                 backlog = await relay.backlog()
-            except Exception:
-                log.warning("outbox_backlog_unmeasured", exc_info=True)
+            except Exception as exc:  # noqa: BLE001 - logged; the process goes on
+                log.warning("outbox_backlog_unmeasured", **loggable_exception(exc))
             else:
                 relay.observer.backlog(backlog.pending, backlog.oldest_age)
         await asyncio.sleep(interval)
@@ -393,8 +398,8 @@ async def _clean_up(
         for what, job in jobs:
             try:
                 removed = await job
-            except Exception:
-                log.warning("cleanup_failed", table=what, exc_info=True)
+            except Exception as exc:  # noqa: BLE001 - logged; the process goes on
+                log.warning("cleanup_failed", table=what, **loggable_exception(exc))
             else:
                 log.info("cleanup_done", table=what, removed=removed)
         await asyncio.sleep(max(0.0, cleanup.interval - (time.monotonic() - started)))
@@ -411,8 +416,8 @@ async def _close(consumers: Sequence[Consumer], relays: Sequence[OutboxRelay], l
             closed.add(id(resource))
             try:
                 await getattr(resource, method)()
-            except Exception:
-                log.warning("close_failed", resource=repr(resource), exc_info=True)
+            except Exception as exc:  # noqa: BLE001 - logged; the process goes on
+                log.warning("close_failed", resource=repr(resource), **loggable_exception(exc))
 
 
 def dead_letter_json(dead: DeadLetter) -> dict[str, object]:

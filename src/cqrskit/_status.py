@@ -17,4 +17,7 @@ class OperationStatus(enum.StrEnum):
     NOT_FOUND = "not_found"
     CONFLICT = "conflict"
     TIMEOUT = "timeout"
+    UNAVAILABLE = "unavailable"
+    """A dependency (the database, a broker, a cache the operation needs) is down or unreachable: try
+    again later. Distinct from FAILED, which is a bug."""
     FAILED = "failed"

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
+from cqrskit._loggable import loggable_exception
 from cqrskit._logs import library_logger
 from cqrskit._names import short_name
 
@@ -81,8 +82,10 @@ class TransactionScope:
         for work in waiting:
             try:
                 await work()
-            except Exception:  # noqa: BLE001 - the command has committed; its outcome stands
-                (logger or library_logger("cqrskit")).exception("after_commit_failed", work=short_name(work))
+            except Exception as exc:  # noqa: BLE001 - the command has committed; its outcome stands
+                (logger or library_logger("cqrskit")).error(
+                    "after_commit_failed", work=short_name(work), **loggable_exception(exc)
+                )
 
     @contextmanager
     def entered(self) -> Iterator[TransactionScope]:

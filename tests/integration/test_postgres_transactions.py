@@ -343,7 +343,7 @@ class TestFailures:
     async def test_a_connection_killed_just_before_commit_is_not_retried(
         self, database: Database, server: Server
     ) -> None:
-        """The handler has its backend terminated just before COMMIT: FAILED, one attempt, no retry."""
+        """The handler has its backend terminated just before COMMIT: UNAVAILABLE, one attempt, no retry."""
         attempts: list[int] = []
 
         async def doomed(command: Probe, context: Context) -> None:
@@ -359,7 +359,8 @@ class TestFailures:
 
         bus = probe_bus(database, doomed, Retry(RetryPolicy(max_attempts=3, delay=0)))
         result = await bus.execute(Probe())
-        assert result.status is OperationStatus.FAILED
+        assert result.status is OperationStatus.UNAVAILABLE
+        assert "may or may not have committed" in result.errors["detail"]
         assert attempts == [1]
         assert database.engine.pool.checkedout() == 0
         async with database.read_session() as session:
@@ -444,7 +445,7 @@ class TestCommitOutcome:
     async def test_a_connection_killed_during_commit_is_not_retried(
         self, database: Database, server: Server, slow_commit: float, unique_name: str
     ) -> None:
-        """pg_terminate_backend while COMMIT runs: FAILED after one attempt, no after-commit work."""
+        """pg_terminate_backend while COMMIT runs: UNAVAILABLE after one attempt, no after-commit work."""
         after_commit: list[str] = []
         attempts: list[str] = []
 
@@ -469,11 +470,11 @@ class TestCommitOutcome:
             assert pid is not None
             assert await server.scalar("SELECT pg_terminate_backend(:pid)", pid=pid)
             result = await asyncio.wait_for(dispatch, timeout=10)
-        assert result.status is OperationStatus.FAILED
+        assert result.status is OperationStatus.UNAVAILABLE
         assert attempts == ["killed"]
         assert after_commit == []
-        assert [entry["error_type"] for entry in logs if entry["event"] == "dispatch_failed"] == [
-            "CommitOutcomeUnknownError"
+        assert [entry["event"] for entry in logs if entry["log_level"] == "error"] == [
+            "commit_outcome_unknown"
         ]
         assert database.engine.pool.checkedout() == 0
         assert (

@@ -53,6 +53,7 @@ async def settings(
         broker_name=unique_name,
         scrypt_cost=ScryptCost(n=16),
         configure_logging=False,
+        demo=True,
     )
     assert settings.broker == request.param
     async with service_schema(postgres_url, redis_url, unique_name):

@@ -57,6 +57,7 @@ async def container(
                     database_url=f"sqlite+aiosqlite:///{tmp_path / 'users.db'}",
                     scrypt_cost=cheap,
                     configure_logging=False,
+                    demo=True,
                 )
             )
         )
@@ -74,6 +75,7 @@ async def container(
                     cache_namespace=unique_name,
                     scrypt_cost=cheap,
                     configure_logging=False,
+                    demo=True,
                 )
             )
         )

@@ -75,6 +75,7 @@ async def container(tmp_path: object) -> AsyncIterator[Container]:
                 database_url=f"sqlite+aiosqlite:///{tmp_path}/users.db",
                 scrypt_cost=ScryptCost(n=16),
                 configure_logging=False,
+                demo=True,
             )
         )
     )

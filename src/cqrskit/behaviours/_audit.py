@@ -11,6 +11,7 @@ import attrs
 
 from cqrskit._context import Context
 from cqrskit._contracts import CallNext
+from cqrskit._loggable import loggable_exception
 from cqrskit._logs import library_logger
 from cqrskit._results import AffectedEntity, Result
 from cqrskit._stages import Stage
@@ -189,14 +190,14 @@ class Audit:
         )
         try:
             await self._sink.write(record)
-        except Exception as exc:  # an audit sink must never fail the command
-            self._logger.exception(
+        except Exception as exc:  # noqa: BLE001 - logged without the text of a database error; an audit sink must never fail the command
+            self._logger.error(  # noqa: TRY400 - the traceback comes from loggable_exception
                 "audit_sink_failed",
                 sink=repr(self._sink),
                 operation_id=context.operation_id,
                 message_type=record.message_type,
                 error_type=type_name(type(exc)),
-                exc_info=exc,
+                **loggable_exception(exc),
             )
 
     def __repr__(self) -> str:

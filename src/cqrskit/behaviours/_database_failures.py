@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import socket
 from collections.abc import Iterator
 
-from cqrskit._errors import CqrsKitError, DomainError
+from cqrskit._errors import DomainError, UnavailableError
 from cqrskit._results import ResultError
 from cqrskit._status import OperationStatus
 
@@ -27,6 +28,7 @@ __all__ = [
     "is_data_error",
     "is_transient",
     "is_unique_violation",
+    "is_unreachable",
 ]
 
 _CHAIN_LIMIT = 16  # exceptions looked at per classification: chains are short, cycles are possible
@@ -39,6 +41,8 @@ _SERIALIZATION_SQLSTATES = frozenset({"40001", "40P01"})  # serialization_failur
 _LOST_SQLSTATE_PREFIXES = ("08", "57P01", "57P02", "57P03")
 _UNIQUE_SQLSTATE = "23505"
 _DATA_SQLSTATE_CLASS = "22"  # data_exception: out of range, too long, bad encoding, division by zero
+
+_RETRIED_STATUSES = frozenset({OperationStatus.FAILED, OperationStatus.UNAVAILABLE})
 
 _SQLITE_BUSY = 5
 _SQLITE_LOCKED = 6
@@ -74,12 +78,13 @@ _DATA_ERROR_NAMES = frozenset({"DataError"})
 _DRIVER_PACKAGES = frozenset({"sqlite3", "aiosqlite", "sqlalchemy", "asyncpg", "psycopg", "psycopg2"})
 
 
-class CommitOutcomeUnknownError(CqrsKitError):
+class CommitOutcomeUnknownError(UnavailableError):
     """The connection was lost while COMMIT was in flight: the command may or may not have committed.
 
     `Transaction` raises it with the original error as ``__cause__``. `Retry` never retries it,
     whatever its cause, because running the command again could apply it twice; the bus turns it into
-    FAILED. Check the outcome (or rely on `Idempotency`) before you ask again.
+    UNAVAILABLE (HTTP 503) with its operation id, and its message says the outcome is unknown. Check
+    the outcome (or rely on `Idempotency`) before you ask again.
     """
 
 
@@ -109,9 +114,12 @@ def is_transient(exc: BaseException) -> bool:
     - SQLite busy or locked: ``sqlite_errorcode`` 5 or 6 (extended codes included), or a ``sqlite3``
       error saying "database is locked" / "database table is locked";
     - a connection lost before COMMIT: `ConnectionError`, an `OSError` with a connection errno,
-      asyncpg's ``ConnectionDoesNotExistError``, or SQLAlchemy's ``connection_invalidated=True``.
+      asyncpg's ``ConnectionDoesNotExistError``, SQLAlchemy's ``connection_invalidated=True``, or a host
+      name that does not resolve.
 
-    It is False whenever the chain holds a `CommitOutcomeUnknownError` (the connection dropped during
+    An `UnavailableError` (which `Transaction` and `Database.read_session` raise from a lost
+    connection) is transient when its cause is. It is False whenever the chain holds a
+    `CommitOutcomeUnknownError` (the connection dropped during
     COMMIT, so the command may have committed) or a cancellation, and for an expected outcome a handler
     raised (a `DomainError` such as `ConflictError`), whatever caused it: name such a type in
     `RetryPolicy.retry_on` to retry it. A `ResultError` (a handler unwrapped a nested command's failed
@@ -120,9 +128,15 @@ def is_transient(exc: BaseException) -> bool:
     """
     if isinstance(exc, ResultError):
         # A handler unwrapped a nested command's failed Result: transient when the nested dispatch
-        # FAILED on something transient (the Result keeps its cause, and unwrap chains it).
+        # FAILED (or was UNAVAILABLE) on something transient (the Result keeps its cause, and unwrap
+        # chains it).
         cause = exc.__cause__
-        return exc.result.status is OperationStatus.FAILED and cause is not None and is_transient(cause)
+        return exc.result.status in _RETRIED_STATUSES and cause is not None and is_transient(cause)
+    if isinstance(exc, UnavailableError) and not isinstance(exc, CommitOutcomeUnknownError):
+        # `Transaction` and `Database.read_session` raise it for a lost connection, from the driver's
+        # error: as transient as that error.
+        cause = exc.__cause__
+        return cause is not None and is_transient(cause)
     if isinstance(exc, DomainError):
         return False
     found = False
@@ -144,6 +158,17 @@ def is_connection_lost(exc: BaseException) -> bool:
         _is_lost_connection(each) or isinstance(each, TimeoutError) or _named(each, _NO_REPLY_NAMES)
         for each in causes(exc)
     )
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """Tell whether `exc` says the database could not be reached or the connection to it broke.
+
+    Everything `is_transient` calls a lost connection: a `ConnectionError`, an `OSError` with a
+    connection errno, SQLSTATE class 08 or 57P01-57P03, asyncpg's ``ConnectionDoesNotExistError``,
+    SQLAlchemy's ``connection_invalidated``, a host name that does not resolve, and asyncio's
+    "Multiple exceptions" error when every address of the host refused the connection.
+    """
+    return any(_is_lost_connection(each) for each in causes(exc))
 
 
 def is_unique_violation(exc: BaseException) -> bool:
@@ -205,9 +230,18 @@ def _is_lost_connection(exc: BaseException) -> bool:
         return True
     if getattr(exc, "connection_invalidated", False) is True:
         return True
+    if _is_unresolved(exc):
+        return True
     if any(code.startswith(_LOST_SQLSTATE_PREFIXES) for code in _sqlstates(exc)):
         return True
     return _named(exc, _LOST_CONNECTION_NAMES)
+
+
+def _is_unresolved(exc: BaseException) -> bool:
+    if isinstance(exc, socket.gaierror):
+        return True
+    # asyncio's error when every address of a host refused: an OSError without an errno.
+    return type(exc) is OSError and exc.errno is None and str(exc).startswith("Multiple exceptions")
 
 
 def _raised_in_driver(exc: BaseException) -> bool:

@@ -12,6 +12,7 @@ import structlog
 
 from cqrskit._context import Context
 from cqrskit._contracts import CallNext, Step
+from cqrskit._loggable import loggable_exception
 from cqrskit._logs import library_logger
 from cqrskit._outcome import mark_logged
 from cqrskit._results import Result
@@ -47,7 +48,10 @@ class Logging:
     - at info on SUCCESS;
     - at warning on an expected failure (validation, not found, unauthenticated, unauthorized, conflict,
       timeout) and on cancellation (status ``"cancelled"``);
-    - at error on FAILED, with the traceback (``exc_info``) when an exception caused it. The exception
+    - at error on UNAVAILABLE (a dependency down or unreachable), without a traceback;
+    - at error on FAILED, with the traceback (``exc_info``) when an exception caused it (for a
+      database error, its stack and a summary without the error's text, which can quote row values:
+      ``exception`` and ``database_error``). The exception
       then goes on up to the bus, which turns it into the Result and does not log it a second time;
       one raised outside this behaviour (by a behaviour listed before it) never passed through it, and
       the bus logs that one: an exception is logged exactly once either way.
@@ -261,7 +265,7 @@ class Logging:
             # Field names only: error texts may quote the rejected (possibly sensitive) input.
             fields["error_fields"] = sorted(errors)
         if exc_info is not None:
-            fields["exc_info"] = exc_info
+            fields.update(loggable_exception(exc_info))
         fields.update(extra)
         getattr(logger, _METHODS[level])(event, **fields)
 

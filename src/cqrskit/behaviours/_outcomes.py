@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from cqrskit._errors import DomainError
-from cqrskit._results import ResultError
+from cqrskit._outcome import exception_status
 from cqrskit._status import OperationStatus
 
 __all__ = ["CANCELLED", "EXPECTED_FAILURES", "SERVER_FAILURES", "exception_status", "type_name"]
@@ -30,17 +29,10 @@ EXPECTED_FAILURES: Final = frozenset(
 )
 """Failures that are part of normal operation: logged as warnings, not errors."""
 
-SERVER_FAILURES: Final = frozenset({OperationStatus.FAILED, OperationStatus.TIMEOUT})
+SERVER_FAILURES: Final = frozenset(
+    {OperationStatus.FAILED, OperationStatus.TIMEOUT, OperationStatus.UNAVAILABLE}
+)
 """Statuses a trace marks as an error."""
-
-
-def exception_status(exc: Exception) -> tuple[OperationStatus, bool]:
-    """Return the status the bus will give `exc`, and whether it is unexpected (logged with traceback)."""
-    if isinstance(exc, DomainError):
-        return exc.status, False
-    if isinstance(exc, ResultError) and exc.result.is_failure:
-        return exc.result.status, False
-    return OperationStatus.FAILED, True
 
 
 def type_name(cls: type) -> str:

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from cqrskit._context import Context
 from cqrskit._errors import ConfigurationError
+from cqrskit._loggable import loggable_exception
 from cqrskit._logs import library_logger
 from cqrskit._messages import Command
 from cqrskit._results import Result
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Consumer"]
 
-_RETRYABLE = frozenset({OperationStatus.FAILED, OperationStatus.TIMEOUT})
+_RETRYABLE = frozenset({OperationStatus.FAILED, OperationStatus.TIMEOUT, OperationStatus.UNAVAILABLE})
 
 Runner = Callable[[Any, Context], Awaitable[Result[Any]]]
 Target = tuple[str, Runner]
@@ -281,8 +282,8 @@ class Consumer:
                 await self._handle_batch(batch)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                self._logger.exception("batch_not_settled", messages=len(batch))
+            except Exception as exc:  # noqa: BLE001 - logged, see loggable_exception
+                self._logger.error("batch_not_settled", messages=len(batch), **loggable_exception(exc))  # noqa: TRY400 - loggable_exception
 
     async def _handle_batch(self, deliveries: list[Delivery]) -> None:
         pending: list[_Message] = []
@@ -317,9 +318,9 @@ class Consumer:
             if not envelope.message_id:
                 raise ValueError("a message without an id cannot be deduplicated")  # noqa: TRY301
             message = open_envelope(envelope, self._types[envelope.name], self._converter)
-        except Exception:
+        except Exception as exc:  # noqa: BLE001 - logged, see loggable_exception
             log = self._log(envelope.message_id, envelope.name, envelope.correlation_id)
-            log.exception("message_unreadable")
+            log.error("message_unreadable", **loggable_exception(exc))  # noqa: TRY400 - loggable_exception
             await _settle_one(delivery.dead_letter, self._logger, envelope.message_id)
             self._observer.dead_lettered(envelope, self._queue)
             return None
@@ -359,10 +360,10 @@ class Consumer:
                         round_.rest = pending[index + 1 :]
                 if unfinished:
                     await self._unclaim(session, unfinished)
-        except Exception:
+        except Exception as exc:  # noqa: BLE001 - logged, see loggable_exception
             # The transaction itself failed (the database is down, the COMMIT failed): nothing of
             # this round committed, and every message in it counts one failed attempt.
-            self._logger.exception("batch_rolled_back", messages=len(pending))
+            self._logger.error("batch_rolled_back", messages=len(pending), **loggable_exception(exc))  # noqa: TRY400 - loggable_exception
             return self._all_failed(pending)
         for item in (*round_.dead, *([round_.retry] if round_.retry is not None else ())):
             item.targets = left[item.message_id]  # committed: the others are done for good
@@ -421,9 +422,9 @@ class Consumer:
                     block.rollback_only = True  # the savepoint rolls back; the batch goes on
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as exc:  # noqa: BLE001 - logged, see loggable_exception
             log = self._log(item.message_id, item.name, item.context.correlation_id)
-            log.exception("subscriber_raised", subscriber=subscriber)
+            log.error("subscriber_raised", subscriber=subscriber, **loggable_exception(exc))  # noqa: TRY400 - loggable_exception
             return OperationStatus.FAILED
         if result.is_failure:
             self._log(item.message_id, item.name, item.context.correlation_id).warning(
@@ -487,8 +488,8 @@ class Consumer:
 async def _settle_one(settle: Callable[[], Awaitable[None]], logger: Any, message_id: str) -> None:
     try:
         await settle()
-    except Exception:
-        logger.exception("delivery_not_settled", message_id=message_id)
+    except Exception as exc:  # noqa: BLE001 - logged, see loggable_exception
+        logger.error("delivery_not_settled", message_id=message_id, **loggable_exception(exc))  # noqa: TRY400 - loggable_exception
 
 
 def _deliver_to(bus: EventBus, subscriber: str) -> Runner:

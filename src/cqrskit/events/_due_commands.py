@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from cqrskit._errors import ConfigurationError
+from cqrskit._loggable import loggable_exception
 from cqrskit._logs import library_logger
 from cqrskit._results import Result
 from cqrskit._status import OperationStatus
@@ -99,8 +100,8 @@ class _DueLoop(abc.ABC):
                 self._wake.clear()
                 try:
                     taken = await self.run_once()
-                except Exception:
-                    self._logger.exception("scheduled_commands_failed")
+                except Exception as exc:  # noqa: BLE001 - logged, see loggable_exception
+                    self._logger.error("scheduled_commands_failed", **loggable_exception(exc))  # noqa: TRY400 - loggable_exception
                     await self._sleep(self._error_backoff)
                     continue
                 if taken == 0:
@@ -240,7 +241,12 @@ class ScheduleRunner(_DueLoop):
         except _Failed:
             raise
         except Exception as exc:
-            self._logger.exception("scheduled_command_raised", message_id=row.message_id, name=row.name)
+            self._logger.error(  # noqa: TRY400 - loggable_exception
+                "scheduled_command_raised",
+                message_id=row.message_id,
+                name=row.name,
+                **loggable_exception(exc),
+            )
             raise _Failed(OperationStatus.FAILED, f"{type(exc).__name__}: {exc}") from exc
 
     async def _failed(self, session: Any, row: Any, failed: _Failed) -> None:

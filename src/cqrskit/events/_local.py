@@ -11,9 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from cqrskit._logs import library_logger
 from cqrskit.events._envelope import Envelope
 from cqrskit.events._tables import create_event_tables, event_tables, partition_of
 from cqrskit.scope import defer_until_commit
+
+_logger = library_logger("cqrskit.events")
 
 if TYPE_CHECKING:
     from cqrskit.events._transport import Delivery
@@ -109,7 +112,15 @@ class LocalTransport:
             while True:
                 woken.clear()  # a commit from now on starts another claim
                 room = max(1, prefetch - len(held))
-                for delivery in await self._claim(queue, wanted, room):
+                try:
+                    claimed = await self._claim(queue, wanted, room)
+                except Exception as exc:  # noqa: BLE001 - the database is away: wait, then claim again
+                    # Delivery must outlive a database outage: the rows stay in the outbox, and the
+                    # next poll claims them once the database answers again.
+                    # No traceback: this repeats every poll for as long as the outage lasts.
+                    _logger.warning("local_claim_failed", error_type=type(exc).__name__)
+                    claimed = []
+                for delivery in claimed:
                     held[delivery.row_id] = delivery
                     delivery.on_settled = held.pop
                     yield delivery
@@ -123,8 +134,12 @@ class LocalTransport:
         finally:
             self._waiting.discard(woken)
             if held:
-                # Shielded: the rows of a consumer that stops go back to the outbox at once.
-                await asyncio.shield(self._release(tuple(held)))
+                # Shielded: the rows of a consumer that stops go back to the outbox at once. When the
+                # database cannot be reached their lease runs out instead, and they come back then.
+                try:
+                    await asyncio.shield(self._release(tuple(held)))
+                except Exception as exc:  # noqa: BLE001 - see above
+                    _logger.warning("local_release_failed", rows=len(held), error_type=type(exc).__name__)
 
     async def _claim(self, queue: str, names: tuple[str, ...], limit: int) -> list[_LocalDelivery]:
         outbox = self._tables.outbox

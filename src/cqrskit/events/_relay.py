@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import sqlalchemy as sa
 
+from cqrskit._loggable import loggable_exception
 from cqrskit._logs import library_logger
 from cqrskit.events._envelope import Envelope
 from cqrskit.events._observer import NO_OBSERVER, Observer
@@ -156,8 +157,8 @@ class OutboxRelay:
                 self._wake.clear()  # a notification from now on starts another pass
                 try:
                     moved = await self.relay_once()
-                except Exception:
-                    self._logger.exception("outbox_relay_failed")
+                except Exception as exc:  # noqa: BLE001 - logged, see loggable_exception
+                    self._logger.error("outbox_relay_failed", **loggable_exception(exc))  # noqa: TRY400 - the traceback comes from loggable_exception
                     self._observer.publish_failed()
                     await self._sleep(self._error_backoff)
                     continue
@@ -177,8 +178,8 @@ class OutboxRelay:
             connection = await self._database.engine.connect()
             raw: Any = (await connection.get_raw_connection()).driver_connection  # asyncpg's
             await raw.add_listener(channel, notified)
-        except Exception:
-            self._logger.warning("outbox_listen_failed", exc_info=True)
+        except Exception as exc:  # noqa: BLE001 - logged, see loggable_exception
+            self._logger.warning("outbox_listen_failed", **loggable_exception(exc))
             yield
             return
         try:

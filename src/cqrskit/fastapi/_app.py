@@ -13,8 +13,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cqrskit import _operation_ids
 from cqrskit._errors import DETAIL
+from cqrskit._loggable import loggable_exception
 from cqrskit._logs import library_logger
-from cqrskit._outcome import INTERNAL_ERROR
+from cqrskit._outcome import INTERNAL_ERROR, UNREACHABLE, exception_status
 from cqrskit._results import ResultError
 from cqrskit._status import OperationStatus
 from cqrskit.fastapi._errors import PayloadError, PayloadTooLargeError
@@ -24,7 +25,10 @@ from cqrskit.fastapi._problem_format import RFC9457, ProblemFormat
 from cqrskit.fastapi._requests import CORRELATION_ID_HEADER, correlation_id, safe_id
 from cqrskit.fastapi._responses import (
     OPERATION_ID_HEADER,
+    RETRY_AFTER_HEADER,
+    RETRY_AFTER_SECONDS,
     current_request,
+    http_status,
     problem_body,
     problem_response,
 )
@@ -168,6 +172,7 @@ _HTTP_STATUSES = {
     404: OperationStatus.NOT_FOUND,
     409: OperationStatus.CONFLICT,
     422: OperationStatus.VALIDATION_ERROR,
+    503: OperationStatus.UNAVAILABLE,
     504: OperationStatus.TIMEOUT,
 }
 
@@ -208,27 +213,33 @@ class _UnexpectedErrorMiddleware:
                 raise
             operation_id = _operation_ids.new_operation_id()
             correlation = scope.get("state", {}).get("correlation_id")
-            _logger.exception(
+            # A dependency that cannot be reached (a ConnectionError in the chain) is a 503, not a bug.
+            unreachable = exception_status(exc)[0] is OperationStatus.UNAVAILABLE
+            status = OperationStatus.UNAVAILABLE if unreachable else OperationStatus.FAILED
+            _logger.error(  # noqa: TRY400 - the traceback comes from loggable_exception
                 "request_failed",
                 path=scope.get("path"),
                 operation_id=operation_id,
                 correlation_id=correlation,
                 error_type=type(exc).__qualname__,
-                exc_info=exc,
+                **({} if unreachable else loggable_exception(exc)),
             )
             body = problem_body(
-                OperationStatus.FAILED,
-                {DETAIL: INTERNAL_ERROR},
+                status,
+                {DETAIL: UNREACHABLE if unreachable else INTERNAL_ERROR},
                 operation_id=operation_id,
                 correlation_id=correlation,
                 instance=scope.get("path"),
             )
             problem_format = _problem_format()
+            headers = {OPERATION_ID_HEADER: operation_id}
+            if unreachable:
+                headers[RETRY_AFTER_HEADER] = str(RETRY_AFTER_SECONDS)
             response = JSONResponse(
                 problem_format.render(body),
-                status_code=500,
+                status_code=http_status(status),
                 media_type=problem_format.media_type,
-                headers={OPERATION_ID_HEADER: operation_id},
+                headers=headers,
             )
             await response(scope, receive, send)
 

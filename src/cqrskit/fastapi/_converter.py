@@ -6,9 +6,11 @@ import datetime as dt
 import decimal
 import enum
 import math
+import re
 import typing
 import uuid
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 import attrs
@@ -23,7 +25,16 @@ from cattrs.gen import make_dict_structure_fn, override
 
 from cqrskit.fastapi._naming import wire_name
 
-__all__ = ["FieldError", "naming_of", "strict_converter"]
+__all__ = [
+    "ALLOW_BIG_INTEGERS",
+    "ALLOW_CONTROL_CHARACTERS",
+    "INT64_MAX",
+    "INT64_MIN",
+    "FieldError",
+    "UnparsedNumber",
+    "naming_of",
+    "strict_converter",
+]
 
 T = TypeVar("T")
 
@@ -45,22 +56,80 @@ class FieldError(ValueError):
     """A value of the wrong kind; its text is meant for the caller."""
 
 
+ALLOW_CONTROL_CHARACTERS = "allow_control_characters"
+"""Field metadata key: ``attrs.field(metadata={"allow_control_characters": True})`` lets NUL and the
+other control characters into that field's strings (lone surrogates stay refused)."""
+
+ALLOW_BIG_INTEGERS = "allow_big_integers"
+"""Field metadata key: ``attrs.field(metadata={"allow_big_integers": True})`` lets that field's integers
+go beyond the signed 64-bit range."""
+
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+
+# Lone surrogates cannot be encoded as UTF-8 at all: no field may hold one.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# C0 controls but tab, newline and carriage return; DEL; the C1 controls.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+@attrs.frozen
+class _Relaxed:
+    """What the field being structured allows beyond the defaults (set by a field's metadata)."""
+
+    control_characters: bool = False
+    big_integers: bool = False
+
+
+_STRICT = _Relaxed()
+_relaxed: ContextVar[_Relaxed] = ContextVar("cqrskit_relaxed_field", default=_STRICT)
+
+
+class UnparsedNumber:
+    """A JSON number Python will not parse (an integer of more than 4,300 digits), kept as its text.
+
+    `parse_json` puts one where such a number was, so that structuring names the field it was sent in.
+    """
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return f"UnparsedNumber(<{len(self.text)} characters>)"
+
+
+_TOO_LONG = "a number with too many digits"
+
+
 def _structure_str(value: object, _: type) -> str:
     if type(value) is not str:
         raise FieldError("expected a string")
+    # Fast path: one scan each for the characters no storage takes; most strings have neither.
+    if _SURROGATE.search(value) is not None:
+        raise FieldError("not valid Unicode text (a lone surrogate)")
+    control = _CONTROL.search(value)
+    if control is not None and not _relaxed.get().control_characters:
+        raise FieldError(f"control character U+{ord(control.group()):04X} not allowed")
     return value
 
 
 def _structure_int(value: object, _: type) -> int:
     if type(value) is not int:
         raise FieldError("expected an integer")
+    if not INT64_MIN <= value <= INT64_MAX and not _relaxed.get().big_integers:
+        raise FieldError("an integer out of range (signed 64-bit)")
     return value
 
 
 def _structure_float(value: object, _: type) -> float:
     if type(value) not in (int, float):
         raise FieldError("expected a number")
-    number = float(value)  # type: ignore[arg-type]  # checked just above
+    try:
+        number = float(value)  # type: ignore[arg-type]  # checked just above
+    except OverflowError:  # an integer too large for a float
+        raise FieldError("expected a finite number") from None
     if not math.isfinite(number):
         raise FieldError("expected a finite number")
     return number
@@ -102,10 +171,12 @@ _structure_date = _iso_hook(dt.date.fromisoformat, "date", "2024-05-01")
 
 
 def _structure_decimal(value: object, _: type) -> decimal.Decimal:
+    if isinstance(value, UnparsedNumber):
+        value = value.text  # a decimal takes any number of digits
     if type(value) not in (str, int, float):
         raise FieldError("expected a decimal number")
     try:
-        number = decimal.Decimal(str(value))
+        number = decimal.Decimal(value if type(value) is str else repr(value))
     except decimal.InvalidOperation:
         raise FieldError("expected a decimal number") from None
     if not number.is_finite():
@@ -178,6 +249,18 @@ def _object_hook(
             for field in attrs.fields(cls)
             if (wire := wire_name(field, naming)) != field.name
         }
+        hints: dict[str, Any] | None = None
+        for field in attrs.fields(cls):
+            relaxed = _Relaxed(
+                control_characters=field.metadata.get(ALLOW_CONTROL_CHARACTERS) is True,
+                big_integers=field.metadata.get(ALLOW_BIG_INTEGERS) is True,
+            )
+            if relaxed != _STRICT:
+                hints = typing.get_type_hints(cls) if hints is None else hints
+                renamed[field.name] = override(
+                    rename=wire_name(field, naming),
+                    struct_hook=_relaxing(converter, hints[field.name], relaxed),
+                )
         inner = make_dict_structure_fn(
             cls, converter, _cattrs_forbid_extra_keys=True, _cattrs_detailed_validation=True, **renamed
         )
@@ -192,18 +275,38 @@ def _object_hook(
     return factory
 
 
+def _relaxing(converter: cattrs.Converter, type_: Any, relaxed: _Relaxed) -> Callable[[object, Any], Any]:
+    """Structure one opted-in field's value with its relaxed rules (and the converter's own hooks)."""
+
+    def structure_relaxed(value: object, _: Any) -> Any:
+        token = _relaxed.set(relaxed)
+        try:
+            return converter.structure(value, type_)
+        finally:
+            _relaxed.reset(token)
+
+    return structure_relaxed
+
+
 def _is_collection(type_: Any) -> bool:
     return is_sequence(type_) or is_any_set(type_)
 
 
 def strict_converter(*, naming: Callable[[str], str] | None = None) -> cattrs.Converter:
-    """Return a new cattrs Converter that structures JSON into messages without guessing.
+    r"""Return a new cattrs Converter that structures JSON into messages without guessing.
 
     Strings stay strings and numbers stay numbers (no ``5`` to ``"5"``, no ``3.9`` to ``3``, booleans
     are not integers), unknown keys are refused, NaN and infinities are refused, UUIDs, dates,
     date-times and decimals are parsed from strings, enums accept their values only, and lists come
     from JSON arrays only. Every error is collected, not just the first. Register your own hooks on the
     converter you get back and pass it to `structure`.
+
+    Values no database stores are refused too, each naming its field: strings holding a lone surrogate
+    (``"\ud800"``, not Unicode text), strings holding NUL or another control character (tab, newline and
+    carriage return are allowed) unless the field says
+    ``attrs.field(metadata={"allow_control_characters": True})``, integers outside the signed 64-bit
+    range unless the field says ``attrs.field(metadata={"allow_big_integers": True})``, and numbers of
+    more than 4,300 digits, which Python does not parse (a `decimal.Decimal` field takes them).
 
     With `naming` (for example `camel_case`), each field is read from the key ``naming(attribute)``
     instead of its attribute name; a field's ``wire_name`` metadata wins over the rule.
@@ -231,6 +334,8 @@ def strict_converter(*, naming: Callable[[str], str] | None = None) -> cattrs.Co
                     hook = enums[target] = _enum_hook(target)
             else:
                 hook = next(h for base, h in scalars.items() if issubclass(target, base))
+        if type(value) is UnparsedNumber and hook is not _structure_decimal:
+            raise FieldError(_TOO_LONG)
         return hook(value, target)
 
     for scalar in (*scalars, enum.Enum):

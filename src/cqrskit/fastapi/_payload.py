@@ -10,7 +10,7 @@ import attrs
 import cattrs
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 
-from cqrskit.fastapi._converter import FieldError, naming_of, strict_converter
+from cqrskit.fastapi._converter import FieldError, UnparsedNumber, naming_of, strict_converter
 from cqrskit.fastapi._errors import PayloadError, PayloadTooLargeError
 from cqrskit.fastapi._naming import wire_name
 
@@ -106,17 +106,33 @@ def _refuse_constant(name: str) -> float:
     raise PayloadError({WHOLE_BODY: f"{name} is not valid JSON"})
 
 
+def _parse_int(text: str) -> int | UnparsedNumber:
+    try:
+        return int(text)
+    except ValueError:  # more digits than int() converts: structuring names the field it was in
+        return UnparsedNumber(text)
+
+
 def parse_json(raw: bytes, *, max_bytes: int = DEFAULT_MAX_BODY_BYTES) -> Any:
     """Decode a JSON body, refusing NaN and infinities, bodies over `max_bytes`, and malformed JSON.
 
-    Raises `PayloadTooLargeError` or `PayloadError` (field ``"$"``, `WHOLE_BODY`).
+    Raises `PayloadTooLargeError` or `PayloadError` (field ``"$"``, `WHOLE_BODY`). An integer of more
+    digits than Python parses (4,300) is kept as an `UnparsedNumber`, which `structure` refuses naming
+    its field.
     """
     if len(raw) > max_bytes:
         raise PayloadTooLargeError(max_bytes)
     if not raw:
         raise PayloadError({WHOLE_BODY: "a JSON body is required"})
     try:
-        return json.loads(raw, parse_constant=_refuse_constant)
+        try:
+            return json.loads(raw, parse_constant=_refuse_constant)
+        except ValueError as exc:
+            if isinstance(exc, json.JSONDecodeError):
+                raise
+            # Python refused to turn a very long integer into an int. Parse again, calling `_parse_int`
+            # per integer: only such bodies pay for a Python call per number.
+            return json.loads(raw, parse_constant=_refuse_constant, parse_int=_parse_int)
     except UnicodeDecodeError:
         raise PayloadError({WHOLE_BODY: "the body is not UTF-8 text"}) from None
     except json.JSONDecodeError as exc:

@@ -24,7 +24,7 @@ from cqrskit._context import Context
 from cqrskit._errors import ConfigurationError
 from cqrskit._messages import Message
 from cqrskit._results import Result
-from cqrskit.fastapi._converter import strict_converter
+from cqrskit.fastapi._converter import UnparsedNumber, strict_converter
 from cqrskit.fastapi._errors import PayloadError
 from cqrskit.fastapi._naming import wire_name
 from cqrskit.fastapi._payload import DEFAULT_MAX_BODY_BYTES, WHOLE_BODY, parse_json, structure
@@ -62,8 +62,8 @@ def _text_value(type_: Any, text: str) -> object:  # noqa: PLR0911 - one return 
     if type_ is int or (isinstance(type_, type) and issubclass(type_, enum.IntEnum)):
         try:
             return int(text) if _INTEGER.fullmatch(text) else text
-        except ValueError:  # more digits than Python parses: structure refuses the text
-            return text
+        except ValueError:  # more digits than Python parses: structure refuses it, naming the field
+            return UnparsedNumber(text)
     if type_ is float:
         return float(text) if _NUMBER.fullmatch(text) else text
     return text

@@ -55,15 +55,21 @@ _STATUS_CODES: Mapping[OperationStatus, int] = {
     OperationStatus.NOT_FOUND: 404,
     OperationStatus.CONFLICT: 409,
     OperationStatus.TIMEOUT: 504,
+    OperationStatus.UNAVAILABLE: 503,
     OperationStatus.FAILED: 500,
 }
+
+RETRY_AFTER_HEADER = "Retry-After"
+RETRY_AFTER_SECONDS = 1
+"""The ``Retry-After`` a 503 (UNAVAILABLE) carries unless the response's headers give one: a second
+is long enough for a dropped connection to be replaced, short enough not to stall a caller."""
 
 
 def http_status(status: OperationStatus, *, created: bool = False) -> int:
     """Return the HTTP status code for an operation status.
 
     SUCCESS is 200, or 201 when `created`; VALIDATION_ERROR 422, UNAUTHENTICATED 401,
-    UNAUTHORIZED 403, NOT_FOUND 404, CONFLICT 409, TIMEOUT 504, FAILED 500.
+    UNAUTHORIZED 403, NOT_FOUND 404, CONFLICT 409, TIMEOUT 504, UNAVAILABLE 503, FAILED 500.
     """
     if created and status is OperationStatus.SUCCESS:
         return 201
@@ -174,7 +180,8 @@ def problem_response(
     """Return the ``application/problem+json`` response for a failed `result`.
 
     The body carries the operation id and, for VALIDATION_ERROR, every field error by field path; the
-    status code comes from `http_status`. A FAILED result says only that an internal error happened:
+    status code comes from `http_status`. An UNAVAILABLE result (503) carries ``Retry-After`` (one
+    second unless `headers` say otherwise). A FAILED result says only that an internal error happened:
     the bus never puts exception text into a Result. Inside a request served through `install`, the
     correlation id and the request path are filled in for you when you do not give them, and the body
     is written in the `ProblemFormat` given to `install`.
@@ -197,6 +204,8 @@ def problem_response(
     response_headers = dict(headers or {})
     if result.operation_id is not None:
         response_headers[OPERATION_ID_HEADER] = result.operation_id
+    if result.status is OperationStatus.UNAVAILABLE:
+        response_headers.setdefault(RETRY_AFTER_HEADER, str(RETRY_AFTER_SECONDS))
     return JSONResponse(
         problem_format.render(body),
         status_code=body["status"],

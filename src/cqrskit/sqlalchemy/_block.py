@@ -12,20 +12,34 @@ from types import TracebackType
 
 from sqlalchemy.ext.asyncio import AsyncSession, AsyncSessionTransaction, async_sessionmaker
 
-from cqrskit._errors import ConfigurationError, ConflictError
+from cqrskit._errors import (
+    DETAIL,
+    ConfigurationError,
+    ConflictError,
+    DomainError,
+    UnavailableError,
+    ValidationFailedError,
+)
+from cqrskit._loggable import database_error_summary
 from cqrskit._logs import library_logger
 from cqrskit.behaviours._database_failures import (
     CommitOutcomeUnknownError,
+    causes,
     is_connection_lost,
+    is_data_error,
     is_unique_violation,
+    is_unreachable,
 )
 from cqrskit.scope import TransactionScope, is_deadline
 from cqrskit.sqlalchemy._completion import commit_to_completion, to_completion
 from cqrskit.sqlalchemy._isolation import stricter_than
 
-__all__ = ["Open", "TransactionBlock", "close_session"]
+__all__ = ["Open", "TransactionBlock", "close_session", "domain_error_for"]
 
 _CONFLICT = "a record with the same unique key already exists"
+_REFUSED = "a value could not be stored: a number out of range, a text too long, or characters it cannot hold"
+_UNAVAILABLE = "the database is unavailable; try again later"
+_SQLITE_BUSY_CODES = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED (primary codes)
 _UNKNOWN = "the connection was lost while COMMIT was in flight: the command may or may not have committed"
 _logger = library_logger("cqrskit.sqlalchemy")
 
@@ -55,6 +69,8 @@ async def _commit_and_close(session: AsyncSession) -> None:
     except BaseException as exc:
         await close_session(session)
         if isinstance(exc, Exception) and is_connection_lost(exc):
+            # The caller gets UNAVAILABLE with the operation id; the log says why, without the text.
+            _logger.error("commit_outcome_unknown", **_summary(exc))  # noqa: TRY400 - no traceback: its text can quote row values
             raise CommitOutcomeUnknownError(_UNKNOWN) from exc
         raise
     await session.close()
@@ -64,10 +80,38 @@ async def _rollback_savepoint(savepoint: AsyncSessionTransaction) -> None:
     await savepoint.rollback()
 
 
-def _conflict_or_none(exc: BaseException | None) -> ConflictError | None:
-    if isinstance(exc, Exception) and not isinstance(exc, ConflictError) and is_unique_violation(exc):
+def _sqlite_busy(exc: BaseException) -> bool:
+    return any(
+        isinstance(code := getattr(each, "sqlite_errorcode", None), int) and code & 0xFF in _SQLITE_BUSY_CODES
+        for each in causes(exc)
+    )
+
+
+def domain_error_for(exc: BaseException | None) -> DomainError | None:
+    """Return the `DomainError` a database failure means for the caller, or None to let `exc` go on.
+
+    A unique violation is `ConflictError`; a value the database refused (`is_data_error`) is
+    `ValidationFailedError` with a fixed text and no field (the database does not say which field in
+    a form fit to show); a database that cannot be reached, a dropped connection, or SQLite's write
+    lock still held by another connection after the busy timeout is `UnavailableError`. What the
+    caller sees carries no text of the database's. A `DomainError` (`CommitOutcomeUnknownError`
+    included) stays as it is.
+    """
+    if not isinstance(exc, Exception) or isinstance(exc, DomainError):
+        return None
+    if is_unique_violation(exc):
         return ConflictError(_CONFLICT)
+    if is_data_error(exc):
+        _logger.warning("database_refused_value", **_summary(exc))
+        return ValidationFailedError({DETAIL: _REFUSED})
+    if is_unreachable(exc) or _sqlite_busy(exc):
+        _logger.warning("database_unavailable", **_summary(exc))
+        return UnavailableError(_UNAVAILABLE)
     return None
+
+
+def _summary(exc: BaseException) -> dict[str, object]:
+    return {"error_type": type(exc).__qualname__, "database_error": database_error_summary(exc) or {}}
 
 
 class TransactionBlock:
@@ -146,17 +190,17 @@ class TransactionBlock:
             except Exception as flush_error:
                 opened.scope.discard()
                 await to_completion(close_session(session))
-                conflict = _conflict_or_none(flush_error)
-                if conflict is not None:
-                    raise conflict from flush_error
+                translated = domain_error_for(flush_error)
+                if translated is not None:
+                    raise translated from flush_error
                 raise
             try:
                 interrupted = await commit_to_completion(_commit_and_close(session))
             except BaseException as commit_error:
                 opened.scope.discard()
-                conflict = _conflict_or_none(commit_error)
-                if conflict is not None:
-                    raise conflict from commit_error
+                translated = domain_error_for(commit_error)
+                if translated is not None:
+                    raise translated from commit_error
                 raise
             # Committed: the command's outcome is the commit's, and its after-commit work runs to its
             # end. A Timeout deadline that expires during the COMMIT or that work is answered by the
@@ -169,9 +213,9 @@ class TransactionBlock:
             raise interrupted
         opened.scope.discard()
         await to_completion(close_session(session))
-        conflict = _conflict_or_none(exc)
-        if conflict is not None:
-            raise conflict from exc
+        translated = domain_error_for(exc)
+        if translated is not None:
+            raise translated from exc
 
     async def _exit_savepoint(
         self, savepoint: AsyncSessionTransaction, scope: TransactionScope, exc: BaseException | None
@@ -182,17 +226,17 @@ class TransactionBlock:
             except BaseException as release_error:
                 scope.discard()
                 await _rollback_savepoint(savepoint)
-                conflict = _conflict_or_none(release_error)
-                if conflict is not None:
-                    raise conflict from release_error
+                translated = domain_error_for(release_error)
+                if translated is not None:
+                    raise translated from release_error
                 raise
             scope.release()
             return
         scope.discard()
         await _rollback_savepoint(savepoint)
-        conflict = _conflict_or_none(exc)
-        if conflict is not None:
-            raise conflict from exc
+        translated = domain_error_for(exc)
+        if translated is not None:
+            raise translated from exc
 
     def __repr__(self) -> str:
         return f"TransactionBlock(isolation={self._level!r})"

@@ -12,7 +12,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from cqrskit._errors import ConfigurationError
-from cqrskit.sqlalchemy._block import Open, TransactionBlock, close_session
+from cqrskit.sqlalchemy._block import Open, TransactionBlock, close_session, domain_error_for
 from cqrskit.sqlalchemy._completion import to_completion
 from cqrskit.sqlalchemy._errors import NoActiveSessionError
 from cqrskit.sqlalchemy._isolation import SERIALIZABLE, check_level
@@ -59,6 +59,20 @@ class Database:
     lose updates), in WAL mode, waiting up to `sqlite_busy_timeout` seconds for the write lock.
     `engine_options` go to ``create_async_engine`` and `session_options` to the session factory
     (``expire_on_commit`` is False unless you say otherwise).
+
+    Two engine settings differ from SQLAlchemy's defaults, for the engines `Database` creates:
+
+    - `pool_pre_ping` (True): a pooled connection is checked before use and replaced when the server
+      dropped it (a restart, ``pg_terminate_backend``, an idle timeout), so a statement never runs on
+      a dead connection; it costs a round trip per checkout. Pass False to turn it off.
+    - `hide_parameters` (True): SQLAlchemy's error text leaves out the statement's parameters, which
+      can hold a password hash or personal data, so a logged error does not carry them. Pass False
+      while debugging to see them.
+
+    Failures become what the caller can act on, in `transaction` and `read_session` alike: a unique
+    violation `ConflictError`, a value the database refuses (a number out of range, a text too long
+    or with a character it cannot hold) `ValidationFailedError`, a database that cannot be reached or
+    a dropped connection `UnavailableError` (HTTP 503; `Retry` retries it).
     """
 
     def __init__(
@@ -71,12 +85,15 @@ class Database:
         engine_options: Mapping[str, Any] | None = None,
         session_options: Mapping[str, Any] | None = None,
         sqlite_busy_timeout: float = 5.0,
+        pool_pre_ping: bool = True,
+        hide_parameters: bool = True,
     ) -> None:
         if url is not None and engine is not None:
             raise ConfigurationError("give Database a url or an engine, not both")
         if read_url is not None and read_engine is not None:
             raise ConfigurationError("give Database a read_url or a read_engine, not both")
-        options = dict(engine_options or {})
+        options = {"pool_pre_ping": pool_pre_ping, "hide_parameters": hide_parameters}
+        options.update(engine_options or {})
         self._owned: list[AsyncEngine] = []
         self._cleanup: weakref.finalize[Any, Any] | None = None
         if engine is None:
@@ -172,11 +189,18 @@ class Database:
         """Open a new session on the read engine, for query handlers; closed (never committed) at the end.
 
         ``async with database.read_session() as session: ...``. On SQLite it begins with a plain
-        deferred BEGIN, so readers do not queue behind writers.
+        deferred BEGIN, so readers do not queue behind writers. A failure inside is turned into what
+        the caller can act on, as in `transaction` (a database that cannot be reached becomes
+        `UnavailableError`, a refused value `ValidationFailedError`).
         """
         session = self._read_maker()
         try:
             yield session
+        except Exception as exc:
+            translated = domain_error_for(exc)
+            if translated is not None:
+                raise translated from exc
+            raise
         finally:
             await to_completion(close_session(session))
 
