@@ -54,6 +54,7 @@ async def service(unique_name: str) -> AsyncIterator[tuple[str, AsyncEngine]]:
     async with service_schema(postgres_url, redis_url, unique_name):
         container = Container()
         settings = Settings(
+            demo=True,
             database_url=postgres_url,
             database_schema=unique_name,
             redis_url=redis_url,

@@ -7,6 +7,7 @@ connection holds SQLite's write lock.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -124,9 +125,11 @@ class TestSqliteLocked:
         settings = service_settings(f"sqlite+aiosqlite:///{path}", sqlite_busy_timeout=0.2)
         async with service(settings) as client:
             user_id = await create(client, "dora")
-            holder = sqlite3.connect(path, isolation_level=None)
+            # The service's embedded delivery takes the write lock briefly as it polls: wait for it in a
+            # thread, so the event loop (and that delivery) can finish and let it go.
+            holder = sqlite3.connect(path, isolation_level=None, timeout=10, check_same_thread=False)
             try:
-                holder.execute("BEGIN EXCLUSIVE")
+                await asyncio.to_thread(holder.execute, "BEGIN EXCLUSIVE")
                 write = await client.patch(f"/users/{user_id}", json={"full_name": "Locked"}, headers=ADMIN)
                 read = await client.get("/users", params={"email_contains": "dora"}, headers=ADMIN)
             finally:

@@ -95,6 +95,7 @@ async def client(own_redis: OwnRedis, tmp_path: Path) -> AsyncIterator[httpx.Asy
 
     container = Container()
     settings = Settings(
+        demo=True,
         database_url=f"sqlite+aiosqlite:///{tmp_path / 'users.db'}",
         redis_url=own_redis.url,
         scrypt_cost=ScryptCost(n=CHEAP_SCRYPT_N),

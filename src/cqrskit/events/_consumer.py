@@ -363,7 +363,15 @@ class Consumer:
         except Exception as exc:  # noqa: BLE001 - logged, see loggable_exception
             # The transaction itself failed (the database is down, the COMMIT failed): nothing of
             # this round committed, and every message in it counts one failed attempt.
-            self._logger.error("batch_rolled_back", messages=len(pending), **loggable_exception(exc))  # noqa: TRY400 - loggable_exception
+            # Logged without its traceback: it repeats on every retry for as long as an outage lasts,
+            # and rendering a traceback each time would slow the whole process down.
+            summary = loggable_exception(exc).get("database_error")
+            self._logger.warning(
+                "batch_rolled_back",
+                messages=len(pending),
+                error_type=type(exc).__name__,
+                database_error=summary,
+            )
             return self._all_failed(pending)
         for item in (*round_.dead, *([round_.retry] if round_.retry is not None else ())):
             item.targets = left[item.message_id]  # committed: the others are done for good
