@@ -302,8 +302,9 @@ def show_read_model_catching_up(tour: Tour, within: float = 30.0) -> None:
         )
     else:
         print(
-            "   caught up before the POST returned: events are delivered in-process, right after the\n"
-            "   command commits (with USERS_BROKER_URL set, a worker process relays and consumes them)"
+            f"   caught up after {polls} poll(s): the event was recorded in the outbox with the command and\n"
+            "   delivered by the service's own consumer after the commit (with USERS_BROKER_URL set, a\n"
+            "   worker process relays and consumes it)"
         )
 
 

@@ -116,4 +116,4 @@ class TestTour:
         assert "-> 500" not in out
         assert "correct horse" not in out  # what the tour sends is printed, its passwords masked
         assert "polling GET /users/stats until it counts 17 users:" in out
-        assert "caught up before the POST returned" in out  # the read model, on the embedded default
+        assert "delivered by the service's own consumer after the commit" in out  # the embedded default
