@@ -82,11 +82,10 @@ class Tracing:
             described["redacted_fields"] = field_plan(message_type).sensitive
         return described
 
-    async def __call__(self, message: Any, context: Context, call_next: CallNext) -> Result[Any]:
-        """Run the rest of the pipeline inside a span and record how it ended on it."""
-        message_type = type(message)
+    def _attributes(self, message: Any, context: Context) -> dict[str, Any]:
+        """Return the attributes a dispatch's span starts with: its type, its ids, its fields if asked."""
         attributes: dict[str, Any] = {
-            "cqrskit.message_type": type_name(message_type),
+            "cqrskit.message_type": type_name(type(message)),
             "cqrskit.operation_id": context.operation_id,
             "cqrskit.correlation_id": context.correlation_id,
         }
@@ -94,7 +93,14 @@ class Tracing:
             attributes["cqrskit.causation_id"] = context.causation_id
         if self._record_fields:
             attributes.update(_field_attributes(message))
-        span = self._tracer.start_span(_span_name(message_type), attributes=attributes)
+        return attributes
+
+    async def __call__(self, message: Any, context: Context, call_next: CallNext) -> Result[Any]:
+        """Run the rest of the pipeline inside a span and record how it ended on it."""
+        message_type = type(message)
+        span = self._tracer.start_span(
+            _span_name(message_type), attributes=self._attributes(message, context)
+        )
         token = self._attach(self._in_context(span))
         try:
             result = await call_next(message, context)
@@ -127,17 +133,7 @@ class Tracing:
     async def _stream(
         self, span_name: str, message: Any, context: Context, call_next: CallNext
     ) -> Result[Any]:
-        message_type = type(message)
-        attributes: dict[str, Any] = {
-            "cqrskit.message_type": type_name(message_type),
-            "cqrskit.operation_id": context.operation_id,
-            "cqrskit.correlation_id": context.correlation_id,
-        }
-        if context.causation_id is not None:
-            attributes["cqrskit.causation_id"] = context.causation_id
-        if self._record_fields:
-            attributes.update(_field_attributes(message))
-        span = self._tracer.start_span(span_name, attributes=attributes)
+        span = self._tracer.start_span(span_name, attributes=self._attributes(message, context))
         token = self._attach(self._in_context(span))
         opened = False
         try:
