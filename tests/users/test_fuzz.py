@@ -8,15 +8,14 @@ operation and status) are printed.
 
 from __future__ import annotations
 
-import collections
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
 
 from tests import services
-from tests.users.conftest import ADMIN, CHEAP_SCRYPT_N
+from tests.users.conftest import CHEAP_SCRYPT_N
+from tests.users.fuzzing import fuzz
 
 EXAMPLES_PER_OPERATION = 30  # x 7 operations x 2 modes x 2 databases: about 800 requests
 
@@ -79,33 +78,9 @@ def problems_of(response: Any) -> list[str]:
 
 @pytest.mark.parametrize("mode", ["positive", "negative"])
 def test_no_5xx_and_every_4xx_a_problem(fuzzed_service: str, mode: str) -> None:
-    import schemathesis
-
-    generation = (
-        schemathesis.GenerationMode.POSITIVE if mode == "positive" else schemathesis.GenerationMode.NEGATIVE
+    statuses, failures = fuzz(
+        fuzzed_service, mode, EXAMPLES_PER_OPERATION, lambda _, response: problems_of(response)
     )
-    schema = schemathesis.openapi.from_url(f"{fuzzed_service}/openapi.json")
-    statuses: collections.Counter[tuple[str, int]] = collections.Counter()
-    failures: list[str] = []
-    for found in schema.get_all_operations():
-        operation = found.ok()
-        if mode == "negative" and operation.label == "GET /users/stats":
-            continue  # no parameter, no body: nothing to make invalid
-
-        @settings(
-            max_examples=EXAMPLES_PER_OPERATION,
-            deadline=None,
-            derandomize=True,
-            database=None,
-            suppress_health_check=list(HealthCheck),
-        )
-        @given(case=operation.as_strategy(generation_mode=generation))
-        def call(case: Any) -> None:
-            response = case.call(headers=ADMIN)
-            statuses[(case.operation.label, response.status_code)] += 1
-            failures.extend(f"{case.operation.label}: {problem}" for problem in problems_of(response))
-
-        call()
     print(mode, sum(statuses.values()), "requests:", dict(sorted(statuses.items())))
     assert failures == []
     assert sum(statuses.values()) > 100
