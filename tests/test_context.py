@@ -43,6 +43,7 @@ class TestContext:
         assert context.causation_id is None
         assert context.idempotency_key is None
         assert context.operation_id is None
+        assert context.tenant is None
 
     def test_fields(self) -> None:
         """Every keyword given is readable back as a property."""
@@ -52,7 +53,7 @@ class TestContext:
         assert (context.correlation_id, context.causation_id, context.idempotency_key) == ("c", "x", "k")
 
     @pytest.mark.parametrize(
-        "field", ["principal", "correlation_id", "causation_id", "idempotency_key", "operation_id"]
+        "field", ["principal", "correlation_id", "causation_id", "idempotency_key", "operation_id", "tenant"]
     )
     def test_assigning_a_field_raises(self, field: str) -> None:
         """Every public field of a context is read-only."""
@@ -76,6 +77,10 @@ class TestContext:
         assert child.idempotency_key is None
         assert child.operation_id is None
 
+    def test_child_keeps_the_tenant(self) -> None:
+        """A dispatch caused by another acts for the same tenant."""
+        assert Context(tenant="acme", operation_id="op-1").child().tenant == "acme"
+
     def test_equality_and_hash(self) -> None:
         """Contexts with equal fields are equal and hash alike."""
         assert Context(correlation_id="c") == Context(correlation_id="c")
@@ -87,6 +92,7 @@ class TestContext:
         text = repr(Context(correlation_id="c"))
         assert "correlation_id='c'" in text
         assert "operation_id=None" in text
+        assert "tenant=None" in text
 
 
 class TestDispatchContext:
@@ -104,3 +110,9 @@ class TestDispatchContext:
         principal = Principal("u1")
         context = dispatch_context(Context(principal, "corr", "cause", "key"), "op-2")
         assert context == Context(principal, "corr", "cause", "key", "op-2")
+
+    def test_keeps_the_tenant(self) -> None:
+        """The tenant of the given context is the tenant of the dispatch."""
+        from cqrskit._context import dispatch_context
+
+        assert dispatch_context(Context(tenant="acme"), "op-3").tenant == "acme"

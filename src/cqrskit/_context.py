@@ -43,6 +43,7 @@ class Context:
     _causation_id: str | None = attrs.field(default=None, alias="causation_id")
     _idempotency_key: str | None = attrs.field(default=None, alias="idempotency_key")
     _operation_id: str | None = attrs.field(default=None, alias="operation_id")
+    _tenant: str | None = attrs.field(default=None, alias="tenant")
 
     @property
     def principal(self) -> Principal | None:
@@ -69,18 +70,28 @@ class Context:
         """This dispatch's id; set by the bus, None on a context you built yourself."""
         return self._operation_id
 
+    @property
+    def tenant(self) -> str | None:
+        """The tenant this dispatch acts for, or None in a service that has no tenants.
+
+        Nothing crosses a tenant: cache entries and tags, idempotency keys, envelopes, scheduled
+        commands and process instances are kept per tenant (see the tenancy page of the docs).
+        """
+        return self._tenant
+
     def child(self) -> Context:
         """Return the context for a dispatch this one causes: a nested command or a published event.
 
-        It keeps the principal and the correlation id, and its `causation_id` is this operation's id.
+        It keeps the principal, the tenant and the correlation id, and its `causation_id` is this
+        operation's id.
         """
-        return Context(self._principal, self._correlation_id, self._operation_id, None, None)
+        return Context(self._principal, self._correlation_id, self._operation_id, None, None, self._tenant)
 
     def __repr__(self) -> str:
         return (
             f"Context(principal={self._principal!r}, correlation_id={self._correlation_id!r}, "
             f"causation_id={self._causation_id!r}, idempotency_key={self._idempotency_key!r}, "
-            f"operation_id={self._operation_id!r})"
+            f"operation_id={self._operation_id!r}, tenant={self._tenant!r})"
         )
 
 
@@ -91,11 +102,12 @@ def dispatch_context(given: Context | None, operation_id: str) -> Context:
     """
     # Positional: a keyword call through attrs' aliases costs about 40 ns more, once per dispatch.
     if given is None:
-        return Context(None, operation_id, None, None, operation_id)
+        return Context(None, operation_id, None, None, operation_id, None)
     return Context(
         given._principal,
         given._correlation_id or operation_id,
         given._causation_id,
         given._idempotency_key,
         operation_id,
+        given._tenant,
     )

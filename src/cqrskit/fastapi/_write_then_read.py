@@ -37,6 +37,9 @@ async def execute_then_query(
     if done.is_failure:
         return done  # a failure carries no data, so it stands for a Result of any type
     caused = Context(
-        principal=context.principal, correlation_id=context.correlation_id, causation_id=done.operation_id
+        principal=context.principal,
+        correlation_id=context.correlation_id,
+        causation_id=done.operation_id,
+        tenant=context.tenant,
     )
     return await queries.execute(query, caused)
