@@ -37,12 +37,16 @@ autodoc_default_options = {"members": True, "imported-members": True, "show-inhe
 PUBLIC_MODULES = [
     "cqrskit",
     "cqrskit.behaviours",
+    "cqrskit.routing",
     "cqrskit.testing",
     "cqrskit.scope",
     "cqrskit.sqlalchemy",
     "cqrskit.caching",
     "cqrskit.events",
+    "cqrskit.events.conformance",
+    "cqrskit.processes",
     "cqrskit.fastapi",
+    "cqrskit.health",
 ]
 
 

@@ -13,6 +13,7 @@ from cqrskit._context import Context, Principal
 from cqrskit._contracts import (
     Behaviour,
     BindableBehaviour,
+    BuildWatch,
     CallNext,
     Handler,
     HandlerFactory,
@@ -29,6 +30,7 @@ from cqrskit._errors import (
     NotAuthenticatedError,
     NotFoundError,
     PermissionDeniedError,
+    StaleOverrideError,
     UnavailableError,
     ValidationFailedError,
 )
@@ -44,6 +46,7 @@ __all__ = [
     "AffectedEntity",
     "Behaviour",
     "BindableBehaviour",
+    "BuildWatch",
     "CacheInfo",
     "CallNext",
     "Command",
@@ -71,6 +74,7 @@ __all__ = [
     "Result",
     "ResultError",
     "Stage",
+    "StaleOverrideError",
     "Step",
     "Stream",
     "StreamHandler",

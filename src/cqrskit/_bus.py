@@ -7,6 +7,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from cqrskit._context import Context, dispatch_context
+from cqrskit._contracts import BuildWatch
 from cqrskit._errors import ConfigurationError, HandlerNotFoundError
 from cqrskit._logs import library_logger
 from cqrskit._messages import Command, Message, Query, StreamQuery
@@ -21,6 +22,7 @@ from cqrskit._pipeline import (
     check_behaviours,
     compose,
     direct_handle,
+    guard,
     handler_step,
     prepare_behaviours,
 )
@@ -39,15 +41,24 @@ class BusCore:
     (event type, subscriber name) and passes that key to `dispatch`.
     """
 
-    __slots__ = ("_behaviours", "_logger", "_pipelines", "_prepared")
+    __slots__ = ("_behaviours", "_check", "_logger", "_pipelines", "_prepared")
 
-    def __init__(self, behaviours: Iterable[object], bus_name: str, logger: Any = None) -> None:
+    def __init__(
+        self,
+        behaviours: Iterable[object],
+        bus_name: str,
+        logger: Any = None,
+        watch: BuildWatch | None = None,
+    ) -> None:
         behaviour_list = tuple(behaviours)
         check_behaviours(behaviour_list, bus_name)
         self._behaviours = behaviour_list
         self._prepared = prepare_behaviours(behaviour_list)
         self._pipelines: dict[object, tuple[Pipeline, Callable[[Any, Context], Awaitable[Any]] | None]] = {}
         self._logger = logger if logger is not None else library_logger("cqrskit")
+        # A watched bus checks what it was built from before every dispatch; an unwatched one pays
+        # nothing for it (its pipelines are composed without the guard).
+        self._check = watch.arm() if watch is not None else None
 
     @property
     def behaviours(self) -> tuple[object, ...]:
@@ -60,10 +71,15 @@ class BusCore:
 
     def add_route(self, key: object, message_type: type, handler: object, bound: BoundBehaviours) -> None:
         """Compose the pipeline of `handler` inside the `bound` behaviours, reached by `key`."""
-        pipeline = compose(handler_step(message_type, handler), bound)
+        pipeline = self.guarded(compose(handler_step(message_type, handler), bound))
         # With no behaviour in the way, `dispatch` calls the handler object itself: one coroutine less
-        # per dispatch (about 80 ns of the 8x aim).
-        self._pipelines[key] = (pipeline, None if bound else direct_handle(handler))
+        # per dispatch (about 80 ns of the 8x aim). A watched bus always goes through its guard.
+        direct = None if bound or self._check is not None else direct_handle(handler)
+        self._pipelines[key] = (pipeline, direct)
+
+    def guarded(self, pipeline: Pipeline) -> Pipeline:
+        """Return `pipeline` behind the watch's check on a watched bus, `pipeline` itself otherwise."""
+        return pipeline if self._check is None else guard(self._check, pipeline)
 
     async def dispatch(self, message: Any, context: Context | None = None, key: object = None) -> Result[Any]:
         """Run `message` through its pipeline (found by `key`, by default its type); return the `Result`.
@@ -109,12 +125,13 @@ class _Bus(BusCore):
         behaviours: Iterable[object] = (),
         *,
         logger: Any = None,
+        watch: BuildWatch | None = None,
     ) -> None:
         if not isinstance(handlers, Mapping):
             raise ConfigurationError(
                 f"handlers must be a mapping of message type to handler, got {type(handlers).__name__}"
             )
-        super().__init__(behaviours, type(self).__name__, logger)
+        super().__init__(behaviours, type(self).__name__, logger, watch)
         chains: dict[type, tuple[object, ...]] = {}
         for message_type, value in handlers.items():
             self._check_key(message_type)
@@ -158,7 +175,9 @@ class CommandBus(_Bus):
     `handlers` maps each `Command` subclass to a handler object (``async def handle(self, command,
     context)``) or to a zero-argument callable returning one, called per dispatch. `behaviours` are
     listed outermost first. Everything is checked and every pipeline composed here, once; the bus
-    keeps read-only copies of what it was given.
+    keeps read-only copies of what it was given. `watch` (a `BuildWatch`, usually given by
+    `cqrskit.testing.watch_overrides`) makes every dispatch first check that nothing the bus was built
+    from has been overridden since; without it a dispatch pays nothing for that.
     """
 
     __slots__ = ()
@@ -192,15 +211,16 @@ class QueryBus(_Bus):
         behaviours: Iterable[object] = (),
         *,
         logger: Any = None,
+        watch: BuildWatch | None = None,
     ) -> None:
         self._streams: dict[type, Pipeline] = {}
-        super().__init__(handlers, behaviours, logger=logger)
+        super().__init__(handlers, behaviours, logger=logger, watch=watch)
 
     def _route(self, message_type: type, value: object) -> BoundBehaviours:
         if not issubclass(message_type, StreamQuery):
             return super()._route(message_type, value)
         bound = bind_stream_behaviours(self._prepared, message_type)
-        self._streams[message_type] = compose(stream_handler_step(message_type, value), bound)
+        self._streams[message_type] = self.guarded(compose(stream_handler_step(message_type, value), bound))
         return bound
 
     def _not_found(self, message_type: type) -> Exception:

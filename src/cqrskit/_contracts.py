@@ -11,6 +11,7 @@ from cqrskit._results import Result
 __all__ = [
     "Behaviour",
     "BindableBehaviour",
+    "BuildWatch",
     "CallNext",
     "Handler",
     "HandlerFactory",
@@ -94,4 +95,18 @@ class BindableBehaviour(Behaviour, Protocol):
 
     def bind(self, message_type: type, /) -> Step | None:
         """Return what to run in `message_type`'s pipeline, or None to stay out of it."""
+        ...
+
+
+class BuildWatch(Protocol):
+    """Watches what a bus was built from, so that a change made after the build is refused, not missed.
+
+    A bus given ``watch=`` calls `arm` once, when it is built, and runs the check it returns before
+    every dispatch; the check raises `ConfigurationError` (a `StaleOverrideError`) when what the bus
+    was built from has changed since. `cqrskit.testing.watch_overrides` gives a container's buses one
+    that watches the providers they were built from.
+    """
+
+    def arm(self) -> Callable[[], None]:
+        """Record the state the bus is built from; return the check to run before each dispatch."""
         ...

@@ -24,6 +24,7 @@ __all__ = [
     "NotAuthenticatedError",
     "NotFoundError",
     "PermissionDeniedError",
+    "StaleOverrideError",
     "UnavailableError",
     "ValidationFailedError",
 ]
@@ -121,6 +122,24 @@ class HandlerNotFoundError(CqrsKitError, LookupError):
 
 class ConfigurationError(CqrsKitError, ValueError):
     """A bus, behaviour or route was configured in a way that cannot work; raised when it is built."""
+
+
+class StaleOverrideError(ConfigurationError):
+    """A provider a bus was built from was overridden after the build, so the bus would not see it.
+
+    Raised at the next dispatch of a watched bus (see `cqrskit.testing.watch_overrides`) instead of
+    running with what the bus captured. `bus` names the bus, `provider` the provider overridden.
+    """
+
+    def __init__(self, bus: str, provider: str) -> None:
+        super().__init__(
+            f"{provider} was overridden (or an override of it removed) after {bus} was built, and {bus} "
+            "still holds what it was built with. Override before the bus is built, use "
+            f"cqrskit.testing.override_providers (it rebuilds the bus), or reset the bus after "
+            f"overriding ({bus}.reset())"
+        )
+        self.bus = bus
+        self.provider = provider
 
 
 class MissingExtraError(CqrsKitError, ImportError):

@@ -264,3 +264,13 @@ def compose(terminal: Pipeline, bound: BoundBehaviours) -> Pipeline:
     for _, call in reversed(bound):
         pipeline = _link(call, pipeline)
     return pipeline
+
+
+def guard(check: Callable[[], None], pipeline: Pipeline) -> Pipeline:
+    """Return `pipeline` behind `check`, run before each dispatch (a watched bus, see `BuildWatch`)."""
+
+    async def guarded(message: Any, context: Context) -> Result[Any]:
+        check()
+        return await pipeline(message, context)
+
+    return guarded

@@ -9,31 +9,43 @@
 - `override_providers` overrides providers of a container by name and resets every singleton built
   from them (your buses), so the next bus is built with the overrides: the base of a pytest fixture
   that gives each test fresh buses.
+- `watch_overrides` makes a container's buses refuse to run (`StaleOverrideError`) once a provider
+  they were built from is overridden, so a plain ``provider.override(...)`` made too late is never
+  silently ignored. Under pytest it is applied to every container a fixture gives (the ``cqrskit``
+  pytest plugin).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Literal
+from operator import attrgetter
+from typing import Any, Literal, TypeVar
 
 import attrs
 from dependency_injector import containers, providers
 
+from cqrskit._bus import BusCore
 from cqrskit._context import Context
 from cqrskit._contracts import CallNext
-from cqrskit._errors import ConfigurationError, HandlerNotFoundError
+from cqrskit._errors import ConfigurationError, HandlerNotFoundError, StaleOverrideError
+from cqrskit._names import qualified_name
 from cqrskit._results import Result
 from cqrskit.caching._fakes import FailingCache, InMemoryCache
+from cqrskit.events._bus import EventBus
 
 __all__ = [
     "FailingCache",
     "InMemoryCache",
+    "ProviderWatch",
     "Recorded",
     "RecordingBehaviour",
     "override_handler",
     "override_providers",
+    "watch_overrides",
 ]
+
+ContainerT = TypeVar("ContainerT", bound=containers.Container)
 
 
 @attrs.frozen
@@ -196,3 +208,106 @@ def override_providers(container: containers.Container, **replacements: object) 
             target.reset_last_overriding()
         for singleton in dependents:
             singleton.reset()
+
+
+_LAST_OVERRIDING = attrgetter("last_overriding")
+
+
+class ProviderWatch:
+    """A `BuildWatch` over the providers a bus was built from: `watch_overrides` gives one to each bus.
+
+    `arm` records which provider overrides each one of them (none, usually); the check it returns
+    raises `StaleOverrideError`, naming the bus and the first provider whose override changed since.
+    Providers behind ``.provider`` (a `Delegate`) are left out: the bus calls those per dispatch, so
+    it sees their overrides.
+    """
+
+    def __init__(self, bus: str, watched: dict[str, providers.Provider[Any]]) -> None:
+        self._bus = bus
+        self._names = tuple(watched)
+        self._providers = tuple(watched.values())
+
+    @property
+    def providers(self) -> dict[str, providers.Provider[Any]]:
+        """The providers watched, by the name an error would give them."""
+        return dict(zip(self._names, self._providers, strict=True))
+
+    def arm(self) -> Callable[[], None]:
+        """Record the providers' overrides as the bus is built; return the check run per dispatch."""
+        watched = self._providers
+        armed = tuple(map(_LAST_OVERRIDING, watched))
+
+        def check() -> None:
+            if tuple(map(_LAST_OVERRIDING, watched)) != armed:
+                self._refuse(armed)
+
+        return check
+
+    def _refuse(self, armed: tuple[object, ...]) -> None:
+        for name, provider, was in zip(self._names, self._providers, armed, strict=True):
+            if provider.last_overriding is not was:
+                raise StaleOverrideError(self._bus, name)
+
+    def __repr__(self) -> str:
+        return f"ProviderWatch({self._bus}, {len(self._providers)} providers)"
+
+
+def _is_bus_provider(provider: providers.Provider[Any]) -> bool:
+    provides = getattr(provider, "provides", None)
+    if not isinstance(provides, type):
+        return False
+    # The event bus composes a BusCore; the command and query buses are ones.
+    return issubclass(provides, (BusCore, EventBus))
+
+
+def _describe(provider: providers.Provider[Any], names: dict[int, str]) -> str:
+    name = names.get(id(provider))
+    if name is not None:
+        return name
+    provides = getattr(provider, "provides", None)
+    if provides is None:
+        return f"a {type(provider).__name__} provider"
+    return f"the {type(provider).__name__} of {qualified_name(provides)}"
+
+
+def _built_from(bus: providers.Provider[Any], names: dict[int, str]) -> dict[str, providers.Provider[Any]]:
+    """Every provider `bus` resolves when it is built, named; not those behind a `Delegate`."""
+    seen: dict[int, providers.Provider[Any]] = {}
+    pending = list(bus.related)
+    while pending:
+        provider = pending.pop()
+        if id(provider) in seen or isinstance(provider, providers.Delegate):
+            continue
+        seen[id(provider)] = provider
+        pending.extend(provider.related)
+    watched: dict[str, providers.Provider[Any]] = {}
+    for provider in seen.values():
+        watched.setdefault(_describe(provider, names), provider)
+    return watched
+
+
+def watch_overrides(container: ContainerT) -> ContainerT:
+    """Make every bus of `container` refuse to dispatch once a provider it was built from is overridden.
+
+    A bus is built once, from what the providers give at that moment, so a plain
+    ``container.users.override(FakeUsers())`` made after ``container.command_bus()`` would not reach
+    it. After this call each bus provider of the container (a ``CommandBus``, ``QueryBus`` or
+    ``EventBus`` singleton or factory) builds its bus with a `ProviderWatch`, and a dispatch on a bus
+    built before such an override raises `StaleOverrideError`, which names the bus and the provider
+    and says the fix. A bus already built is reset, so the next one is watched. Calling it again does
+    nothing more. Returns `container`, so a fixture can write ``container = watch_overrides(Container())``.
+
+    The check costs a few hundred nanoseconds per dispatch, which is why buses are not watched unless
+    asked: under pytest the ``cqrskit`` plugin (``cqrskit._pytest_plugin``) asks for every container a
+    fixture gives.
+    """
+    names = {id(provider): f"container.{name}" for name, provider in container.providers.items()}
+    bus: Any  # a Singleton or a Factory of a bus: both take add_kwargs
+    for bus in container.traverse():
+        if not _is_bus_provider(bus) or "watch" in getattr(bus, "kwargs", {}):
+            continue
+        label = names.get(id(bus), f"the {qualified_name(bus.provides)} provider")
+        bus.add_kwargs(watch=ProviderWatch(label, _built_from(bus, names)))
+        if isinstance(bus, providers.BaseSingleton):
+            bus.reset()
+    return container

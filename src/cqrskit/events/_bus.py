@@ -8,6 +8,7 @@ from typing import Any
 
 from cqrskit._bus import BusCore
 from cqrskit._context import Context
+from cqrskit._contracts import BuildWatch
 from cqrskit._errors import ConfigurationError, HandlerNotFoundError
 from cqrskit._logs import library_logger
 from cqrskit._names import qualified_name
@@ -38,7 +39,8 @@ class EventBus:
     class, or a mapping of name to handler when you want to choose the names. A name is how the
     `Consumer`'s inbox remembers that a subscriber has handled a message, so keep it stable.
     Behaviours are listed outermost first; one pipeline per (event type, subscriber) is composed
-    here, once, by the core every bus shares.
+    here, once, by the core every bus shares. `watch` is the `CommandBus`'s: a `BuildWatch` checked
+    before every delivery.
     """
 
     __slots__ = ("_chains", "_core", "_logger", "_routes", "_subscribers")
@@ -49,12 +51,13 @@ class EventBus:
         behaviours: Iterable[object] = (),
         *,
         logger: Any = None,
+        watch: BuildWatch | None = None,
     ) -> None:
         if not isinstance(handlers, Mapping):
             raise ConfigurationError(
                 f"handlers must map event types to sequences of subscribers, got {type(handlers).__name__}"
             )
-        self._core = core = BusCore(behaviours, "EventBus", logger)
+        self._core = core = BusCore(behaviours, "EventBus", logger, watch)
         subscribers: dict[type, tuple[str, ...]] = {}
         chains: dict[type, tuple[object, ...]] = {}
         routes: dict[type, Mapping[str, object]] = {}
