@@ -6,11 +6,12 @@ holds the transaction open in this task and the session factory for the block's 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from contextvars import ContextVar, Token
 from types import TracebackType
 
-from sqlalchemy.ext.asyncio import AsyncSession, AsyncSessionTransaction, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, AsyncSessionTransaction
 
 from cqrskit._errors import (
     DETAIL,
@@ -47,12 +48,15 @@ _logger = library_logger("cqrskit.sqlalchemy")
 class Open:
     """What `Database` keeps in its context variable while a transaction is open in a task."""
 
-    __slots__ = ("level", "scope", "session")
+    __slots__ = ("level", "scope", "session", "tenant")
 
-    def __init__(self, session: AsyncSession, scope: TransactionScope, level: str | None) -> None:
+    def __init__(
+        self, session: AsyncSession, scope: TransactionScope, level: str | None, tenant: str | None = None
+    ) -> None:
         self.session = session
         self.scope = scope
         self.level = level
+        self.tenant = tenant
 
 
 async def close_session(session: AsyncSession) -> None:
@@ -74,6 +78,18 @@ async def _commit_and_close(session: AsyncSession) -> None:
             raise CommitOutcomeUnknownError(_UNKNOWN) from exc
         raise
     await session.close()
+
+
+async def _begin(session: AsyncSession) -> None:
+    """Begin `session`'s transaction now; on failure close it and raise what the failure means."""
+    try:
+        await session.connection()
+    except BaseException as exc:
+        await to_completion(close_session(session))
+        translated = domain_error_for(exc)
+        if translated is not None:
+            raise translated from exc
+        raise
 
 
 async def _rollback_savepoint(savepoint: AsyncSessionTransaction) -> None:
@@ -121,16 +137,21 @@ class TransactionBlock:
     `Transaction` behaviour does so for a failure Result). `Database.transaction` makes it: `active`
     holds the transaction open in the task, `maker` opens the session of an outermost transaction at
     `level`, which then runs at `effective_level` (SQLite's transactions are all serializable).
+    With `begin_at_once` (a database that keeps tenants in schemas of their own) the outermost block
+    begins its transaction on entry, so a tenant that has no schema fails before any work; `tenant`
+    is the tenant it was opened for, and a nested block for another tenant is refused.
     """
 
     __slots__ = (
         "_active",
+        "_begin_at_once",
         "_effective_level",
         "_entered",
         "_level",
         "_maker",
         "_open",
         "_savepoint",
+        "_tenant",
         "_token",
         "rollback_only",
     )
@@ -138,24 +159,37 @@ class TransactionBlock:
     def __init__(
         self,
         active: ContextVar[Open | None],
-        maker: async_sessionmaker[AsyncSession],
+        maker: Callable[[], AsyncSession],
         level: str | None,
         effective_level: str | None,
+        *,
+        tenant: str | None = None,
+        begin_at_once: bool = False,
     ) -> None:
         self._active = active
         self._maker = maker
         self._level = level
         self._effective_level = effective_level
+        self._tenant = tenant
+        self._begin_at_once = begin_at_once
         self._savepoint: AsyncSessionTransaction | None = None
         self.rollback_only = False
 
     async def __aenter__(self) -> AsyncSession:
         outer = self._active.get()
+        tenant = self._tenant
         if outer is None:
             session = self._maker()
+            if self._begin_at_once:
+                await _begin(session)
             scope = TransactionScope()
             level = self._effective_level
         else:
+            if tenant is not None and tenant != outer.tenant:
+                raise ConfigurationError(
+                    f"a nested transaction for tenant {tenant!r} cannot join the transaction of tenant "
+                    f"{outer.tenant!r}: dispatch it with the outer context's child()"
+                )
             if self._level is not None and stricter_than(self._level, outer.level):
                 raise ConfigurationError(
                     f"a nested transaction asks for {self._level} but the transaction it joins runs at "
@@ -165,7 +199,8 @@ class TransactionBlock:
             self._savepoint = await session.begin_nested()
             scope = TransactionScope(outer.scope)
             level = outer.level
-        self._open = Open(session, scope, level)
+            tenant = outer.tenant
+        self._open = Open(session, scope, level, tenant)
         self._token: Token[Open | None] = self._active.set(self._open)
         self._entered: AbstractContextManager[TransactionScope] = scope.entered()
         self._entered.__enter__()
