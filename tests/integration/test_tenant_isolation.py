@@ -14,6 +14,7 @@ from typing import Any
 import attrs
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select, text, update
+from sqlalchemy.exc import ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from cqrskit import Command, CommandBus, ConfigurationError, Context, OperationStatus, Query, QueryBus
@@ -414,3 +415,44 @@ class TestSchemaPerTenant:
             await app.run(RegisterElsewhere("b"), "a")
         assert await app.ok(ListUsers(), "b") == []
         assert await app.ok(ListUsers(), "a") == []
+
+
+class TestSharedSchemas:
+    """Schemas every tenant reads after its own, and work that is no tenant's."""
+
+    async def test_shared_tables_are_read_after_the_tenants_own_and_no_tenant_reads_only_them(
+        self, postgres_url: str, unique_name: str, server: AsyncEngine
+    ) -> None:
+        """create_schema leaves a shared table where it is; a tenant reads it; required=False without
+        a tenant reads the shared schema and cannot name a tenant's table."""
+        shared = f"{unique_name}shared"
+        metadata = MetaData()
+        users = plain_users(metadata)
+        Table("plans", metadata, Column("name", String(20), primary_key=True), schema=shared)
+        schemas = SchemaPerTenant(prefix=f"{unique_name}_", shared=[shared], required=False)
+        database = Database(postgres_url, tenant_schemas=schemas)
+        assert database.tenant_schemas is schemas
+        try:
+            await execute(server, f'CREATE SCHEMA "{shared}"')
+            tenant_schema = await schemas.create_schema(database.engine, "a", metadata)
+            tables = "SELECT string_agg(tablename, ',') FROM pg_tables WHERE schemaname = '{}'"
+            assert await execute(server, tables.format(tenant_schema)) == "users"
+            assert await execute(server, tables.format(shared)) is None  # shared tables are the app's
+            await execute(server, f'CREATE TABLE "{shared}".plans (name varchar(20) primary key)')
+            async with database.transaction(tenant="a") as session:
+                await session.execute(insert(users).values(id=1, name="ann"))
+                await session.execute(text("INSERT INTO plans VALUES ('gold')"))
+                assert await session.scalar(text("SHOW search_path")) == f'"{tenant_schema}", "{shared}"'
+            async with database.read_session(tenant="a") as session:
+                joined = await session.execute(text("SELECT users.name, plans.name FROM users, plans"))
+                assert joined.all() == [("ann", "gold")]
+            async with database.read_session() as session:
+                assert await session.scalar(text("SELECT name FROM plans")) == "gold"
+                assert await session.scalar(text("SHOW search_path")) == f'"{shared}"'
+            with pytest.raises(ProgrammingError, match='relation "users" does not exist'):
+                async with database.read_session() as session:
+                    await session.execute(text("SELECT * FROM users"))
+        finally:
+            await database.dispose()
+            await schemas.drop_schema(server, "a")
+            await execute(server, f'DROP SCHEMA IF EXISTS "{shared}" CASCADE')

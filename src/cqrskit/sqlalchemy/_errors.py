@@ -20,9 +20,9 @@ class TenantRequiredError(ConfigurationError):
     """Data is kept per tenant, and the work at hand has no tenant (``context.tenant`` is None).
 
     Raised by `SchemaPerTenant` when a transaction or read session opens without a tenant, and by
-    `TenantColumn` when asked to scope a statement to no tenant. It is a wiring mistake (the tenant
-    should have been set where the request came in), so the dispatch fails as FAILED, logged with
-    its traceback, and nothing is read or written.
+    `TenantColumn` when asked to scope a statement to no tenant, before any statement runs. It is a
+    wiring mistake (the tenant is set where the request comes in), so, like every
+    `ConfigurationError`, ``bus.execute`` raises it instead of returning a Result.
     """
 
 

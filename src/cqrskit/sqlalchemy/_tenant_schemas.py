@@ -151,15 +151,17 @@ class SchemaPerTenant:
     async def create_schema(self, engine: AsyncEngine, tenant: str, metadata: MetaData) -> str:
         """Create `tenant`'s schema, if missing, and in it every table of `metadata` that names no schema.
 
-        Run it when you add a tenant (and, with ``checkfirst``, again after adding tables); it returns
-        the schema's name. Tables whose ``schema`` is set (those of a `shared` schema) are left where
-        they are. Use your migration tool instead once you have one: run it per tenant schema.
+        Run it when you add a tenant (and again after adding tables: existing ones are skipped); it
+        returns the schema's name. Tables whose ``schema`` is set (those of a `shared` schema) are
+        not touched: create them once, for everyone. Once you have a migration tool, run it per
+        tenant schema instead.
         """
         schema = self.schema_for(tenant)
+        own = [table for table in metadata.sorted_tables if table.schema is None]
         async with engine.begin() as connection:
             await connection.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {_quoted(schema)}")
             translated = await connection.execution_options(schema_translate_map={None: schema})
-            await translated.run_sync(metadata.create_all)
+            await translated.run_sync(lambda sync: metadata.create_all(sync, tables=own))
         return schema
 
     async def drop_schema(self, engine: AsyncEngine, tenant: str) -> None:
