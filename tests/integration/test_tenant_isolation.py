@@ -240,13 +240,19 @@ def pool_size() -> int:
 
 
 @pytest.fixture
+def required() -> bool:
+    """Whether the schema app refuses work without a tenant: yes, unless a test parametrizes it."""
+    return True
+
+
+@pytest.fixture
 async def schema_app(
-    postgres_url: str, unique_name: str, server: AsyncEngine, pool_size: int
+    postgres_url: str, unique_name: str, server: AsyncEngine, pool_size: int, required: bool
 ) -> AsyncIterator[App]:
     """Schema per tenant: tenants 'a' and 'b' each have a users table; the connections' default
     search_path is a decoy schema with a users table of its own, which no tenant may ever read."""
     decoy = f"{unique_name}decoy"
-    schemas = SchemaPerTenant(prefix=f"{unique_name}_")
+    schemas = SchemaPerTenant(prefix=f"{unique_name}_", required=required)
     created = [decoy]
     database: Database | None = None
     try:
@@ -415,6 +421,26 @@ class TestSchemaPerTenant:
             await app.run(RegisterElsewhere("b"), "a")
         assert await app.ok(ListUsers(), "b") == []
         assert await app.ok(ListUsers(), "a") == []
+
+    @pytest.mark.parametrize("required", [False])
+    async def test_commands_for_tenants_inside_a_transaction_of_no_tenant(self, schema_app: App) -> None:
+        """As a consumer's batch does: each nested command runs in its tenant's schema, and the host
+        transaction's own path (empty: no shared schemas) comes back after each, commit or not."""
+        app = schema_app
+        async with app.database.transaction() as session:
+            assert await session.scalar(text("SHOW search_path")) == ""
+            assert await app.ok(RegisterUser(1, "ann of a"), "a") == ["ann of a"]
+            assert await session.scalar(text("SHOW search_path")) == ""
+            assert await app.ok(RegisterUser(1, "ann of b"), "b") == ["ann of b"]
+            assert (await app.run(Sabotage(2), "a")).status is OperationStatus.FAILED
+            assert await session.scalar(text("SHOW search_path")) == ""
+            assert (await app.run(RegisterUser(1, "x"), "zz")).status is OperationStatus.NOT_FOUND
+            assert await session.scalar(text("SHOW search_path")) == ""
+            with pytest.raises(ProgrammingError, match='relation "users" does not exist'):
+                async with app.database.transaction():  # a savepoint of no tenant: no table to find
+                    await session.execute(text("SELECT * FROM users"))
+        assert await app.ok(ListUsers(), "a") == ["ann of a"]
+        assert await app.ok(ListUsers(), "b") == ["ann of b"]
 
 
 class TestSharedSchemas:

@@ -151,6 +151,7 @@ class Database:
         )
         schemas.install(sessions)
         self._session_options["sync_session_class"] = sessions
+        self._set_tenant = functools.partial(_set_tenant, schemas)  # built once, passed to every block
 
     def _create(self, url: URL, options: Mapping[str, Any]) -> AsyncEngine:
         try:
@@ -204,8 +205,10 @@ class Database:
 
         With `tenant_schemas`, `tenant` chooses the schema: the transaction begins on entry with
         ``search_path`` set by ``SET LOCAL`` (`TenantRequiredError` without a tenant,
-        `UnknownTenantError` for one without a schema), and a savepoint for another tenant is refused.
-        Without it, `tenant` is ignored.
+        `UnknownTenantError` for one without a schema). A savepoint for another tenant is refused
+        inside a tenant's transaction; inside one without a tenant (``SchemaPerTenant(required=False)``:
+        a consumer's batch, say) it runs in its tenant's schema and the host's path comes back when it
+        ends. Without `tenant_schemas`, `tenant` is ignored.
         """
         level = None if isolation is None else check_level(isolation, self.dialect_name, "transaction()")
         if self._schemas is None:
@@ -216,7 +219,7 @@ class Database:
             level,
             self._effective_level(level),
             tenant=tenant,
-            begin_at_once=True,
+            set_tenant=self._set_tenant,
         )
 
     def _maker(self, level: str | None) -> async_sessionmaker[AsyncSession]:
@@ -275,6 +278,12 @@ class Database:
             read = self.read_engine.url.render_as_string(hide_password=True)
             return f"Database({url!r}, read_url={read!r}{extra})"
         return f"Database({url!r}{extra})"
+
+
+async def _set_tenant(schemas: SchemaPerTenant, session: AsyncSession, tenant: str | None) -> None:
+    """Set `tenant`'s path on the connection of `session`'s open transaction (for a savepoint)."""
+    connection = await session.connection()
+    await connection.run_sync(schemas.set_search_path, tenant)
 
 
 def _open_for_tenant(

@@ -137,7 +137,16 @@ class SchemaPerTenant:
     def _after_begin(
         self, session: Session, _transaction: SessionTransaction, connection: Connection
     ) -> None:
-        tenant: str | None = session.info.get(TENANT_INFO)
+        self.set_search_path(connection, session.info.get(TENANT_INFO))
+
+    def set_search_path(self, connection: Connection, tenant: str | None) -> None:
+        """Set `tenant`'s ``search_path`` on `connection` until its transaction (or savepoint) ends.
+
+        One statement, ``set_config('search_path', ..., true)`` (that is ``SET LOCAL``), run only when
+        the tenant's schema exists; raises `UnknownTenantError` when it does not, and
+        `TenantRequiredError` for no tenant when one is required. `Database` calls it at every BEGIN
+        of its sessions; call it yourself only on a connection you manage.
+        """
         path = self.search_path(tenant)
         if tenant is None:
             connection.execute(_SET_PATH, {"path": path})
