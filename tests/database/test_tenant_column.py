@@ -140,7 +140,7 @@ class TestScopeRefuses:
 
     def test_a_statement_with_no_table_carrying_the_column(self) -> None:
         """A statement that cannot be scoped is refused rather than run for every tenant."""
-        with pytest.raises(ConfigurationError, match="no table in this statement has the tenant column"):
+        with pytest.raises(ConfigurationError, match=r"has the tenant column .* \(tables: plain\)"):
             tenants.scope(select(plain), "a")
         with pytest.raises(ConfigurationError, match="has no tenant column"):
             tenants.scope(insert(plain).values(id=1), "a")

@@ -106,7 +106,7 @@ class TenantColumn:
         if not present:
             raise ConfigurationError(
                 f"no table in this statement has the tenant column {self.name!r}, so it cannot be scoped "
-                f"to a tenant: {statement}"
+                f"to a tenant (tables: {', '.join(str(getattr(t, 'name', t)) for t in targets) or 'none'})"
             )
         return statement.where(
             *(column.is_(None) if tenant is None else column == tenant for column in present)
