@@ -1,4 +1,4 @@
-"""SQLAlchemy integration: `Database`, the `Transaction` behaviour and the errors they raise.
+"""SQLAlchemy integration: `Database`, `Transaction`, keeping tenants apart, and the errors they raise.
 
 Needs the ``sqlalchemy`` extra (SQLAlchemy's asyncio support and aiosqlite); PostgreSQL needs the
 ``postgres`` extra (asyncpg).
@@ -14,15 +14,21 @@ except ImportError as exc:  # pragma: no cover - exercised in a test that hides 
 from cqrskit.behaviours._database_failures import CommitOutcomeUnknownError
 from cqrskit.sqlalchemy._block import TransactionBlock
 from cqrskit.sqlalchemy._database import Database
-from cqrskit.sqlalchemy._errors import NoActiveSessionError
+from cqrskit.sqlalchemy._errors import NoActiveSessionError, TenantRequiredError, UnknownTenantError
 from cqrskit.sqlalchemy._invalidations import SqlInvalidationJournal
+from cqrskit.sqlalchemy._tenant_column import TenantColumn
+from cqrskit.sqlalchemy._tenant_schemas import SchemaPerTenant
 from cqrskit.sqlalchemy._transaction import Transaction
 
 __all__ = [
     "CommitOutcomeUnknownError",
     "Database",
     "NoActiveSessionError",
+    "SchemaPerTenant",
     "SqlInvalidationJournal",
+    "TenantColumn",
+    "TenantRequiredError",
     "Transaction",
     "TransactionBlock",
+    "UnknownTenantError",
 ]

@@ -6,11 +6,12 @@ holds the transaction open in this task and the session factory for the block's 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
 from contextvars import ContextVar, Token
 from types import TracebackType
 
-from sqlalchemy.ext.asyncio import AsyncSession, AsyncSessionTransaction, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, AsyncSessionTransaction
 
 from cqrskit._errors import (
     DETAIL,
@@ -47,12 +48,15 @@ _logger = library_logger("cqrskit.sqlalchemy")
 class Open:
     """What `Database` keeps in its context variable while a transaction is open in a task."""
 
-    __slots__ = ("level", "scope", "session")
+    __slots__ = ("level", "scope", "session", "tenant")
 
-    def __init__(self, session: AsyncSession, scope: TransactionScope, level: str | None) -> None:
+    def __init__(
+        self, session: AsyncSession, scope: TransactionScope, level: str | None, tenant: str | None = None
+    ) -> None:
         self.session = session
         self.scope = scope
         self.level = level
+        self.tenant = tenant
 
 
 async def close_session(session: AsyncSession) -> None:
@@ -74,6 +78,18 @@ async def _commit_and_close(session: AsyncSession) -> None:
             raise CommitOutcomeUnknownError(_UNKNOWN) from exc
         raise
     await session.close()
+
+
+async def _begin(session: AsyncSession) -> None:
+    """Begin `session`'s transaction now; on failure close it and raise what the failure means."""
+    try:
+        await session.connection()
+    except BaseException as exc:
+        await to_completion(close_session(session))
+        translated = domain_error_for(exc)
+        if translated is not None:
+            raise translated from exc
+        raise
 
 
 async def _rollback_savepoint(savepoint: AsyncSessionTransaction) -> None:
@@ -121,6 +137,12 @@ class TransactionBlock:
     `Transaction` behaviour does so for a failure Result). `Database.transaction` makes it: `active`
     holds the transaction open in the task, `maker` opens the session of an outermost transaction at
     `level`, which then runs at `effective_level` (SQLite's transactions are all serializable).
+    With `set_tenant` (a database that keeps tenants in schemas of their own) the outermost block
+    begins its transaction on entry, so a tenant that has no schema fails before any work. `tenant`
+    is the tenant the block is for. A nested block for another tenant is refused inside a tenant's
+    transaction; inside one that has no tenant (a consumer's batch) its savepoint runs with
+    ``set_tenant(session, tenant)`` applied, and ``set_tenant(session, None)`` puts the host's back
+    when the savepoint ends.
     """
 
     __slots__ = (
@@ -131,6 +153,9 @@ class TransactionBlock:
         "_maker",
         "_open",
         "_savepoint",
+        "_set_tenant",
+        "_switched",
+        "_tenant",
         "_token",
         "rollback_only",
     )
@@ -138,24 +163,39 @@ class TransactionBlock:
     def __init__(
         self,
         active: ContextVar[Open | None],
-        maker: async_sessionmaker[AsyncSession],
+        maker: Callable[[], AsyncSession],
         level: str | None,
         effective_level: str | None,
+        *,
+        tenant: str | None = None,
+        set_tenant: Callable[[AsyncSession, str | None], Awaitable[None]] | None = None,
     ) -> None:
         self._active = active
         self._maker = maker
         self._level = level
         self._effective_level = effective_level
+        self._tenant = tenant
+        self._set_tenant = set_tenant
+        self._switched = False
         self._savepoint: AsyncSessionTransaction | None = None
         self.rollback_only = False
 
     async def __aenter__(self) -> AsyncSession:
         outer = self._active.get()
+        tenant = self._tenant
         if outer is None:
             session = self._maker()
+            if self._set_tenant is not None:
+                await _begin(session)
             scope = TransactionScope()
             level = self._effective_level
         else:
+            switch = tenant is not None and tenant != outer.tenant
+            if switch and (outer.tenant is not None or self._set_tenant is None):
+                raise ConfigurationError(
+                    f"a nested transaction for tenant {tenant!r} cannot join the transaction of tenant "
+                    f"{outer.tenant!r}: dispatch it with the outer context's child()"
+                )
             if self._level is not None and stricter_than(self._level, outer.level):
                 raise ConfigurationError(
                     f"a nested transaction asks for {self._level} but the transaction it joins runs at "
@@ -163,9 +203,13 @@ class TransactionBlock:
                 )
             session = outer.session
             self._savepoint = await session.begin_nested()
+            if switch and self._set_tenant is not None:
+                await self._enter_tenant(session, self._savepoint, tenant)
+            else:
+                tenant = outer.tenant
             scope = TransactionScope(outer.scope)
             level = outer.level
-        self._open = Open(session, scope, level)
+        self._open = Open(session, scope, level, tenant)
         self._token: Token[Open | None] = self._active.set(self._open)
         self._entered: AbstractContextManager[TransactionScope] = scope.entered()
         self._entered.__enter__()
@@ -181,7 +225,10 @@ class TransactionBlock:
         self._active.reset(self._token)
         opened = self._open
         if self._savepoint is not None:
-            await self._exit_savepoint(self._savepoint, opened.scope, exc)
+            try:
+                await self._exit_savepoint(self._savepoint, opened.scope, exc)
+            finally:
+                await self._leave_tenant(opened.session)
             return
         session = opened.session
         if exc is None and not self.rollback_only:
@@ -216,6 +263,27 @@ class TransactionBlock:
         translated = domain_error_for(exc)
         if translated is not None:
             raise translated from exc
+
+    async def _enter_tenant(
+        self, session: AsyncSession, savepoint: AsyncSessionTransaction, tenant: str | None
+    ) -> None:
+        """Run this savepoint in `tenant`'s schema (undone with the savepoint, or by `_leave_tenant`)."""
+        assert self._set_tenant is not None  # noqa: S101 - the caller checked
+        try:
+            await self._set_tenant(session, tenant)
+        except BaseException as exc:
+            await _rollback_savepoint(savepoint)
+            translated = domain_error_for(exc)
+            if translated is not None:
+                raise translated from exc
+            raise
+        self._switched = True
+
+    async def _leave_tenant(self, session: AsyncSession) -> None:
+        """Put back the host transaction's path after a savepoint that ran for a tenant."""
+        if self._switched and self._set_tenant is not None:
+            self._switched = False
+            await self._set_tenant(session, None)
 
     async def _exit_savepoint(
         self, savepoint: AsyncSessionTransaction, scope: TransactionScope, exc: BaseException | None

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import weakref
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from typing import Any
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import Session, sessionmaker
 
 from cqrskit._errors import ConfigurationError
 from cqrskit.sqlalchemy._block import Open, TransactionBlock, close_session, domain_error_for
@@ -17,6 +19,7 @@ from cqrskit.sqlalchemy._completion import to_completion
 from cqrskit.sqlalchemy._errors import NoActiveSessionError
 from cqrskit.sqlalchemy._isolation import SERIALIZABLE, check_level
 from cqrskit.sqlalchemy._sqlite import BEGIN_OPTION, install_hooks, private_database_url
+from cqrskit.sqlalchemy._tenant_schemas import TENANT_INFO, SchemaPerTenant
 
 __all__ = ["Database"]
 
@@ -73,6 +76,10 @@ class Database:
     violation `ConflictError`, a value the database refuses (a number out of range, a text too long
     or with a character it cannot hold) `ValidationFailedError`, a database that cannot be reached or
     a dropped connection `UnavailableError` (HTTP 503; `Retry` retries it).
+
+    `tenant_schemas` (PostgreSQL only) keeps each tenant's tables in a schema of its own: every
+    transaction and read session opened for a tenant runs with ``search_path`` set to its schema
+    (see `SchemaPerTenant` and the tenancy page of the docs).
     """
 
     def __init__(
@@ -87,6 +94,7 @@ class Database:
         sqlite_busy_timeout: float = 5.0,
         pool_pre_ping: bool = True,
         hide_parameters: bool = True,
+        tenant_schemas: SchemaPerTenant | None = None,
     ) -> None:
         if url is not None and engine is not None:
             raise ConfigurationError("give Database a url or an engine, not both")
@@ -114,6 +122,9 @@ class Database:
                 _hooked_engines.add(each.sync_engine)
 
         self._session_options: dict[str, Any] = {"expire_on_commit": False, **(session_options or {})}
+        self._schemas = tenant_schemas
+        if tenant_schemas is not None:
+            self._install_schemas(tenant_schemas)
         self._makers: dict[str | None, async_sessionmaker[AsyncSession]] = {
             None: async_sessionmaker(self.engine, **self._session_options)
         }
@@ -122,6 +133,25 @@ class Database:
             reader = reader.execution_options(**{BEGIN_OPTION: "DEFERRED"})
         self._read_maker = async_sessionmaker(reader, **self._session_options)
         self._active: ContextVar[Open | None] = ContextVar(f"cqrskit_session_{id(self):x}", default=None)
+
+    def _install_schemas(self, schemas: SchemaPerTenant) -> None:
+        if not isinstance(schemas, SchemaPerTenant):
+            raise ConfigurationError(f"tenant_schemas is a SchemaPerTenant, not {schemas!r}")
+        for each in (self.engine, self.read_engine):
+            if each.dialect.name != "postgresql":
+                raise ConfigurationError(
+                    f"a schema per tenant needs PostgreSQL (it sets search_path); this database is "
+                    f"{each.dialect.name}, which has no schemas to choose between. Keep tenants apart "
+                    "with a tenant column instead (cqrskit.sqlalchemy.TenantColumn)"
+                )
+        # Every session this Database opens comes from one sessionmaker that carries the listener
+        # setting the tenant's path at each BEGIN: installed once here, never per transaction.
+        sessions: sessionmaker[Session] = sessionmaker(
+            class_=self._session_options.pop("sync_session_class", Session)
+        )
+        schemas.install(sessions)
+        self._session_options["sync_session_class"] = sessions
+        self._set_tenant = functools.partial(_set_tenant, schemas)  # built once, passed to every block
 
     def _create(self, url: URL, options: Mapping[str, Any]) -> AsyncEngine:
         try:
@@ -156,7 +186,12 @@ class Database:
         """Tell whether a transaction (or savepoint) on this database is open in this task."""
         return self._active.get() is not None
 
-    def transaction(self, isolation: str | None = None) -> TransactionBlock:
+    @property
+    def tenant_schemas(self) -> SchemaPerTenant | None:
+        """The schema-per-tenant strategy this database applies, or None when it has none."""
+        return self._schemas
+
+    def transaction(self, isolation: str | None = None, *, tenant: str | None = None) -> TransactionBlock:
         """Open a transaction, make its session current, and commit or roll it back at the end.
 
         ``async with database.transaction() as session:`` begins (``BEGIN IMMEDIATE`` on SQLite) at
@@ -167,9 +202,25 @@ class Database:
         its own part, and its deferred work waits for the outermost commit. `isolation` (PostgreSQL:
         ``"READ COMMITTED"``, ``"REPEATABLE READ"``, ``"SERIALIZABLE"``) applies to this transaction
         only; a savepoint cannot ask for a stricter level than its transaction has.
+
+        With `tenant_schemas`, `tenant` chooses the schema: the transaction begins on entry with
+        ``search_path`` set by ``SET LOCAL`` (`TenantRequiredError` without a tenant,
+        `UnknownTenantError` for one without a schema). A savepoint for another tenant is refused
+        inside a tenant's transaction; inside one without a tenant (``SchemaPerTenant(required=False)``:
+        a consumer's batch, say) it runs in its tenant's schema and the host's path comes back when it
+        ends. Without `tenant_schemas`, `tenant` is ignored.
         """
         level = None if isolation is None else check_level(isolation, self.dialect_name, "transaction()")
-        return TransactionBlock(self._active, self._maker(level), level, self._effective_level(level))
+        if self._schemas is None:
+            return TransactionBlock(self._active, self._maker(level), level, self._effective_level(level))
+        return TransactionBlock(
+            self._active,
+            functools.partial(_open_for_tenant, self._schemas, self._maker(level), tenant),
+            level,
+            self._effective_level(level),
+            tenant=tenant,
+            set_tenant=self._set_tenant,
+        )
 
     def _maker(self, level: str | None) -> async_sessionmaker[AsyncSession]:
         """Return the session factory for `level`, built at its first use (SQLite ignores levels)."""
@@ -185,16 +236,25 @@ class Database:
         return SERIALIZABLE if self._is_sqlite else level
 
     @asynccontextmanager
-    async def read_session(self) -> AsyncIterator[AsyncSession]:
+    async def read_session(self, *, tenant: str | None = None) -> AsyncIterator[AsyncSession]:
         """Open a new session on the read engine, for query handlers; closed (never committed) at the end.
 
         ``async with database.read_session() as session: ...``. On SQLite it begins with a plain
         deferred BEGIN, so readers do not queue behind writers. A failure inside is turned into what
         the caller can act on, as in `transaction` (a database that cannot be reached becomes
         `UnavailableError`, a refused value `ValidationFailedError`).
+
+        With `tenant_schemas`, pass the query's ``context.tenant`` as `tenant`: the session begins on
+        entry with ``search_path`` set to that tenant's schema (``SET LOCAL``, so it ends with the
+        session); the errors are those of `transaction`. Without it, `tenant` is ignored.
         """
-        session = self._read_maker()
+        if self._schemas is None:
+            session = self._read_maker()
+        else:
+            session = _open_for_tenant(self._schemas, self._read_maker, tenant)
         try:
+            if self._schemas is not None:
+                await session.connection()
             yield session
         except Exception as exc:
             translated = domain_error_for(exc)
@@ -213,7 +273,22 @@ class Database:
 
     def __repr__(self) -> str:
         url = self.engine.url.render_as_string(hide_password=True)
+        extra = "" if self._schemas is None else f", tenant_schemas={self._schemas!r}"
         if self.read_engine is not self.engine:
             read = self.read_engine.url.render_as_string(hide_password=True)
-            return f"Database({url!r}, read_url={read!r})"
-        return f"Database({url!r})"
+            return f"Database({url!r}, read_url={read!r}{extra})"
+        return f"Database({url!r}{extra})"
+
+
+async def _set_tenant(schemas: SchemaPerTenant, session: AsyncSession, tenant: str | None) -> None:
+    """Set `tenant`'s path on the connection of `session`'s open transaction (for a savepoint)."""
+    connection = await session.connection()
+    await connection.run_sync(schemas.set_search_path, tenant)
+
+
+def _open_for_tenant(
+    schemas: SchemaPerTenant, maker: Callable[..., AsyncSession], tenant: str | None
+) -> AsyncSession:
+    """Open a session for `tenant`, refusing at once a tenant that cannot have a schema, or none."""
+    schemas.search_path(tenant)  # raises TenantRequiredError or UnknownTenantError before any I/O
+    return maker(info={} if tenant is None else {TENANT_INFO: tenant})

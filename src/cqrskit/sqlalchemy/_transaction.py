@@ -40,7 +40,8 @@ class Transaction:
     is shielded from cancellation; work deferred with `cqrskit.scope.defer_until_commit` runs after
     it, and is dropped on rollback. A command dispatched from inside a handler (with
     ``context.child()``) joins the open transaction as a SAVEPOINT: its failure rolls back only its
-    own writes, and its deferred work waits for the outermost commit.
+    own writes, and its deferred work waits for the outermost commit. On a database with
+    `SchemaPerTenant`, the transaction runs in the schema of the command's ``context.tenant``.
     """
 
     stage = Stage.TRANSACTION
@@ -95,7 +96,9 @@ class Transaction:
 
     async def __call__(self, message: Any, context: Context, call_next: CallNext) -> Result[Any]:
         """Run the rest of the pipeline inside a transaction (or a savepoint of the open one)."""
-        block = self._database.transaction(self._levels.get(type(message), self._default))
+        block = self._database.transaction(
+            self._levels.get(type(message), self._default), tenant=context.tenant
+        )
         async with block:
             result = await call_next(message, context)
             if not result.is_success:
