@@ -154,7 +154,7 @@ async def inbox_counts(stage: Stage) -> dict[str, int]:
     inbox = event_tables(stage.name).inbox
     async with stage.container.database().read_session() as session:
         query = sa.select(inbox.c.subscriber, sa.func.count()).group_by(inbox.c.subscriber)
-        return dict((await session.execute(query)).tuples().all())
+        return {row[0]: row[1] for row in await session.execute(query)}
 
 
 EXPECTED_INBOX = {
