@@ -42,6 +42,7 @@ PUBLIC_MODULES = [
     "cqrskit.sqlalchemy",
     "cqrskit.caching",
     "cqrskit.events",
+    "cqrskit.processes",
     "cqrskit.fastapi",
 ]
 
