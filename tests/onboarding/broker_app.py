@@ -125,6 +125,7 @@ class BrokerContainer(containers.DeclarativeContainer):
         queue=providers.Callable(lambda exchange: queue_names(exchange)[1], config.exchange),
         schema=config.schema,
         backoff=0.01,
+        dead_letter_hooks=providers.List(onboarding),
     )
     relay = providers.Singleton(
         OutboxRelay, database=database, transport=transport, schema=config.schema, poll_interval=0.05

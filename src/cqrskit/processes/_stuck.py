@@ -46,11 +46,12 @@ async def stuck_instances(
 
     An instance is stuck when it is running, one of its deadlines fell due more than `older_than`
     seconds before `now` (default: the current time), and it has taken no step since that deadline
-    fell due (its last step is not later than the deadline's due time). A deadline is pending from the step that sets it until its own step is taken, it is
-    cancelled, or the instance ends; so a stuck instance is one whose deadline did not reach it:
-    no `ScheduleRunner` (or forwarder, relay or consumer) running, or the deadline command failed
-    for good. One entry per instance, for its earliest such deadline, oldest first. An instance that
-    sets no deadline is never stuck by this definition: nothing says when it should have moved on.
+    fell due (its last step is not later than the deadline's due time). A deadline is pending from
+    the step that sets it until its own step is taken, it is cancelled, or the instance ends; so a
+    stuck instance is one whose deadline did not reach it: no `ScheduleRunner` (or forwarder, relay
+    or consumer) running, or the deadline command failed for good. One entry per instance, for its
+    earliest such deadline, oldest first. An instance that sets no deadline is never stuck by this
+    definition: nothing says when it should have moved on.
     """
     tables = process_tables(schema)
     instances, deadlines = tables.instances, tables.deadlines
