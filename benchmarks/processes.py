@@ -209,11 +209,7 @@ async def postgres_rabbitmq() -> None:
 def main() -> None:
     # Only warnings and errors: rendering a log line per step would be what this measures.
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    print(
-        print(
-            f"{STEPS} steps (1 task on SQLite, {WRITERS} on PostgreSQL); {DEADLINES} deadlines; poll {POLL} s"
-        )
-    )
+    print(f"{STEPS} steps (1 task on SQLite, {WRITERS} on PostgreSQL); {DEADLINES} deadlines; poll {POLL} s")
     asyncio.run(embedded())
     asyncio.run(postgres_rabbitmq())
 

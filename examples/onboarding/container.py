@@ -1,7 +1,8 @@
 """The onboarding example's container: the process manager wired like any handler.
 
 Embedded (SQLite, no broker): events reach the process through an `InProcessPublisher`, and a
-`ScheduleRunner` runs what the process sends and its deadline.
+`ScheduleRunner` runs what the process sends and its deadline, and tells the process of a command
+it gave up on.
 """
 
 from __future__ import annotations
@@ -72,7 +73,12 @@ class Container(containers.DeclarativeContainer):
         behaviours=providers.List(providers.Singleton(Transaction, database=database), publisher),
     )
     runner = providers.Singleton(
-        ScheduleRunner, scheduler=scheduler, bus=command_bus, poll_interval=config.poll_interval
+        ScheduleRunner,
+        scheduler=scheduler,
+        bus=command_bus,
+        poll_interval=config.poll_interval,
+        # A command the process sent that fails for good makes it compensate (docs/processes.md).
+        dead_letter_hooks=providers.List(onboarding),
     )
 
 

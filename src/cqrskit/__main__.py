@@ -14,6 +14,8 @@
   or SIGINT (docs/operations.md).
 - ``python -m cqrskit dead-letters list|show|replay|purge package.module:Container`` reads and
   re-drives a queue's dead letters through the container's transport (provider ``transport``).
+- ``python -m cqrskit processes stuck package.module:Container [--older-than SECONDS]`` prints one
+  JSON line per stuck instance of the container's process managers (docs/processes.md).
 """
 
 from __future__ import annotations
@@ -75,6 +77,18 @@ def _parser() -> argparse.ArgumentParser:
     dead.add_argument("--name", dest="names", action="append", default=[], help="a message name (repeatable)")
     dead.add_argument("--all", dest="everything", action="store_true", help="replay or purge every one")
     _logging_arguments(dead, default_level="warning")
+    processes = commands.add_parser("processes", help="list process instances that need a look")
+    processes.add_argument("action", choices=["stuck"])
+    processes.add_argument("container", help="package.module:Container")
+    processes.add_argument(
+        "--older-than",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="only instances whose deadline fell due at least this long ago (default 0)",
+    )
+    processes.add_argument("--process", help="only the process manager stored under this name")
+    _logging_arguments(processes, default_level="warning")
     return parser
 
 
@@ -162,6 +176,14 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 - one exit 
         from cqrskit._operate import serve  # noqa: PLC0415 - see _OPERATE
 
         return asyncio.run(serve(container, _options(arguments)))
+    if arguments.command == "processes":
+        from cqrskit._operate import stuck_processes_command  # noqa: PLC0415 - see _OPERATE
+
+        return asyncio.run(
+            stuck_processes_command(
+                container, older_than=arguments.older_than, process=arguments.process, out=sys.stdout
+            )
+        )
     if arguments.command == "dead-letters":
         from cqrskit._operate import dead_letters_command  # noqa: PLC0415 - see _OPERATE
 

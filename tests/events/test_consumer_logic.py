@@ -24,6 +24,11 @@ class Pinged(Event):
 
 
 @attrs.frozen
+class Ponged(Event):
+    n: int
+
+
+@attrs.frozen
 class Ping(Command[None]):
     n: int
 
@@ -257,3 +262,67 @@ class TestUnreadableMessages:
             await until(lambda: len(transport.settled) == 2)
         assert [kind for kind, _ in transport.settled] == ["dead", "dead"]
         assert counter.calls == 0
+
+
+HOOKED = sa.Table("hooked", sa.MetaData(), sa.Column("message_id", sa.String, primary_key=True))
+
+
+class RecordingHook:
+    """Writes a row through the hook's transaction, and remembers what it was told."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self.told: list[tuple[str, str, bool]] = []
+
+    async def dead_lettered(self, envelope: Envelope, reason: str) -> None:
+        self.told.append((envelope.message_id, reason, self.database.in_transaction()))
+        await self.database.session.execute(sa.insert(HOOKED).values(message_id=envelope.message_id))
+
+
+class RaisingHook:
+    async def dead_lettered(self, envelope: Envelope, reason: str) -> None:
+        raise RuntimeError("the hook is broken")
+
+
+class TestDeadLetterHooks:
+    """Hooks learn of each message given up on, in a transaction; a broken one stops nothing."""
+
+    async def hooked(self, database: Database) -> list[str]:
+        async with database.read_session() as session:
+            return list((await session.execute(sa.select(HOOKED.c.message_id))).scalars())
+
+    async def test_each_failure_kind_reaches_the_hooks(self, database: Database) -> None:
+        """Refused at once, failed past its retries, unreadable: each told once, its row committed."""
+        async with database.engine.begin() as connection:
+            await connection.run_sync(HOOKED.metadata.create_all)
+        recording = RecordingHook(database)
+        transport = InMemoryTransport()
+        refusing, failing = Counter(fail_times=9, error=NotFoundError("gone")), Counter(fail_times=9)
+        consumer = Consumer(
+            transport,
+            EventBus({Pinged: [refusing], Ponged: [failing]}),
+            database,
+            types={"Pinged": Pinged, "Ponged": Ponged},
+            queue="q",
+            max_attempts=2,
+            backoff=0.001,
+            dead_letter_hooks=[RaisingHook(), recording],
+        )
+        refused, failed = wrap(Pinged(1)), wrap(Ponged(2))
+        unreadable = attrs.evolve(wrap(Pinged(3)), payload=b"not json")
+        async with consuming(consumer):
+            await transport.publish([refused, failed, unreadable])
+            await until(lambda: len(transport.settled) == 3)
+        assert sorted(transport.settled) == sorted(
+            ("dead", e.message_id) for e in (refused, failed, unreadable)
+        )
+        assert sorted(recording.told) == sorted(
+            [
+                (refused.message_id, "not retryable", True),
+                (failed.message_id, "failed 2 time(s)", True),
+                (unreadable.message_id, "unreadable", True),
+            ]
+        )
+        assert sorted(await self.hooked(database)) == sorted(
+            e.message_id for e in (refused, failed, unreadable)
+        )

@@ -1,12 +1,12 @@
 """Domain events, and scaling out across processes with an outbox, a broker and an inbox.
 
 `Event`, `EventBus`, `EventPublisher`, `InProcessPublisher`, `CommandSender`, `Transport`,
-`Delivery`, `Envelope`, `DeadLetter`, `DeadLetters` and `Observer` need nothing beyond cqrskit
-itself. `OutboxPublisher`, `OutboxRelay`, `OutboxBacklog`, `Consumer`, `LocalTransport`, `Idempotency`,
-`create_event_tables`, `CommandScheduler`, `ScheduleRunner` and `ScheduleForwarder` need SQLAlchemy
-(extra ``postgres`` or ``sqlalchemy``), `RabbitMQTransport` needs aio-pika (extra ``rabbitmq``),
-`NatsTransport` nats-py (extra ``nats``) and `EventMetrics` prometheus-client (extra ``prometheus``);
-they are imported when first used.
+`Delivery`, `Envelope`, `DeadLetter`, `DeadLetters`, `DeadLetterHook` and `Observer` need nothing
+beyond cqrskit itself. `OutboxPublisher`, `OutboxRelay`, `OutboxBacklog`, `Consumer`, `LocalTransport`,
+`Idempotency`, `create_event_tables`, `CommandScheduler`, `ScheduleRunner` and `ScheduleForwarder`
+need SQLAlchemy (extra ``postgres`` or ``sqlalchemy``), `RabbitMQTransport` needs aio-pika (extra
+``rabbitmq``), `NatsTransport` nats-py (extra ``nats``) and `EventMetrics` prometheus-client (extra
+``prometheus``); they are imported when first used.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from cqrskit.events._bus import EventBus
+from cqrskit.events._dead_letter_hooks import DeadLetterHook
 from cqrskit.events._dead_letters import DeadLetter, DeadLetters
 from cqrskit.events._envelope import Envelope
 from cqrskit.events._event import Event, message_name
@@ -41,6 +42,7 @@ __all__ = [
     "CommandSender",
     "Consumer",
     "DeadLetter",
+    "DeadLetterHook",
     "DeadLetters",
     "Delivery",
     "Envelope",

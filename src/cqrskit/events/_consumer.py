@@ -7,7 +7,7 @@ import contextlib
 import random
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +22,8 @@ from cqrskit._messages import Command
 from cqrskit._results import Result
 from cqrskit._status import OperationStatus
 from cqrskit.events._bus import EventBus
-from cqrskit.events._envelope import open_envelope
+from cqrskit.events._dead_letter_hooks import DeadLetterHook, report_dead_letter
+from cqrskit.events._envelope import Envelope, open_envelope
 from cqrskit.events._event import Event
 from cqrskit.events._observer import NO_OBSERVER, Observer
 from cqrskit.events._tables import create_event_tables, event_tables, insert_for, purge_in_batches
@@ -48,7 +49,17 @@ class _Message:
     A copy of the message received again in the same batch joins the first one's deliveries.
     """
 
-    __slots__ = ("context", "deliveries", "envelope", "failures", "message", "message_id", "name", "targets")
+    __slots__ = (
+        "context",
+        "deliveries",
+        "envelope",
+        "failures",
+        "message",
+        "message_id",
+        "name",
+        "reported",
+        "targets",
+    )
 
     def __init__(self, delivery: Delivery, message: Any, targets: tuple[Target, ...]) -> None:
         envelope = delivery.envelope
@@ -60,6 +71,7 @@ class _Message:
         self.context = envelope.context()
         self.targets = targets  # the subscribers not yet committed
         self.failures = 0
+        self.reported = False  # its dead-letter hooks ran in a transaction that committed
 
 
 class _Round:
@@ -94,6 +106,9 @@ class Consumer:
     ``concurrency=1`` (the default) handles one batch at a time, each in queue order: what per-key
     ordering needs; more runs that many batches at once. Run it with ``await consumer.run()`` and
     end it with `stop`.
+
+    `dead_letter_hooks` (`DeadLetterHook`, a `ProcessManager` for one) learn of each message given up
+    on, in a savepoint of the batch's transaction, before it is dead-lettered.
     """
 
     def __init__(
@@ -114,6 +129,7 @@ class Consumer:
         converter: cattrs.Converter | None = None,
         logger: Any = None,
         observer: Observer | None = None,
+        dead_letter_hooks: Sequence[DeadLetterHook] = (),
     ) -> None:
         if max_attempts < 1:
             raise ConfigurationError(f"max_attempts counts the first attempt: at least 1, got {max_attempts}")
@@ -144,6 +160,7 @@ class Consumer:
         self._stopping = asyncio.Event()
         self._started = asyncio.Event()
         self._observer = observer if observer is not None else NO_OBSERVER
+        self._dead_letter_hooks = tuple(dead_letter_hooks)
 
     def _targets_for(self, name: str, message_type: type) -> tuple[Target, ...]:
         bus = self._bus
@@ -321,6 +338,7 @@ class Consumer:
         except Exception as exc:  # noqa: BLE001 - logged, see loggable_exception
             log = self._log(envelope.message_id, envelope.name, envelope.correlation_id)
             log.error("message_unreadable", **loggable_exception(exc))  # noqa: TRY400 - loggable_exception
+            await self._report_dead(envelope, "unreadable")
             await _settle_one(delivery.dead_letter, self._logger, envelope.message_id)
             self._observer.dead_lettered(envelope, self._queue)
             return None
@@ -355,6 +373,9 @@ class Consumer:
                     left[message_id] = tuple(failed)
                     if item.failures + 1 >= self._max_attempts or not retryable:
                         round_.dead.append(item)
+                        reason = f"failed {item.failures + 1} time(s)" if retryable else "not retryable"
+                        await self._report_dead(item.envelope, reason)
+                        item.reported = True
                     else:
                         round_.retry = item
                         round_.rest = pending[index + 1 :]
@@ -411,6 +432,7 @@ class Consumer:
         round_ = _Round()
         for item in pending:
             item.failures += 1
+            item.reported = False  # its hooks' savepoints rolled back with the transaction
             if item.failures >= self._max_attempts:
                 round_.dead.append(item)
             elif round_.retry is None:
@@ -481,9 +503,16 @@ class Consumer:
                 attempts=item.failures,
                 subscribers=[name for name, _ in item.targets],
             )
+            if not item.reported:
+                await self._report_dead(item.envelope, f"failed {item.failures} time(s)")
             for delivery in item.deliveries:
                 await _settle_one(delivery.dead_letter, logger, item.message_id)
             observer.dead_lettered(item.envelope, self._queue)
+
+    async def _report_dead(self, envelope: Envelope, reason: str) -> None:
+        """Tell the dead-letter hooks, in a savepoint of the open transaction (or in their own)."""
+        if self._dead_letter_hooks:
+            await report_dead_letter(self._dead_letter_hooks, self._database, envelope, reason, self._logger)
 
     def _log(self, message_id: str, name: str, correlation_id: str | None) -> Any:
         """Return the logger bound to one message: made only when there is something to say."""

@@ -28,6 +28,7 @@ from cqrskit._loggable import loggable_exception
 from cqrskit._logs import library_logger
 from cqrskit._results import Result
 from cqrskit._status import OperationStatus
+from cqrskit.events._dead_letter_hooks import DeadLetterHook, report_dead_letter
 from cqrskit.events._envelope import Envelope, open_envelope
 from cqrskit.events._event import message_name
 from cqrskit.events._schedule_table import create_schedule_table, schedule_table
@@ -152,7 +153,10 @@ class _DueLoop(abc.ABC):
 
 
 def _envelope(row: Any) -> Envelope:
-    return Envelope.from_parts(row.message_id, row.name, bytes(row.payload), json.loads(row.headers))
+    headers = json.loads(row.headers)
+    if headers.get("key") is None:
+        headers["key"] = row.ordering_key  # the key it was scheduled under, as the forwarder sends it
+    return Envelope.from_parts(row.message_id, row.name, bytes(row.payload), headers)
 
 
 class ScheduleRunner(_DueLoop):
@@ -166,7 +170,9 @@ class ScheduleRunner(_DueLoop):
     TIMEOUT (or raises) is tried again after an exponential backoff, up to `max_attempts` times;
     another failure status, an unknown name, or the last attempt leaves the row as a dead letter
     (``dead_at`` and ``error`` set). `types` maps names to command classes; by default every type
-    the bus routes, under the scheduler's names.
+    the bus routes, under the scheduler's names. `dead_letter_hooks` (`DeadLetterHook`, a
+    `ProcessManager` for one) learn of each row left as a dead letter, in a savepoint of the
+    transaction that marks it, its envelope's key being the row's ordering key.
 
     Timing: a due command waits at most `poll_interval` seconds (one is woken at once when this
     process schedules a command that is due already), plus the batches ahead of it.
@@ -185,6 +191,7 @@ class ScheduleRunner(_DueLoop):
         max_backoff: float = 300.0,
         error_backoff: float = 1.0,
         logger: Any = None,
+        dead_letter_hooks: Sequence[DeadLetterHook] = (),
     ) -> None:
         if max_attempts < 1:
             raise ConfigurationError(f"max_attempts counts the first attempt: at least 1, got {max_attempts}")
@@ -205,6 +212,7 @@ class ScheduleRunner(_DueLoop):
         self._max_attempts = max_attempts
         self._backoff = backoff
         self._max_backoff = max_backoff
+        self._dead_letter_hooks = tuple(dead_letter_hooks)
 
     async def _take(self, session: Any, rows: Sequence[Any]) -> None:
         table = self._table
@@ -270,6 +278,10 @@ class ScheduleRunner(_DueLoop):
                 "scheduled_command_failed", message_id=row.message_id, name=row.name, attempts=attempts
             )
         await session.execute(sa.update(table).where(table.c.id == row.id).values(**values))
+        if "dead_at" in values and self._dead_letter_hooks:
+            await report_dead_letter(
+                self._dead_letter_hooks, self._database, _envelope(row), failed.error, self._logger
+            )
 
     def __repr__(self) -> str:
         return f"ScheduleRunner({self._scheduler!r}, {self._bus!r})"

@@ -2,7 +2,8 @@
 
 A process is a plain class whose ``reactions()`` says which messages start it (`starts`), move it on
 (`continues`) and end its deadlines (`deadline`), each with the key that names the instance and a
-handler that returns a `Step`. A `ProcessManager` built in the container runs it durably. Needs
+handler that returns a `Step`. A `ProcessManager` built in the container runs it durably;
+`stuck_instances` finds instances a deadline did not reach. Needs
 SQLAlchemy (extra ``sqlalchemy`` or ``postgres``).
 """
 
@@ -18,6 +19,7 @@ from cqrskit.processes._steps import (
     deadline,
     starts,
 )
+from cqrskit.processes._stuck import StuckInstance, stuck_instances
 from cqrskit.processes._tables import create_process_tables
 
 __all__ = [
@@ -31,8 +33,10 @@ __all__ = [
     "ReactionKind",
     "Send",
     "Step",
+    "StuckInstance",
     "continues",
     "create_process_tables",
     "deadline",
     "starts",
+    "stuck_instances",
 ]

@@ -22,12 +22,15 @@ from cqrskit._messages import Command
 from cqrskit._names import qualified_name
 from cqrskit.events._envelope import Envelope, envelope_for
 from cqrskit.events._event import message_name
+from cqrskit.events._schedule_table import schedule_table
+from cqrskit.events._scheduling import due_time
 from cqrskit.events._tables import insert_for, key_lock_id
 from cqrskit.processes._steps import ProcessDefinition, Reaction, ReactionKind, Send, Step
 from cqrskit.processes._tables import create_process_tables, process_tables
 
 if TYPE_CHECKING:
     from cqrskit.events._scheduling import CommandScheduler
+    from cqrskit.sqlalchemy._database import Database
 
 __all__ = ["ProcessHistoryEntry", "ProcessInstance", "ProcessManager", "ProcessStatus"]
 
@@ -83,6 +86,10 @@ class ProcessManager(Generic[S, C]):
     run in order per instance) are written together. A crash before the commit leaves nothing, and
     the message is delivered again; a message delivered again after the commit is stopped by the
     inbox. State is stored as JSON with cattrs.
+
+    It is also a `DeadLetterHook`: give it to the `Consumer` (or `ScheduleRunner`) that runs the
+    commands it sends, with ``dead_letter_hooks=[manager]``, and a sent command that fails for good
+    makes its instance compensate (`dead_lettered`).
     """
 
     def __init__(
@@ -125,6 +132,16 @@ class ProcessManager(Generic[S, C]):
     def name(self) -> str:
         """The name instances are stored under."""
         return self._name
+
+    @property
+    def database(self) -> Database:
+        """The database instances are stored in (the scheduler's)."""
+        return self._database
+
+    @property
+    def schema(self) -> str | None:
+        """The schema of the process tables (the scheduler's; None: the default one)."""
+        return self._schema
 
     @property
     def reactions(self) -> Mapping[type, Reaction[S, C]]:
@@ -170,7 +187,10 @@ class ProcessManager(Generic[S, C]):
                 step = await reaction.handler(message, state)
                 compensations = json.loads(row.compensations)
                 version = row.version + 1
-            sent = await self._apply(step, key, compensations, context)
+            if reaction.kind is ReactionKind.DEADLINE:
+                await self._forget_deadlines(key, [type(message)])  # taken: no longer waited for
+            now = time.time()  # the step's time, and what its deadlines' delays count from
+            sent = await self._apply(step, key, compensations, context, now)
             status = (
                 ProcessStatus.COMPENSATED
                 if step.compensate
@@ -178,7 +198,6 @@ class ProcessManager(Generic[S, C]):
                 if step.complete
                 else ProcessStatus.RUNNING
             )
-            now = time.time()
             values = {
                 "status": str(status),
                 "version": version,
@@ -216,7 +235,7 @@ class ProcessManager(Generic[S, C]):
             log.debug("process_step", version=version, status=str(status), sent=sent)
 
     async def _apply(
-        self, step: Step[S, C], key: str, compensations: list[dict[str, str]], context: Context
+        self, step: Step[S, C], key: str, compensations: list[dict[str, str]], context: Context, now: float
     ) -> list[str]:
         """Schedule what `step` sends, sets and cancels; return the names of what it sent."""
         scheduler = self._scheduler
@@ -227,38 +246,141 @@ class ProcessManager(Generic[S, C]):
             command, compensation = (
                 (item.command, item.compensation) if isinstance(item, Send) else (item, None)
             )
-            await scheduler.schedule(command, ordering_key=chain, context=child)
-            sent.append(message_name(type(command), self._names))
+            sending = envelope_for(command, child, converter=self._converter, names=self._names)
+            await scheduler.schedule_envelope(sending, ordering_key=chain)
+            sent.append(sending.name)
             if compensation is not None:
                 envelope = envelope_for(compensation, None, converter=self._converter, names=self._names)
-                compensations.append({"name": envelope.name, "payload": envelope.payload.decode()})
+                # "for": the command it undoes, left out should that command be dead-lettered.
+                compensations.append(
+                    {"name": envelope.name, "payload": envelope.payload.decode(), "for": sending.message_id}
+                )
         for each in step.deadlines:
+            due = due_time(each.at, each.after, now)
             await scheduler.schedule(
-                each.command,
-                at=each.at,
-                after=each.after,
-                key=self._deadline_key(key, type(each.command)),
-                context=child,
+                each.command, at=due, key=self._deadline_key(key, type(each.command)), context=child
             )
+            await self._await_deadline(key, type(each.command), due)
             sent.append(f"deadline {message_name(type(each.command), self._names)}")
         ending = step.complete or step.compensate
-        for deadline_type in self._deadline_types if ending else step.cancel:
+        cancelled = self._deadline_types if ending else step.cancel
+        for deadline_type in cancelled:
             await scheduler.cancel(self._deadline_key(key, deadline_type))
+        await self._forget_deadlines(key, cancelled)
         if step.compensate:
-            for stored in reversed(compensations):
-                envelope = Envelope(
-                    message_id=uuid.uuid4().hex,
-                    name=stored["name"],
-                    payload=stored["payload"].encode(),
-                    correlation_id=child.correlation_id,
-                    causation_id=child.causation_id,
-                    principal=child.principal,
-                    created_at=time.time(),
-                )
-                await scheduler.schedule_envelope(envelope, ordering_key=chain)
-                sent.append(f"compensation {stored['name']}")
-            compensations.clear()
+            sent += await self._compensate(compensations, chain, child)
         return sent
+
+    async def _compensate(
+        self, compensations: list[dict[str, str]], chain: str, context: Context
+    ) -> list[str]:
+        """Schedule `compensations`, last first, on the instance's chain; empty the list."""
+        sent: list[str] = []
+        for stored in reversed(compensations):
+            envelope = Envelope(
+                message_id=uuid.uuid4().hex,
+                name=stored["name"],
+                payload=stored["payload"].encode(),
+                correlation_id=context.correlation_id,
+                causation_id=context.causation_id,
+                principal=context.principal,
+                created_at=time.time(),
+            )
+            await self._scheduler.schedule_envelope(envelope, ordering_key=chain)
+            sent.append(f"compensation {stored['name']}")
+        compensations.clear()
+        return sent
+
+    async def _await_deadline(self, key: str, command_type: type, due: float) -> None:
+        """Record that the instance waits for the deadline `command_type` at `due` (what finds it stuck)."""
+        deadlines = self._tables.deadlines
+        name = message_name(command_type, self._names)
+        statement = (
+            self._insert(deadlines)
+            .values(process=self._name, key=key, deadline=name, due_at=due)
+            .on_conflict_do_update(index_elements=list(deadlines.primary_key.columns), set_={"due_at": due})
+        )
+        await self._database.session.execute(statement)
+
+    async def _forget_deadlines(self, key: str, command_types: Sequence[type]) -> None:
+        """Drop the recorded deadlines `command_types` of the instance: taken, cancelled, or ended."""
+        if not command_types:
+            return
+        deadlines = self._tables.deadlines
+        names = [message_name(t, self._names) for t in command_types]
+        await self._database.session.execute(
+            sa.delete(deadlines).where(
+                deadlines.c.process == self._name, deadlines.c.key == key, deadlines.c.deadline.in_(names)
+            )
+        )
+
+    async def dead_lettered(self, envelope: Envelope, reason: str) -> None:
+        """Compensate the running instance whose sent command `envelope` failed for good.
+
+        The `DeadLetterHook` the consumer (or runner) calls in the transaction that gives the command
+        up. Only commands this manager sent from a step are its own (their ordering key names the
+        instance); others, and commands of an instance that has ended, are left alone. The instance
+        ends as compensated, as if a step had returned ``compensate=True``: the commands it sent
+        after the failed one and that have not left the schedule yet are cancelled, its deadlines
+        too, and the compensations of the other commands it sent run, last sent first (the failed
+        command's own is left out: it did nothing). The history entry is ``dead letter <name>``.
+        """
+        prefix = f"process:{self._name}:"
+        if envelope.key is None or not envelope.key.startswith(prefix):
+            return
+        key = envelope.key[len(prefix) :]
+        log = self._logger.bind(process=self._name, key=key, message=envelope.name, reason=reason)
+        instances, schedule = self._tables.instances, schedule_table(self._schema)
+        async with self._database.transaction() as session:
+            if self._postgres:
+                lock = key_lock_id(self._schema, f"cqrskit.process:{self._name}:{key}")
+                await session.execute(sa.select(sa.func.pg_advisory_xact_lock(lock)))
+            row = (
+                await session.execute(
+                    sa.select(instances).where(instances.c.process == self._name, instances.c.key == key)
+                )
+            ).first()
+            if row is None or row.status != ProcessStatus.RUNNING:
+                log.warning("process_dead_letter_ignored", reason_ignored="no running instance")
+                return
+            # What the instance sent after the failed command and is still waiting in the schedule
+            # never runs; its compensation is left out with the failed command's.
+            unsent = await session.execute(
+                sa.delete(schedule)
+                .where(schedule.c.ordering_key == envelope.key, schedule.c.dead_at.is_(None))
+                .returning(schedule.c.message_id)
+            )
+            skipped = {envelope.message_id, *unsent.scalars()}
+            compensations = [c for c in json.loads(row.compensations) if c.get("for") not in skipped]
+            for deadline_type in self._deadline_types:
+                await self._scheduler.cancel(self._deadline_key(key, deadline_type))
+            await self._forget_deadlines(key, self._deadline_types)
+            sent = await self._compensate(compensations, envelope.key, envelope.context().child())
+            now = time.time()
+            status = ProcessStatus.COMPENSATED
+            changed = await session.execute(
+                sa.update(instances)
+                .where(
+                    instances.c.process == self._name,
+                    instances.c.key == key,
+                    instances.c.version == row.version,
+                )
+                .values(status=str(status), version=row.version + 1, compensations="[]", updated_at=now)
+            )
+            if not getattr(changed, "rowcount", 1):
+                raise ConflictError(f"process {self._name!r} instance {key!r} moved on meanwhile")
+            await session.execute(
+                sa.insert(self._tables.history).values(
+                    process=self._name,
+                    key=key,
+                    version=row.version + 1,
+                    message=f"dead letter {envelope.name}",
+                    status=str(status),
+                    sent=json.dumps(sent),
+                    at=now,
+                )
+            )
+            log.warning("process_compensating_dead_letter", version=row.version + 1, sent=sent)
 
     def _deadline_key(self, key: str, command_type: type) -> str:
         return f"process:{self._name}:{key}:deadline:{message_name(command_type, self._names)}"

@@ -1,4 +1,4 @@
-"""The tables process managers keep: one row per instance, one per step it took."""
+"""The tables process managers keep: one row per instance, one per step it took, one per pending deadline."""
 
 from __future__ import annotations
 
@@ -18,10 +18,11 @@ __all__ = ["ProcessTables", "create_process_tables", "process_tables"]
 
 @attrs.frozen
 class ProcessTables:
-    """The instances and history tables of one schema."""
+    """The instances, history and deadlines tables of one schema."""
 
     instances: sa.Table
     history: sa.Table
+    deadlines: sa.Table
 
 
 @functools.cache
@@ -55,7 +56,18 @@ def process_tables(schema: str | None = None) -> ProcessTables:
         sa.Column("at", sa.Float(), nullable=False),
         sa.UniqueConstraint("process", "key", "version"),
     )
-    return ProcessTables(instances, history)
+    # The deadlines an instance waits for: set by a step, removed when the deadline's step is taken,
+    # when it is cancelled, or when the instance ends. What finds stuck instances reads it.
+    deadlines = sa.Table(
+        "cqrskit_process_deadlines",
+        metadata,
+        sa.Column("process", sa.String(255), primary_key=True),
+        sa.Column("key", sa.String(255), primary_key=True),
+        sa.Column("deadline", sa.String(255), primary_key=True),
+        sa.Column("due_at", sa.Float(), nullable=False),
+    )
+    sa.Index("cqrskit_process_deadlines_due", deadlines.c.due_at)
+    return ProcessTables(instances, history, deadlines)
 
 
 async def create_process_tables(database: Database, schema: str | None = None) -> None:

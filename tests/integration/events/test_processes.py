@@ -1,4 +1,4 @@
-"""Process managers on PostgreSQL: two messages for one instance at once are applied one after the other."""
+"""Process managers on PostgreSQL: one step at a time per instance; a dead-lettered command compensates."""
 
 from __future__ import annotations
 
@@ -9,11 +9,21 @@ import attrs
 import pytest
 import sqlalchemy as sa
 
-from cqrskit import Command, Context
-from cqrskit.events import CommandScheduler, Event
+from cqrskit import Command, CommandBus, Context
+from cqrskit.events import CommandScheduler, Consumer, Event, OutboxRelay, ScheduleForwarder
 from cqrskit.processes import ProcessManager, ProcessStatus, Reaction, Step, continues, starts
-from cqrskit.sqlalchemy import Database
+from cqrskit.sqlalchemy import Database, Transaction
 from tests.integration.events.conftest import Stage, eventually
+from tests.integration.events.test_scheduling import running
+from tests.processes.orders import (
+    COMMANDS,
+    EffectHandler,
+    OrderPlaced,
+    Orders,
+    OrderState,
+    OrderTimeout,
+    effects_table,
+)
 
 pytestmark = [pytest.mark.postgres]
 
@@ -117,3 +127,58 @@ class TestConcurrentSteps:
 
 async def _true(value: bool) -> bool:
     return value
+
+
+@pytest.mark.rabbitmq
+class TestDeadLetteredCommands:
+    async def test_a_command_dead_lettered_by_the_consumer_compensates(self, stage: Stage) -> None:
+        """Ship fails twice on the worker and is dead-lettered: Refund then Release run, Unship does not."""
+        effects = effects_table(stage.name)
+        async with stage.database.engine.begin() as connection:
+            await connection.run_sync(effects.metadata.create_all)
+        scheduler = CommandScheduler(stage.database, schema=stage.name)
+        manager = ProcessManager(Orders(), name="orders", state=OrderState, scheduler=scheduler)
+        await manager.create_tables()
+        effect = EffectHandler(stage.database, effects)
+        bus = CommandBus(
+            {**dict.fromkeys(COMMANDS.values(), effect), OrderTimeout: manager}, [Transaction(stage.database)]
+        )
+        queue = stage.queue("orders")
+        consumer = Consumer(
+            stage.transport,
+            bus,
+            stage.database,
+            types={**COMMANDS, "OrderTimeout": OrderTimeout},
+            queue=queue,
+            schema=stage.name,
+            max_attempts=2,
+            backoff=0.01,
+            dead_letter_hooks=[manager],
+        )
+
+        async def labels() -> list[str]:
+            async with stage.database.engine.connect() as connection:
+                return list(
+                    (await connection.execute(sa.select(effects.c.label).order_by(effects.c.seq))).scalars()
+                )
+
+        async with running(consumer):
+            await asyncio.wait_for(consumer.started(), 30)
+            forwarder = ScheduleForwarder(scheduler, poll_interval=0.05)
+            relay = OutboxRelay(stage.database, stage.transport, schema=stage.name, poll_interval=0.05)
+            async with running(forwarder, relay):
+                await manager.handle(OrderPlaced("p1", fail="Ship", how="failed"), Context())
+
+                async def undone() -> bool:
+                    return len(await labels()) == 4
+
+                await eventually(undone, what="the compensations applied")
+        assert await labels() == ["Reserve p1", "Charge p1", "Refund p1", "Release p1"]
+        instance = await manager.instance("p1")
+        assert instance is not None
+        assert instance.status is ProcessStatus.COMPENSATED
+        assert [e.message for e in instance.history] == ["OrderPlaced", "dead letter Ship"]
+        assert instance.history[-1].sent == ("compensation Refund", "compensation Release")
+        dead = await stage.transport.dead_letters(queue)
+        assert [d.envelope.name for d in dead] == ["Ship"]
+        assert dead[0].envelope.key == "process:orders:p1"
