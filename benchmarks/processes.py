@@ -7,8 +7,11 @@ own, removed at the end). Figures are printed; there is no aim yet.
 - Steps per second: ``STEPS`` process steps (starts, then one continue each), each a transaction of its
   own through `ProcessManager.handle`, over distinct instances: from one task on SQLite (one writer
   at a time), from ``WRITERS`` concurrent tasks on PostgreSQL.
-- Deadline delay: ``DEADLINES`` instances each set a deadline due at a moment spread over one second;
-  the deadline's step records how long after its due time it ran (p50, p99). Embedded: a
+- Deadline delay: instances each set a deadline due at a moment spread over a window; the deadline's
+  step records how long after its due time it ran (p50, p99). Twice: a burst of ``DEADLINES`` due
+  within one second (more than either setup steps through in a second, so it measures the backlog's
+  drain), and a light load of ``LIGHT_DEADLINES`` spread over ``LIGHT_WINDOW`` seconds (the timing
+  precision a deadline gets when the workers keep up). Embedded: a
   `ScheduleRunner` in this process. PostgreSQL + RabbitMQ: a `ScheduleForwarder`, an `OutboxRelay` and
   a `Consumer` of the command bus, all in this process. Poll interval ``POLL`` seconds everywhere.
 """
@@ -46,6 +49,8 @@ RABBITMQ_URL = os.environ.get("CQRSKIT_RABBITMQ_URL", "amqp://guest:guest@127.0.
 STEPS = int(os.environ.get("PROCESS_BENCH_STEPS", "2000"))
 WRITERS = 8
 DEADLINES = int(os.environ.get("PROCESS_BENCH_DEADLINES", "500"))
+LIGHT_DEADLINES = 40
+LIGHT_WINDOW = 4.0
 POLL = 0.05
 
 
@@ -118,25 +123,37 @@ async def steps_per_second(
 
 
 async def deadline_delays(
-    manager: ProcessManager[Counted, Command[None]], bench: Bench, prefix: str, rate: float
-) -> None:
+    manager: ProcessManager[Counted, Command[None]],
+    bench: Bench,
+    prefix: str,
+    rate: float,
+    *,
+    count: int,
+    window: float,
+) -> list[float]:
+    """Set `count` deadlines due over `window` seconds; return how late each ran, once all have."""
+    bench.delays.clear()
     # The first deadline falls due only once every instance has started, so the delays measured are
     # the scheduler's, not the set-up's backlog.
-    first = time.time() + 1.0 + 1.5 * DEADLINES / rate
-    for n in range(DEADLINES):
-        await manager.handle(Begin(f"{prefix}-d{n}", due=first + n / DEADLINES), Context())
-    deadline_at = time.monotonic() + 120
-    while len(bench.delays) < DEADLINES:
+    first = time.time() + 1.0 + 1.5 * count / rate
+    for n in range(count):
+        await manager.handle(Begin(f"{prefix}-d{n}", due=first + window * n / count), Context())
+    deadline_at = time.monotonic() + 120 + window
+    while len(bench.delays) < count:
         if time.monotonic() > deadline_at:
-            raise TimeoutError(f"only {len(bench.delays)} of {DEADLINES} deadlines ran")
+            raise TimeoutError(f"only {len(bench.delays)} of {count} deadlines ran")
         await asyncio.sleep(0.05)
+    return list(bench.delays)
 
 
-def report(label: str, rate: float, delays: list[float]) -> None:
-    ordered = sorted(delays)
-    p50 = statistics.median(ordered) * 1000
-    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000
-    print(f"{label:<28} {rate:>8.0f} steps/s   deadline delay p50 {p50:>6.1f} ms  p99 {p99:>7.1f} ms")
+def report(label: str, rate: float, burst: list[float], light: list[float]) -> None:
+    def percentiles(delays: list[float]) -> str:
+        ordered = sorted(delays)
+        p50 = statistics.median(ordered) * 1000
+        p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000
+        return f"p50 {p50:>7.1f} ms  p99 {p99:>7.1f} ms"
+
+    print(f"{label:<24} {rate:>6.0f} steps/s   burst: {percentiles(burst)}   light: {percentiles(light)}")
 
 
 @contextlib.asynccontextmanager
@@ -171,8 +188,11 @@ async def embedded() -> None:
         rate = await steps_per_second(manager, "s", 1)
         runner = ScheduleRunner(CommandScheduler(database), bus, poll_interval=POLL)
         async with running(runner):
-            await deadline_delays(manager, bench, "e", rate)
-        report("embedded (SQLite)", rate, bench.delays)
+            burst = await deadline_delays(manager, bench, "e", rate, count=DEADLINES, window=1.0)
+            light = await deadline_delays(
+                manager, bench, "l", rate, count=LIGHT_DEADLINES, window=LIGHT_WINDOW
+            )
+        report("embedded (SQLite)", rate, burst, light)
     finally:
         await database.dispose()
 
@@ -195,8 +215,11 @@ async def postgres_rabbitmq() -> None:
             forwarder = ScheduleForwarder(scheduler, poll_interval=POLL)
             relay = OutboxRelay(database, transport, schema=name, poll_interval=POLL)
             async with running(forwarder, relay):
-                await deadline_delays(manager, bench, "p", rate)
-        report("PostgreSQL + RabbitMQ", rate, bench.delays)
+                burst = await deadline_delays(manager, bench, "p", rate, count=DEADLINES, window=1.0)
+                light = await deadline_delays(
+                    manager, bench, "l", rate, count=LIGHT_DEADLINES, window=LIGHT_WINDOW
+                )
+        report("PostgreSQL + RabbitMQ", rate, burst, light)
     finally:
         with contextlib.suppress(Exception):
             await transport.delete(queue, exchanges=True)
@@ -209,7 +232,10 @@ async def postgres_rabbitmq() -> None:
 def main() -> None:
     # Only warnings and errors: rendering a log line per step would be what this measures.
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    print(f"{STEPS} steps (1 task on SQLite, {WRITERS} on PostgreSQL); {DEADLINES} deadlines; poll {POLL} s")
+    print(
+        f"{STEPS} steps (1 task on SQLite, {WRITERS} on PostgreSQL); deadlines: a burst of {DEADLINES} "
+        f"within 1 s, a light load of {LIGHT_DEADLINES} over {LIGHT_WINDOW:.0f} s; poll {POLL} s"
+    )
     asyncio.run(embedded())
     asyncio.run(postgres_rabbitmq())
 
