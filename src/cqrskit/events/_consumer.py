@@ -84,6 +84,8 @@ class Consumer:
     own, so each subscriber's effects commit with its inbox row or not at all. A message delivered
     again re-runs only the subscribers that had not committed, so each one's effects happen once.
     A command is one subscriber (named after the command) and its Result goes nowhere but the log.
+    Each message is dispatched with its envelope's context (`Envelope.context`: principal,
+    correlation id, tenant), and its inbox rows record its tenant.
 
     Messages are acknowledged after their batch has committed. A subscriber that raises or returns
     FAILED or TIMEOUT is rolled back alone (its savepoint), the batch up to it commits, and its
@@ -451,10 +453,13 @@ class Consumer:
         keys = sorted({(item.message_id, subscriber) for item in pending for subscriber, _ in item.targets})
         if not keys:
             return set()
+        tenants = {item.message_id: item.envelope.tenant for item in pending}
         inbox = self._inbox
         statement = (
             self._insert(inbox)
-            .values([{"message_id": m, "subscriber": s, "handled_at": now} for m, s in keys])
+            .values(
+                [{"message_id": m, "subscriber": s, "handled_at": now, "tenant": tenants[m]} for m, s in keys]
+            )
             .on_conflict_do_nothing()
             .returning(inbox.c.message_id, inbox.c.subscriber)
         )

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from cqrskit.sqlalchemy._database import Database
 
 __all__ = [
+    "NO_TENANT",
     "PARTITIONS",
     "EventTables",
     "create_event_tables",
@@ -32,6 +33,10 @@ relays can publish keyed events at the same time."""
 
 UNORDERED = -1
 """The partition of events without an ordering key: any relay may publish them, in any order."""
+
+
+NO_TENANT = ""
+"""What a tenant column that is part of a key holds for a message or command without a tenant."""
 
 
 @attrs.frozen
@@ -120,6 +125,7 @@ def event_tables(schema: str | None = None) -> EventTables:
         sa.Column("message_id", sa.String(64), primary_key=True),
         sa.Column("subscriber", sa.String(255), primary_key=True),
         sa.Column("handled_at", sa.Float(), nullable=False),
+        sa.Column("tenant", sa.String(255), nullable=True),  # the message's tenant, for the record
     )
     idempotency = sa.Table(
         "cqrskit_idempotency_keys",
@@ -129,6 +135,8 @@ def event_tables(schema: str | None = None) -> EventTables:
         sa.Column("message_type", sa.String(255), nullable=False),
         sa.Column("result", sa.Text(), nullable=True),
         sa.Column("expires_at", sa.Float(), nullable=False),
+        # Part of the key: one key sent by two tenants is two operations ("" for no tenant).
+        sa.Column("tenant", sa.String(255), primary_key=True, server_default=""),
     )
     dead_letters = sa.Table(
         "cqrskit_dead_letters",

@@ -22,7 +22,7 @@ from cqrskit._messages import Command
 from cqrskit._names import qualified_name
 from cqrskit.events._envelope import Envelope, envelope_for
 from cqrskit.events._event import message_name
-from cqrskit.events._tables import insert_for, key_lock_id
+from cqrskit.events._tables import NO_TENANT, insert_for, key_lock_id
 from cqrskit.processes._steps import ProcessDefinition, Reaction, ReactionKind, Send, Step
 from cqrskit.processes._tables import create_process_tables, process_tables
 
@@ -143,18 +143,20 @@ class ProcessManager(Generic[S, C]):
                 f"process {self._name!r} has no reaction to {type(message).__qualname__}"
             )
         key = reaction.key(message)
+        tenant = NO_TENANT if context.tenant is None else context.tenant  # instances are per tenant
         log = self._logger.bind(process=self._name, key=key, message=type(message).__name__)
         instances = self._tables.instances
+        this_instance = (
+            instances.c.process == self._name,
+            instances.c.tenant == tenant,
+            instances.c.key == key,
+        )
         async with self._database.transaction() as session:
             if self._postgres:
                 # Serialises the messages of one instance, including two starts of one not there yet.
-                lock = key_lock_id(self._schema, f"cqrskit.process:{self._name}:{key}")
+                lock = key_lock_id(self._schema, f"cqrskit.process:{self._name}:{tenant}:{key}")
                 await session.execute(sa.select(sa.func.pg_advisory_xact_lock(lock)))
-            row = (
-                await session.execute(
-                    sa.select(instances).where(instances.c.process == self._name, instances.c.key == key)
-                )
-            ).first()
+            row = (await session.execute(sa.select(instances).where(*this_instance))).first()
             if reaction.kind is ReactionKind.STARTS:
                 if row is not None:
                     log.info("process_start_ignored", reason="the instance exists")
@@ -188,16 +190,14 @@ class ProcessManager(Generic[S, C]):
             }
             if row is None:
                 await session.execute(
-                    sa.insert(instances).values(process=self._name, key=key, started_at=now, **values)
+                    sa.insert(instances).values(
+                        process=self._name, key=key, tenant=tenant, started_at=now, **values
+                    )
                 )
             else:
                 changed = await session.execute(
                     sa.update(instances)
-                    .where(
-                        instances.c.process == self._name,
-                        instances.c.key == key,
-                        instances.c.version == row.version,
-                    )
+                    .where(*this_instance, instances.c.version == row.version)
                     .values(**values)
                 )
                 if not getattr(changed, "rowcount", 1):
@@ -206,6 +206,7 @@ class ProcessManager(Generic[S, C]):
                 sa.insert(self._tables.history).values(
                     process=self._name,
                     key=key,
+                    tenant=tenant,
                     version=version,
                     message=type(message).__name__,
                     status=str(status),
@@ -243,7 +244,7 @@ class ProcessManager(Generic[S, C]):
             sent.append(f"deadline {message_name(type(each.command), self._names)}")
         ending = step.complete or step.compensate
         for deadline_type in self._deadline_types if ending else step.cancel:
-            await scheduler.cancel(self._deadline_key(key, deadline_type))
+            await scheduler.cancel(self._deadline_key(key, deadline_type), context=child)
         if step.compensate:
             for stored in reversed(compensations):
                 envelope = Envelope(
@@ -254,6 +255,7 @@ class ProcessManager(Generic[S, C]):
                     causation_id=child.causation_id,
                     principal=child.principal,
                     created_at=time.time(),
+                    tenant=child.tenant,
                 )
                 await scheduler.schedule_envelope(envelope, ordering_key=chain)
                 sent.append(f"compensation {stored['name']}")
@@ -263,13 +265,18 @@ class ProcessManager(Generic[S, C]):
     def _deadline_key(self, key: str, command_type: type) -> str:
         return f"process:{self._name}:{key}:deadline:{message_name(command_type, self._names)}"
 
-    async def instance(self, key: str) -> ProcessInstance[S] | None:
-        """Return the instance `key` with its state and history, or None when it never started."""
+    async def instance(self, key: str, *, tenant: str | None = None) -> ProcessInstance[S] | None:
+        """Return `tenant`'s instance `key` with its state and history, or None when it never started."""
         instances, history = self._tables.instances, self._tables.history
+        stored_tenant = NO_TENANT if tenant is None else tenant
         async with self._database.read_session() as session:
             row = (
                 await session.execute(
-                    sa.select(instances).where(instances.c.process == self._name, instances.c.key == key)
+                    sa.select(instances).where(
+                        instances.c.process == self._name,
+                        instances.c.tenant == stored_tenant,
+                        instances.c.key == key,
+                    )
                 )
             ).first()
             if row is None:
@@ -277,7 +284,11 @@ class ProcessManager(Generic[S, C]):
             steps = (
                 await session.execute(
                     sa.select(history)
-                    .where(history.c.process == self._name, history.c.key == key)
+                    .where(
+                        history.c.process == self._name,
+                        history.c.tenant == stored_tenant,
+                        history.c.key == key,
+                    )
                     .order_by(history.c.version)
                 )
             ).all()

@@ -9,6 +9,7 @@ import attrs
 import sqlalchemy as sa
 
 from cqrskit.events._schedule_table import create_schedule_table
+from cqrskit.events._tables import NO_TENANT
 
 if TYPE_CHECKING:
     from cqrskit.sqlalchemy._database import Database
@@ -26,7 +27,11 @@ class ProcessTables:
 
 @functools.cache
 def process_tables(schema: str | None = None) -> ProcessTables:
-    """Return the process tables of `schema` (made once per schema)."""
+    """Return the process tables of `schema` (made once per schema).
+
+    An instance is keyed by process, `tenant` (``""`` without one) and key: two tenants' messages
+    with the same correlation key run two instances.
+    """
     metadata = sa.MetaData(schema=schema)
     instances = sa.Table(
         "cqrskit_process_instances",
@@ -39,6 +44,7 @@ def process_tables(schema: str | None = None) -> ProcessTables:
         sa.Column("compensations", sa.Text(), nullable=False),
         sa.Column("started_at", sa.Float(), nullable=False),
         sa.Column("updated_at", sa.Float(), nullable=False),
+        sa.Column("tenant", sa.String(255), primary_key=True, server_default=NO_TENANT),
     )
     history = sa.Table(
         "cqrskit_process_history",
@@ -53,7 +59,8 @@ def process_tables(schema: str | None = None) -> ProcessTables:
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("sent", sa.Text(), nullable=False),
         sa.Column("at", sa.Float(), nullable=False),
-        sa.UniqueConstraint("process", "key", "version"),
+        sa.Column("tenant", sa.String(255), nullable=False, server_default=NO_TENANT),
+        sa.UniqueConstraint("process", "tenant", "key", "version", name="cqrskit_process_history_step"),
     )
     return ProcessTables(instances, history)
 
