@@ -58,6 +58,7 @@ class TestTracing:
     """Tracing sets ``cqrskit.tenant`` on the span when the context has a tenant."""
 
     async def test_the_span_carries_the_tenant(self) -> None:
+        """A tenant's span has ``cqrskit.tenant``; a span without a tenant has no such attribute."""
         exporter = InMemorySpanExporter()
         tracing = Tracing(tracer_provider(exporter).get_tracer("tests"))
         await tracing(FindUser("x"), ACME, succeed)
@@ -107,8 +108,10 @@ class TestAudit:
     """An audit record names the tenant the dispatch acted for."""
 
     async def test_the_record_has_the_tenant(self) -> None:
+        """The record's `tenant` is the context's; its plain form has the key only when set."""
         sink = MemoryAuditSink()
         await Audit(sink)(Register("a@example.com", "pw"), ACME, succeed)
         await Audit(sink)(Register("a@example.com", "pw"), PLAIN, succeed)
         assert [r.tenant for r in sink.records] == ["acme", None]
         assert sink.records[0].to_dict()["tenant"] == "acme"
+        assert "tenant" not in sink.records[1].to_dict()
