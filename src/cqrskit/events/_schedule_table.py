@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 
 from cqrskit.events._tables import NO_TENANT, create_event_tables
+from cqrskit.events._tenant_columns import add_tenant_columns
 
 if TYPE_CHECKING:
     from cqrskit.sqlalchemy._database import Database
@@ -60,5 +61,7 @@ def schedule_table(schema: str | None = None) -> sa.Table:
 async def create_schedule_table(database: Database, schema: str | None = None) -> None:
     """Create the scheduled-commands table and the event tables (the inbox) unless they exist."""
     await create_event_tables(database, schema)
+    table = schedule_table(schema)
     async with database.engine.begin() as connection:
-        await connection.run_sync(schedule_table(schema).metadata.create_all)
+        await connection.run_sync(table.metadata.create_all)
+        await connection.run_sync(add_tenant_columns, [table])

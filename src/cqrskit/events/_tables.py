@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from cqrskit._errors import ConfigurationError
+from cqrskit.events._tenant_columns import add_tenant_columns
 
 if TYPE_CHECKING:
     from cqrskit.sqlalchemy._database import Database
@@ -160,13 +161,15 @@ async def create_event_tables(database: Database, schema: str | None = None) -> 
     """Create the outbox, inbox, idempotency-key and dead-letter tables (and `schema`) unless they exist.
 
     Call it at deployment or start-up, or use the ``create_tables()`` method of the component that
-    needs them; ``await create_event_tables(database, schema="messaging")``.
+    needs them; ``await create_event_tables(database, schema="messaging")``. Tables made by a version
+    before tenants get their ``tenant`` column here (see `add_tenant_columns`).
     """
     tables = event_tables(schema)
     async with database.engine.begin() as connection:
         if schema is not None and connection.dialect.name == "postgresql":
             await connection.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
         await connection.run_sync(tables.outbox.metadata.create_all)
+        await connection.run_sync(add_tenant_columns, [tables.inbox, tables.idempotency])
 
 
 async def purge_in_batches(

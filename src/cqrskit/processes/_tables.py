@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from cqrskit.events._schedule_table import create_schedule_table
 from cqrskit.events._tables import NO_TENANT
+from cqrskit.events._tenant_columns import add_tenant_columns
 
 if TYPE_CHECKING:
     from cqrskit.sqlalchemy._database import Database
@@ -68,5 +69,7 @@ def process_tables(schema: str | None = None) -> ProcessTables:
 async def create_process_tables(database: Database, schema: str | None = None) -> None:
     """Create the process tables, the scheduled-commands table and the event tables unless they exist."""
     await create_schedule_table(database, schema)
+    tables = process_tables(schema)
     async with database.engine.begin() as connection:
-        await connection.run_sync(process_tables(schema).instances.metadata.create_all)
+        await connection.run_sync(tables.instances.metadata.create_all)
+        await connection.run_sync(add_tenant_columns, [tables.instances, tables.history])
