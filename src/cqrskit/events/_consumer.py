@@ -22,7 +22,7 @@ from cqrskit._messages import Command
 from cqrskit._results import Result
 from cqrskit._status import OperationStatus
 from cqrskit.events._bus import EventBus
-from cqrskit.events._envelope import open_envelope
+from cqrskit.events._envelope import Envelope, open_envelope
 from cqrskit.events._event import Event
 from cqrskit.events._observer import NO_OBSERVER, Observer
 from cqrskit.events._tables import create_event_tables, event_tables, insert_for, purge_in_batches
@@ -321,7 +321,7 @@ class Consumer:
                 raise ValueError("a message without an id cannot be deduplicated")  # noqa: TRY301
             message = open_envelope(envelope, self._types[envelope.name], self._converter)
         except Exception as exc:  # noqa: BLE001 - logged, see loggable_exception
-            log = self._log(envelope.message_id, envelope.name, envelope.correlation_id)
+            log = self._log(envelope)
             log.error("message_unreadable", **loggable_exception(exc))  # noqa: TRY400 - loggable_exception
             await _settle_one(delivery.dead_letter, self._logger, envelope.message_id)
             self._observer.dead_lettered(envelope, self._queue)
@@ -433,11 +433,11 @@ class Consumer:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - logged, see loggable_exception
-            log = self._log(item.message_id, item.name, item.context.correlation_id)
+            log = self._log(item.envelope)
             log.error("subscriber_raised", subscriber=subscriber, **loggable_exception(exc))  # noqa: TRY400 - loggable_exception
             return OperationStatus.FAILED
         if result.is_failure:
-            self._log(item.message_id, item.name, item.context.correlation_id).warning(
+            self._log(item.envelope).warning(
                 "subscriber_failed", subscriber=subscriber, status=str(result.status)
             )
             return result.status
@@ -481,7 +481,7 @@ class Consumer:
                 await _settle_one(delivery.ack, logger, item.message_id)
             observer.processed(item.envelope, self._queue)
         for item in round_.dead:
-            self._log(item.message_id, item.name, item.context.correlation_id).error(
+            self._log(item.envelope).error(
                 "message_dead_lettered",
                 attempts=item.failures,
                 subscribers=[name for name, _ in item.targets],
@@ -490,9 +490,12 @@ class Consumer:
                 await _settle_one(delivery.dead_letter, logger, item.message_id)
             observer.dead_lettered(item.envelope, self._queue)
 
-    def _log(self, message_id: str, name: str, correlation_id: str | None) -> Any:
-        """Return the logger bound to one message: made only when there is something to say."""
-        return self._logger.bind(message_id=message_id, message_name=name, correlation_id=correlation_id)
+    def _log(self, envelope: Envelope) -> Any:
+        """Return the logger bound to one message (and its tenant, if any): made only when needed."""
+        log = self._logger.bind(
+            message_id=envelope.message_id, message_name=envelope.name, correlation_id=envelope.correlation_id
+        )
+        return log if envelope.tenant is None else log.bind(tenant=envelope.tenant)
 
     def __repr__(self) -> str:
         return f"Consumer(queue={self._queue!r}, types={sorted(self._types)!r})"
