@@ -8,6 +8,7 @@ process instances) is shared by two tenants using the same key.
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -29,7 +30,17 @@ from cqrskit.events import (
     ScheduleRunner,
     create_event_tables,
 )
-from cqrskit.processes import ProcessManager, Reaction, Step, starts
+from cqrskit.processes import (
+    Deadline,
+    ProcessManager,
+    ProcessStatus,
+    Reaction,
+    Send,
+    Step,
+    continues,
+    deadline,
+    starts,
+)
 from cqrskit.sqlalchemy import Database, Transaction
 from tests.database.journal_app import eventually
 
@@ -235,3 +246,72 @@ class TestScheduledCommands:
         await eventually(acme_ran, what="Acme's scheduled command run")
         assert await service.runner.run_once() == 0
         assert service.seen.tenants == [("Remind:1", "acme")]
+
+
+@attrs.frozen
+class UserLeft(Event):
+    user_id: str
+
+
+@attrs.frozen
+class Welcome(Command[None]):
+    user_id: str
+
+
+@attrs.frozen
+class Unwelcome(Command[None]):
+    user_id: str
+
+
+class WelcomeProcess:
+    """Welcomes a user (undone by Unwelcome), reminds them after an hour, compensates when they leave."""
+
+    def reactions(self) -> Sequence[Reaction[Onboarding, Command[None]]]:
+        return (
+            starts(UserRegistered, lambda e: e.user_id, self.registered),
+            continues(UserLeft, lambda e: e.user_id, self.left),
+            deadline(Remind, lambda c: c.user_id, self.reminded),
+        )
+
+    async def registered(self, event: UserRegistered) -> Step[Onboarding, Command[None]]:
+        return Step(
+            Onboarding(event.user_id),
+            send=[Send(Welcome(event.user_id), compensation=Unwelcome(event.user_id))],
+            deadlines=[Deadline(Remind(event.user_id), after=3600)],
+        )
+
+    async def left(self, event: UserLeft, state: Onboarding) -> Step[Onboarding, Command[None]]:
+        return Step(state, compensate=True)
+
+    async def reminded(self, command: Remind, state: Onboarding) -> Step[Onboarding, Command[None]]:
+        return Step(state)
+
+
+class TestProcessSteps:
+    """What a tenant's process instance sends, sets and cancels is that tenant's."""
+
+    async def test_deadlines_and_compensations_stay_in_their_tenant(self, service: Service) -> None:
+        """Acme's user 1 leaves: Acme's reminder goes, Acme's Unwelcome comes; Globex's rows stay."""
+        process = ProcessManager(
+            WelcomeProcess(), name="welcome", state=Onboarding, scheduler=service.scheduler
+        )
+        await process.handle(UserRegistered("1"), ACME)
+        await process.handle(UserRegistered("1"), GLOBEX)
+        await process.handle(UserLeft("1"), ACME)
+        table = "cqrskit_scheduled_commands"
+        if service.schema is not None:
+            table = f'"{service.schema}".{table}'
+        async with service.database.read_session() as session:
+            rows = (await session.execute(sa.text(f"SELECT tenant, name, headers FROM {table}"))).all()
+        assert sorted((row.tenant, row.name) for row in rows) == [
+            ("acme", "Unwelcome"),
+            ("acme", "Welcome"),
+            ("globex", "Remind"),
+            ("globex", "Welcome"),
+        ]
+        assert all(json.loads(row.headers)["tenant"] == row.tenant for row in rows)
+        acme = await process.instance("1", tenant="acme")
+        globex = await process.instance("1", tenant="globex")
+        assert acme is not None
+        assert globex is not None
+        assert (acme.status, globex.status) == (ProcessStatus.COMPENSATED, ProcessStatus.RUNNING)
