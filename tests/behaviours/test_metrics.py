@@ -122,7 +122,6 @@ class TestMetricsDirect:
             "counter": "cqrskit_dispatches_total",
             "histogram": "cqrskit_dispatch_duration_seconds",
             "message_type_label": "Register",
-            "tenant_label": False,
         }
         assert repr(metrics).startswith("Metrics(registry=<prometheus_client")
 

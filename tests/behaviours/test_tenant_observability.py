@@ -91,6 +91,13 @@ class TestMetrics:
         duration = "cqrskit_dispatch_duration_seconds_count"
         assert registry.get_sample_value(duration, {"message_type": "FindUser", "tenant": "acme"}) == 2
 
+    def test_describe_and_repr_name_the_tenant_label_when_on(self) -> None:
+        """The route inspector and the repr show ``tenant_label`` only when it is on."""
+        on = Metrics(CollectorRegistry(), tenant_label=True)
+        assert on.describe(FindUser)["tenant_label"] is True
+        assert repr(on).endswith("tenant_label=True)")
+        assert "tenant_label" not in Metrics(CollectorRegistry()).describe(FindUser)
+
     def test_one_registry_one_choice(self) -> None:
         """Two Metrics on one registry that disagree on tenant_label are refused at construction."""
         registry = CollectorRegistry()

@@ -178,13 +178,18 @@ class Metrics:
         return functools.partial(_measured_stream, self._for(message_type))
 
     def describe(self, message_type: type) -> Mapping[str, object]:
-        """Return the metric names and the ``message_type`` label `message_type` is recorded under."""
-        return {
+        """Return the metric names and the label values `message_type` is recorded under.
+
+        ``tenant_label`` is there only when it is on.
+        """
+        described: dict[str, object] = {
             "counter": _DISPATCHES + "_total",
             "histogram": _DURATION,
             "message_type_label": type_name(message_type),
-            "tenant_label": self._tenant_label,
         }
+        if self._tenant_label:
+            described["tenant_label"] = True
+        return described
 
     def _for(self, message_type: type) -> _TypeMetrics:
         metrics = self._types.get(message_type)
