@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse, Response
 from cqrskit import Command, Context, OperationStatus, Principal, Result
 from cqrskit.fastapi import (
     MessageReader,
+    TenantReader,
     context_dependency,
     from_container,
     http_status,
@@ -22,6 +23,7 @@ from cqrskit.fastapi import (
     result_response,
     strict_converter,
     structure,
+    tenant_from_header,
 )
 
 
@@ -44,6 +46,21 @@ assert_type(structure({"email": "a@example.com"}, CreateUser, converter=strict_c
 assert_type(payload(CreateUser), MessageReader[CreateUser])
 assert_type(context_dependency(current_principal), Callable[..., Awaitable[Context]])
 assert_type(context_dependency(from_request=principal_from_request), Callable[..., Awaitable[Context]])
+assert_type(tenant_from_header(), TenantReader)
+assert_type(
+    context_dependency(
+        from_request=principal_from_request, tenant=tenant_from_header("X-Org", required=False)
+    ),
+    Callable[..., Awaitable[Context]],
+)
+
+
+async def tenant_of(request: Request, principal: Principal | None) -> str | None:
+    return None if principal is None else principal.id
+
+
+assert_type(context_dependency(current_principal, tenant=tenant_of), Callable[..., Awaitable[Context]])
+context_dependency(tenant=current_principal)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
 assert_type(from_container("command_bus"), Callable[[Request], Awaitable[Any]])
 assert_type(install(FastAPI()), FastAPI)
 failed: Result[UUID] = Result.failure(OperationStatus.CONFLICT)

@@ -562,6 +562,7 @@ def _stuck_line(stuck: StuckInstance, now: float) -> dict[str, object]:
     return {
         "process": stuck.process,
         "key": stuck.key,
+        "tenant": stuck.tenant,
         "status": str(stuck.status),
         "deadline": stuck.deadline,
         "due_at": _iso(stuck.due_at),

@@ -14,7 +14,7 @@ from cqrskit.behaviours import Retry
 from cqrskit.caching import CacheInvalidation
 from cqrskit.sqlalchemy import Database, SqlInvalidationJournal, Transaction
 from cqrskit.testing import InMemoryCache
-from tests.database.journal_app import Rename, RenameHandler, Service, eventually
+from tests.database.journal_app import GetName, Rename, RenameHandler, Service, eventually
 
 
 class SwitchableCache(InMemoryCache):
@@ -137,3 +137,22 @@ def test_with_a_journal_it_must_sit_inside_transaction(tmp_path: Path) -> None:
             {Rename: RenameHandler(database, Service(database, InMemoryCache()).table)},
             [invalidation, Retry(), Transaction(database)],
         )
+
+
+async def test_a_tenants_journaled_invalidation_spares_other_tenants(service: Service) -> None:
+    """Cache down: Acme's rename is journaled with Acme's tag keys; applied later, Globex's entry stays."""
+    acme, globex = Context(tenant="acme"), Context(tenant="globex")
+    for context in (acme, globex):
+        await service.queries.execute(GetName("1"), context)
+    cache_of(service).down = True
+    (await service.commands.execute(Rename("1", "new"), acme)).unwrap()
+    [(_, keys)] = await service.journal.pending(10)
+    assert set(keys) == {"tenant:acme:tag:thing:1", "tenant:acme:tag:thing:*"}
+    cache_of(service).down = False
+    assert await service.invalidation.apply_pending() == 1
+    acme_read = await service.queries.execute(GetName("1"), acme)
+    globex_read = await service.queries.execute(GetName("1"), globex)
+    assert acme_read.cache_info is not None
+    assert globex_read.cache_info is not None
+    assert (acme_read.data, acme_read.cache_info.hit) == ("new", False)
+    assert (globex_read.data, globex_read.cache_info.hit) == ("old", True)  # its entry was not dropped

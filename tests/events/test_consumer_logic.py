@@ -11,6 +11,7 @@ from typing import Any
 import attrs
 import pytest
 import sqlalchemy as sa
+from structlog.testing import capture_logs
 
 from cqrskit import Command, CommandBus, ConfigurationError, Context, NotFoundError
 from cqrskit.events import CommandSender, Consumer, Envelope, Event, EventBus, create_event_tables
@@ -208,6 +209,34 @@ class TestConsumerLogic:
         async with database.engine.connect() as connection:
             count = await connection.scalar(sa.text("SELECT count(*) FROM cqrskit_inbox"))
         assert count == 0
+
+
+class TestTenants:
+    """A message's tenant reaches its subscribers, its inbox rows and the consumer's log lines."""
+
+    async def test_the_subscriber_the_inbox_and_the_log_see_the_tenant(self, database: Database) -> None:
+        """A Pinged of tenant acme runs with acme's context; its inbox row and failure warning name acme."""
+        tenants: list[str | None] = []
+
+        class Failing:
+            async def handle(self, event: Pinged, context: Context) -> None:
+                tenants.append(context.tenant)
+                raise NotFoundError("gone")
+
+        transport = InMemoryTransport()
+        consumer = pinged_consumer(transport, database, {"ok": Counter(), "failing": Failing()})
+        envelope = attrs.evolve(wrap(Pinged(1)), tenant="acme")
+        with capture_logs() as logs:
+            async with consuming(consumer):
+                await transport.publish([envelope])
+                await until(lambda: transport.settled)
+        assert tenants == ["acme"]
+        warnings = [log for log in logs if log["event"] == "subscriber_failed"]
+        assert [w["tenant"] for w in warnings] == ["acme", "acme"]  # the event bus's line and the consumer's
+        assert envelope.message_id in [w.get("message_id") for w in warnings]
+        async with database.engine.connect() as connection:
+            rows = (await connection.execute(sa.text("SELECT subscriber, tenant FROM cqrskit_inbox"))).all()
+        assert [tuple(row) for row in rows] == [("ok", "acme")]  # the failed subscriber's row rolled back
 
 
 class TestConsumerConfiguration:

@@ -63,6 +63,7 @@ class TestEnvelope:
             causation_id=st.none() | texts,
             principal=st.none() | principals,
             created_at=st.floats(min_value=0, max_value=4e9),
+            tenant=st.none() | texts,
         )
     )
     def test_headers_round_trip(self, envelope: Envelope) -> None:
@@ -99,6 +100,21 @@ class TestEnvelope:
             "corr",
             "op-9",
         )
+
+    def test_the_tenant_travels_and_comes_back_in_the_context(self) -> None:
+        """The publishing dispatch's tenant is in the headers, and the receiving context has it."""
+        context = Context(principal=Principal("ada"), operation_id="op-9", tenant="acme")
+        envelope = envelope_for(ShipOrder(uuid.uuid4()), context)
+        assert envelope.headers()["tenant"] == "acme"
+        headers = json.loads(json.dumps(envelope.headers()))
+        rebuilt = Envelope.from_parts(envelope.message_id, envelope.name, envelope.payload, headers)
+        assert rebuilt.context().tenant == "acme"
+
+    def test_without_a_tenant_the_headers_are_as_before(self) -> None:
+        """No tenant: no ``tenant`` header at all, and an envelope without one reads as no tenant."""
+        envelope = envelope_for(ShipOrder(uuid.uuid4()), Context(operation_id="op-9"))
+        assert "tenant" not in envelope.headers()
+        assert Envelope.from_parts("m", "n", b"{}", {}).context().tenant is None
 
     def test_each_envelope_has_its_own_id(self) -> None:
         """Two envelopes of equal events still have distinct message ids."""

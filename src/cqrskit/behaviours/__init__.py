@@ -13,6 +13,7 @@ from cqrskit.behaviours._authorization_rules import (
     AuthorizationRule,
     Public,
     RequirePermissions,
+    RequireSameTenant,
 )
 from cqrskit.behaviours._database_failures import is_transient
 from cqrskit.behaviours._logging import Logging
@@ -34,6 +35,7 @@ __all__ = [
     "Metrics",
     "Public",
     "RequirePermissions",
+    "RequireSameTenant",
     "Retry",
     "RetryPolicy",
     "StructlogAuditSink",

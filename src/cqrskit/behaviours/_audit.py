@@ -50,7 +50,7 @@ class AuditRecord:
     `fields` are the message's fields, sensitive ones shown as ``"***"``. `started_at` is a
     timezone-aware UTC time; `duration_ms` how long the rest of the pipeline took.
     `affected_entities` are those of a successful Result; `error_type` names the exception type when
-    an exception caused the outcome.
+    an exception caused the outcome. `tenant` is the tenant the dispatch acted for (None: none).
     """
 
     operation_id: str | None
@@ -64,10 +64,14 @@ class AuditRecord:
     duration_ms: float
     causation_id: str | None = None
     error_type: str | None = None
+    tenant: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the record as plain data (strings, numbers, lists and dicts), for a log line or JSON."""
-        return {
+        """Return the record as plain data (strings, numbers, lists and dicts), for a log line or JSON.
+
+        ``tenant`` is there only when the dispatch had one.
+        """
+        plain = {
             "operation_id": self.operation_id,
             "correlation_id": self.correlation_id,
             "causation_id": self.causation_id,
@@ -80,6 +84,9 @@ class AuditRecord:
             "started_at": self.started_at.isoformat(),
             "duration_ms": self.duration_ms,
         }
+        if self.tenant is not None:  # without tenants a record reads as it always did
+            plain["tenant"] = self.tenant
+        return plain
 
 
 class StructlogAuditSink:
@@ -187,6 +194,7 @@ class Audit:
             duration_ms=round((_perf_counter() - started) * 1000.0, 3),
             causation_id=context.causation_id,
             error_type=error_type,
+            tenant=context.tenant,
         )
         try:
             await self._sink.write(record)

@@ -1,6 +1,7 @@
 """The rules `Authorization` applies: who may dispatch a message type, decided from its context.
 
-`RequirePermissions`, `Authenticated`, `Public` and `DENY` are the rules cqrskit ships; any object with
+`RequirePermissions`, `RequireSameTenant`, `Authenticated`, `Public` and `DENY` are the rules cqrskit
+ships; any object with
 ``check(message, context)`` and ``describe()`` (the `AuthorizationRule` protocol) is one too. Import
 them from `cqrskit.behaviours`.
 """
@@ -27,6 +28,7 @@ __all__ = [
     "AuthorizationRule",
     "Public",
     "RequirePermissions",
+    "RequireSameTenant",
 ]
 
 ALLOW = OperationStatus.SUCCESS
@@ -157,6 +159,79 @@ class RequirePermissions:
         if not self._admins:
             arguments.append("allow_admin_override=False")
         return f"RequirePermissions({', '.join(arguments)})"
+
+
+class RequireSameTenant:
+    """Allows a message only when the resource it is about belongs to the caller's tenant, then asks `rule`.
+
+    The resource's tenant is the message's `tenant_field`; the caller's is ``context.tenant`` (set by
+    your FastAPI dependency, or carried by an envelope). A message whose field differs from the
+    caller's tenant, or a context without a tenant, is refused (UNAUTHORIZED, or UNAUTHENTICATED for
+    an anonymous caller); one of the caller's own tenant is then decided by `rule`, by default
+    `Authenticated()`::
+
+        rules = {
+            RenameProject: RequireSameTenant(
+                "tenant_id", rule=RequirePermissions("project:update", resource_field="project_id")
+            ),
+        }
+
+    Admins are held to their tenant too unless `allow_admin_override` is True (then an admin passes
+    the tenant check, and `rule` still applies). Where the resource's tenant is known only once it is
+    read from the database, check it in the handler and raise `PermissionDeniedError`.
+    """
+
+    __slots__ = ("_admins", "_field", "_read", "_rule")
+
+    def __init__(
+        self,
+        tenant_field: str = "tenant",
+        *,
+        rule: AuthorizationRule | None = None,
+        allow_admin_override: bool = False,
+    ) -> None:
+        field: object = tenant_field
+        if not (isinstance(field, str) and field.isidentifier()):
+            raise ConfigurationError(
+                f"tenant_field must be the name of a message field, got {tenant_field!r}"
+            )
+        self._field = tenant_field
+        self._read: Callable[[Any], object] = operator.attrgetter(tenant_field)
+        self._rule: AuthorizationRule = rule if rule is not None else Authenticated()
+        self._admins = allow_admin_override
+
+    def check_message_type(self, message_type: type) -> None:
+        """Raise `ConfigurationError` when `message_type` lacks `tenant_field`, or when `rule` refuses it."""
+        field = self._field
+        if field not in _field_names(message_type) and not hasattr(message_type, field):
+            raise ConfigurationError(
+                f"{self!r} reads {message_type.__qualname__}.{field}, which is not a field of that message"
+            )
+        check_type = getattr(self._rule, "check_message_type", None)
+        if check_type is not None:
+            check_type(message_type)
+
+    def check(self, message: Any, context: Context, /) -> OperationStatus:
+        """Refuse a resource of another tenant (or a caller of none); else return what `rule` decides."""
+        tenant = context.tenant
+        principal = context.principal
+        if tenant is None or str(self._read(message)) != tenant:
+            if principal is None:
+                return UNAUTHENTICATED
+            if not (self._admins and principal.is_admin):
+                return UNAUTHORIZED
+        return self._rule.check(message, context)
+
+    def describe(self) -> str:
+        """Return the rule in words."""
+        admins = "; admins may act for any tenant" if self._admins else ""
+        return f"requires {self._field} == the caller's tenant{admins}; then {self._rule.describe()}"
+
+    def __repr__(self) -> str:
+        arguments = [repr(self._field), f"rule={self._rule!r}"]
+        if self._admins:
+            arguments.append("allow_admin_override=True")
+        return f"RequireSameTenant({', '.join(arguments)})"
 
 
 class Authenticated:

@@ -40,7 +40,11 @@ def logger_label(logger: object, default_name: str | None = None) -> str:
 
 
 class DispatchIds:
-    """Sets the five dispatch ids with `structlog.contextvars` and puts the previous values back."""
+    """Sets the dispatch ids with `structlog.contextvars` and puts the previous values back.
+
+    The five of `KEYS` always, and ``tenant`` when the dispatch has one (a service without tenants
+    logs exactly what it logged before).
+    """
 
     __slots__ = ()
 
@@ -51,14 +55,25 @@ class DispatchIds:
         causation_id: str | None,
         message_type: str,
         principal_id: str | None,
+        *,
+        tenant: str | None = None,
     ) -> Any:
         """Bind the ids; return what `reset` needs to restore the previous values."""
+        if tenant is None:
+            return bind_contextvars(
+                operation_id=operation_id,
+                correlation_id=correlation_id,
+                causation_id=causation_id,
+                message_type=message_type,
+                principal_id=principal_id,
+            )
         return bind_contextvars(
             operation_id=operation_id,
             correlation_id=correlation_id,
             causation_id=causation_id,
             message_type=message_type,
             principal_id=principal_id,
+            tenant=tenant,
         )
 
     def reset(self, tokens: Any) -> None:

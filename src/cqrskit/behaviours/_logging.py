@@ -39,11 +39,12 @@ class Logging:
     """Log each dispatch once, and bind its ids so every log line inside it carries them.
 
     For the length of a dispatch it binds ``operation_id``, ``correlation_id``, ``causation_id``,
-    ``message_type`` and ``principal_id`` with `structlog.contextvars` (add
-    `structlog.contextvars.merge_contextvars` to your processors to see them), and restores the previous
-    values afterwards, also when the dispatch fails or is cancelled. When the dispatch ends it logs one
-    ``dispatch_completed`` event with ``status``, ``duration_ms`` and the message's fields (sensitive
-    ones, ``attrs.field(metadata={"sensitive": True})``, shown as ``"***"``):
+    ``message_type``, ``principal_id`` and, when the context has one, ``tenant`` with
+    `structlog.contextvars` (add `structlog.contextvars.merge_contextvars` to your processors to see
+    them), and restores the previous values afterwards, also when the dispatch fails or is cancelled.
+    When the dispatch ends it logs one ``dispatch_completed`` event with ``status``, ``duration_ms``,
+    ``tenant`` (when set) and the message's fields (sensitive ones,
+    ``attrs.field(metadata={"sensitive": True})``, shown as ``"***"``):
 
     - at info on SUCCESS;
     - at warning on an expected failure (validation, not found, unauthenticated, unauthorized, conflict,
@@ -120,9 +121,10 @@ class Logging:
             type(message).__qualname__,
             None if principal is None else principal.id,
         )
+        tenant = context.tenant
 
         def on_end(ended: str, items: int, error: BaseException | None) -> None:
-            tokens = ids.bind(*bind_args)
+            tokens = ids.bind(*bind_args, tenant=tenant)
             try:
                 extra: dict[str, Any] = {"items": items, "ended": ended}
                 if not isinstance(error, Exception):
@@ -152,7 +154,7 @@ class Logging:
 
         # Each item is read with the dispatch's ids bound, so the handler's log lines carry them.
         stream: Stream[Any] = result.data
-        return result.success(watch(stream, on_end, lambda: ids.bind(*bind_args), ids.reset))
+        return result.success(watch(stream, on_end, lambda: ids.bind(*bind_args, tenant=tenant), ids.reset))
 
     def describe(self, message_type: type) -> Mapping[str, object]:
         """Return the logger and which of `message_type`'s fields are redacted."""
@@ -174,6 +176,7 @@ class Logging:
             context.causation_id,
             type(message).__qualname__,
             None if principal is None else principal.id,
+            tenant=context.tenant,
         )
         started = _perf_counter()
         try:
@@ -257,6 +260,8 @@ class Logging:
             "message_type": type_name(type(message)),
             "operation_id": context.operation_id,
         }
+        if context.tenant is not None:
+            fields["tenant"] = context.tenant
         if self._log_fields:
             fields["fields"] = redacted_fields(message)
         if error_type is not None:

@@ -14,7 +14,7 @@ import attrs
 
 from cqrskit._context import Context
 from cqrskit._contracts import CallNext, Step
-from cqrskit._errors import MissingExtraError
+from cqrskit._errors import ConfigurationError, MissingExtraError
 from cqrskit._results import Result
 from cqrskit._stages import Stage
 from cqrskit._status import OperationStatus
@@ -40,6 +40,7 @@ class _Instruments:
 
     dispatches: Any
     duration: Any
+    by_tenant: bool
 
 
 # One set of metric objects per registry: a second bus (or a second Metrics) on the same registry
@@ -48,53 +49,78 @@ _instruments: weakref.WeakKeyDictionary[Any, _Instruments] = weakref.WeakKeyDict
 _lock = threading.Lock()
 
 
-def _instruments_for(registry: Any, prometheus_client: Any) -> _Instruments:
+def _instruments_for(registry: Any, prometheus_client: Any, by_tenant: bool) -> _Instruments:
     with _lock:
         found = _instruments.get(registry)
         if found is not None:
+            if found.by_tenant != by_tenant:
+                raise ConfigurationError(
+                    f"the Metrics sharing registry {registry!r} must agree on tenant_label: its metrics "
+                    f"were registered with tenant_label={found.by_tenant}"
+                )
             return found
+        tenant = ("tenant",) if by_tenant else ()
         try:
             made = _Instruments(
                 prometheus_client.Counter(
                     _DISPATCHES,
                     "Dispatches by message type, status and, for FAILED, exception type.",
-                    ("message_type", "status", "error_type"),
+                    ("message_type", "status", "error_type", *tenant),
                     registry=registry,
                 ),
                 prometheus_client.Histogram(
                     _DURATION,
                     "Time from a dispatch entering Metrics to its Result, in seconds.",
-                    ("message_type",),
+                    ("message_type", *tenant),
                     registry=registry,
                 ),
+                by_tenant,
             )
         except ValueError:
             # Registered in this registry by something other than this module's cache (a reloaded
             # module, say): use what is there.
             collectors = registry._names_to_collectors  # no public lookup exists
-            made = _Instruments(collectors[_DISPATCHES + "_total"], collectors[_DURATION])
+            made = _Instruments(collectors[_DISPATCHES + "_total"], collectors[_DURATION], by_tenant)
         _instruments[registry] = made
         return made
 
 
 class _TypeMetrics:
-    """One message type's label children, resolved once."""
+    """One message type's label children (of one tenant, with ``tenant_label``), resolved once."""
 
-    __slots__ = ("by_outcome", "counter", "duration", "name", "success")
+    __slots__ = ("by_outcome", "counter", "duration", "extra", "name", "success")
 
-    def __init__(self, instruments: _Instruments, message_type: type) -> None:
+    def __init__(self, instruments: _Instruments, message_type: type, tenant: str | None = None) -> None:
         self.name = type_name(message_type)
+        self.extra: tuple[str, ...] = ("" if tenant is None else tenant,) if instruments.by_tenant else ()
         self.counter = instruments.dispatches
-        self.success = instruments.dispatches.labels(self.name, str(_SUCCESS), "")
-        self.duration = instruments.duration.labels(self.name)
+        self.success = instruments.dispatches.labels(self.name, str(_SUCCESS), "", *self.extra)
+        self.duration = instruments.duration.labels(self.name, *self.extra)
         self.by_outcome: dict[tuple[str, str], Any] = {}
 
     def count(self, status: str, error_type: str) -> None:
         key = (status, error_type)
         child = self.by_outcome.get(key)
         if child is None:
-            child = self.by_outcome[key] = self.counter.labels(self.name, status, error_type)
+            child = self.by_outcome[key] = self.counter.labels(self.name, status, error_type, *self.extra)
         child.inc()
+
+
+class _TenantMetrics:
+    """One message type's label children per tenant, each tenant's resolved on its first dispatch."""
+
+    __slots__ = ("instruments", "message_type", "tenants")
+
+    def __init__(self, instruments: _Instruments, message_type: type) -> None:
+        self.instruments = instruments
+        self.message_type = message_type
+        self.tenants: dict[str | None, _TypeMetrics] = {}
+
+    def of(self, tenant: str | None) -> _TypeMetrics:
+        found = self.tenants.get(tenant)
+        if found is None:
+            found = self.tenants[tenant] = _TypeMetrics(self.instruments, self.message_type, tenant)
+        return found
 
 
 class Metrics:
@@ -108,26 +134,35 @@ class Metrics:
     `registry` defaults to prometheus-client's global ``REGISTRY``. The metric objects are made once per
     registry, so any number of buses and `Metrics` objects can share one registry.
 
+    With ``tenant_label=True`` both metrics get a ``tenant`` label too (``""`` for a dispatch without
+    one). It is off by default: every tenant multiplies the series by message type and status, so
+    turn it on only when the number of tenants is small and known (see the tenancy page of the
+    docs); traces and logs carry the tenant either way. Every `Metrics` on one registry must agree
+    on it.
+
     Its place is `Stage.METRICS`: inside Tracing and Logging, outside the rest, so the duration covers
     retries and the status is the caller's.
 
     Needs ``pip install cqrskit[prometheus]``; without it, constructing this raises `MissingExtraError`.
     """
 
-    __slots__ = ("_instruments", "_registry", "_types")
+    __slots__ = ("_instruments", "_registry", "_tenant_label", "_types")
     stage = Stage.METRICS
 
-    def __init__(self, registry: Any = None) -> None:
+    def __init__(self, registry: Any = None, *, tenant_label: bool = False) -> None:
         try:
             import prometheus_client  # noqa: PLC0415 - the extra is optional
         except ImportError:
             raise MissingExtraError("Metrics", "prometheus", "prometheus-client") from None
         self._registry = prometheus_client.REGISTRY if registry is None else registry
-        self._instruments = _instruments_for(self._registry, prometheus_client)
+        self._tenant_label = tenant_label
+        self._instruments = _instruments_for(self._registry, prometheus_client, tenant_label)
         self._types: dict[type, _TypeMetrics] = {}
 
     def bind(self, message_type: type) -> Step:
         """Return this behaviour for `message_type` alone, its label children resolved now."""
+        if self._tenant_label:
+            return functools.partial(_measured_by_tenant, _TenantMetrics(self._instruments, message_type))
         return functools.partial(_measured, self._for(message_type))
 
     def bind_stream(self, message_type: type) -> Step:
@@ -136,15 +171,25 @@ class Metrics:
         A stream the consumer closed early counts as SUCCESS; one cancelled as ``cancelled``; one
         that failed after its first item with the status the consumer got.
         """
+        if self._tenant_label:
+            return functools.partial(
+                _measured_stream_by_tenant, _TenantMetrics(self._instruments, message_type)
+            )
         return functools.partial(_measured_stream, self._for(message_type))
 
     def describe(self, message_type: type) -> Mapping[str, object]:
-        """Return the metric names and the ``message_type`` label `message_type` is recorded under."""
-        return {
+        """Return the metric names and the label values `message_type` is recorded under.
+
+        ``tenant_label`` is there only when it is on.
+        """
+        described: dict[str, object] = {
             "counter": _DISPATCHES + "_total",
             "histogram": _DURATION,
             "message_type_label": type_name(message_type),
         }
+        if self._tenant_label:
+            described["tenant_label"] = True
+        return described
 
     def _for(self, message_type: type) -> _TypeMetrics:
         metrics = self._types.get(message_type)
@@ -160,6 +205,8 @@ class Metrics:
         return await self.bind(type(message))(message, context, call_next)
 
     def __repr__(self) -> str:
+        if self._tenant_label:
+            return f"Metrics(registry={self._registry!r}, tenant_label=True)"
         return f"Metrics(registry={self._registry!r})"
 
 
@@ -207,3 +254,15 @@ async def _measured_stream(metrics: Any, message: Any, context: Context, call_ne
 
     stream: Stream[Any] = result.data
     return result.success(watch(stream, on_end))
+
+
+async def _measured_by_tenant(
+    metrics: _TenantMetrics, message: Any, context: Context, call_next: CallNext
+) -> Result[Any]:
+    return await _measured(metrics.of(context.tenant), message, context, call_next)
+
+
+async def _measured_stream_by_tenant(
+    metrics: _TenantMetrics, message: Any, context: Context, call_next: CallNext
+) -> Result[Any]:
+    return await _measured_stream(metrics.of(context.tenant), message, context, call_next)

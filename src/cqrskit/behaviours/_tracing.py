@@ -32,13 +32,13 @@ class Tracing:
     """Wrap each dispatch in an OpenTelemetry span, named after its kind and type (``command Register``).
 
     The span carries ``cqrskit.message_type``, ``cqrskit.operation_id``, ``cqrskit.correlation_id``,
-    ``cqrskit.causation_id`` (when set) and, once the dispatch ends, ``cqrskit.status``; when an
-    exception caused the outcome, ``error.type`` names its type (its text and stack are not recorded:
-    they may hold data that must not leave the process, and Logging logs the traceback). The span status
-    is ERROR for FAILED and TIMEOUT, and stays unset otherwise: an expected failure is no error of the
-    system. The span is current for the rest of the pipeline, so spans your handler or a nested
-    dispatch opens become its children. With `record_fields` the message's fields are added as
-    ``cqrskit.field.<name>`` attributes, sensitive ones as ``"***"``.
+    ``cqrskit.causation_id`` and ``cqrskit.tenant`` (each when set) and, once the dispatch ends,
+    ``cqrskit.status``; when an exception caused the outcome, ``error.type`` names its type (its text
+    and stack are not recorded: they may hold data that must not leave the process, and Logging logs
+    the traceback). The span status is ERROR for FAILED and TIMEOUT, and stays unset otherwise: an
+    expected failure is no error of the system. The span is current for the rest of the pipeline, so
+    spans your handler or a nested dispatch opens become its children. With `record_fields` the
+    message's fields are added as ``cqrskit.field.<name>`` attributes, sensitive ones as ``"***"``.
 
     Its place is `Stage.TRACING`, outermost, so the span covers the whole pipeline and log lines
     inside it can carry its trace id.
@@ -91,6 +91,8 @@ class Tracing:
         }
         if context.causation_id is not None:
             attributes["cqrskit.causation_id"] = context.causation_id
+        if context.tenant is not None:
+            attributes["cqrskit.tenant"] = context.tenant
         if self._record_fields:
             attributes.update(_field_attributes(message))
         return attributes

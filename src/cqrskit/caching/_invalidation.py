@@ -21,7 +21,7 @@ from cqrskit._status import OperationStatus
 from cqrskit.caching._aiocache import as_backend
 from cqrskit.caching._failures import FailureLog
 from cqrskit.caching._journal import InvalidationJournal
-from cqrskit.caching._keys import entity_tag_keys
+from cqrskit.caching._keys import entity_tag_keys, tenant_scope
 from cqrskit.caching._query_cache import DEFAULT_TAG_TTL
 from cqrskit.scope import current_transaction, defer_until_commit
 
@@ -41,7 +41,8 @@ class CacheInvalidation:
     For each of the command's `affected_entities` ``(kind, id)`` it bumps the version of the tags
     ``(kind, id)`` and ``(kind, "*")`` in `cache` (the one `QueryCache` uses), so every entry tagged
     with them, in this process and in every process sharing the cache, reads as a miss. Nothing is
-    scanned or deleted. An entity id ``"*"`` stands for every entity of the kind.
+    scanned or deleted. An entity id ``"*"`` stands for every entity of the kind. A command whose
+    context has a tenant bumps that tenant's tags only: another tenant's entries stay.
 
     It runs after the command's transaction commits (through `cqrskit.scope.defer_until_commit`;
     at once when no transaction is open) and never for a failed or rolled-back command.
@@ -118,9 +119,11 @@ class CacheInvalidation:
         result = await call_next(message, context)
         if result.status is not _SUCCESS or not result.affected_entities:
             return result
+        tenant = context.tenant
+        scope = "" if tenant is None else tenant_scope(tenant)
         keys: dict[str, None] = {}
         for entity in result.affected_entities:
-            for key in entity_tag_keys(entity.kind, str(entity.id)):
+            for key in entity_tag_keys(entity.kind, str(entity.id), scope):
                 keys[key] = None
         tag_keys = tuple(keys)
         if self._journal is not None and current_transaction() is not None:

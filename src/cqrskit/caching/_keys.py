@@ -8,10 +8,12 @@ never from `hash()`. A long rendering is replaced by its blake2b digest.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import sys
 import typing
+import urllib.parse
 import uuid
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar, get_args, get_origin
@@ -37,6 +39,7 @@ __all__ = [
     "key_function",
     "make_cache_converter",
     "query_result_type",
+    "tenant_scope",
 ]
 
 KeyFunction = Callable[[Any], str]
@@ -200,28 +203,44 @@ def key_function(
     return some_fields_key
 
 
-def entity_tag_keys(kind: str, entity_id: str) -> tuple[str, str]:
+@functools.lru_cache(maxsize=4096)
+def tenant_scope(tenant: str) -> str:
+    """Return the text every cache key and tag key of `tenant` starts with (made once per tenant).
+
+    ``"tenant:<tenant>:"``, the tenant percent-encoded so that it holds no ``:`` and no tenant's
+    scope is the start of another's. A key without a tenant never starts with ``"tenant:"`` (entry
+    keys start with a module-qualified name, which has a dot; tag keys with ``"tag:"``; lock keys
+    with ``"lock:"``), so a service without tenants keeps its keys as they were.
+    """
+    return f"tenant:{urllib.parse.quote(tenant, safe='')}:"
+
+
+def entity_tag_keys(kind: str, entity_id: str, scope: str = "") -> tuple[str, str]:
     """Return the two tag version keys a change of entity ``(kind, entity_id)`` bumps.
 
     A change of one entity bumps its own key and the kind's wildcard key (lists of that kind); a change
     of ``(kind, "*")``, every entity of the kind, bumps the wildcard key and the kind's epoch key, on
-    which every single-entity entry of that kind also depends.
+    which every single-entity entry of that kind also depends. `scope` (a `tenant_scope`, or empty)
+    starts both keys.
     """
     if entity_id == "*":
-        return (f"tag:{kind}:*", f"tag:{kind}")
-    return (f"tag:{kind}:{entity_id}", f"tag:{kind}:*")
+        return (f"{scope}tag:{kind}:*", f"{scope}tag:{kind}")
+    return (f"{scope}tag:{kind}:{entity_id}", f"{scope}tag:{kind}:*")
 
 
-def dependency_tag_keys(tags: Iterable[tuple[str, object]]) -> list[str]:
-    """Return the tag version keys an entry tagged with `tags` depends on, without repeats, in order."""
+def dependency_tag_keys(tags: Iterable[tuple[str, object]], scope: str = "") -> list[str]:
+    """Return the tag version keys an entry tagged with `tags` depends on, without repeats, in order.
+
+    `scope` (a `tenant_scope`, or empty) starts every key.
+    """
     keys: dict[str, None] = {}
     for kind, entity_id in tags:
         text = str(entity_id)
         if text == "*":
-            keys[f"tag:{kind}:*"] = None
+            keys[f"{scope}tag:{kind}:*"] = None
         else:
-            keys[f"tag:{kind}:{text}"] = None
-            keys[f"tag:{kind}"] = None
+            keys[f"{scope}tag:{kind}:{text}"] = None
+            keys[f"{scope}tag:{kind}"] = None
     return list(keys)
 
 

@@ -22,7 +22,7 @@ from cqrskit._status import OperationStatus
 from cqrskit.caching._aiocache import as_backend
 from cqrskit.caching._failures import FailureLog
 from cqrskit.caching._flight import LoadLock, SingleFlight
-from cqrskit.caching._keys import CachePlan, dependency_tag_keys, make_cache_converter
+from cqrskit.caching._keys import CachePlan, dependency_tag_keys, make_cache_converter, tenant_scope
 from cqrskit.caching._policy import CachePolicy
 
 __all__ = ["DEFAULT_TAG_TTL", "QueryCache"]
@@ -43,7 +43,9 @@ class QueryCache:
     types to their `CachePolicy`, and types without one are left out of the pipeline. A hit returns
     the cached value, rebuilt as the query's result type by cattrs; a miss runs the rest of the
     pipeline and stores a successful result (None only with ``cache_null_results``). Either way
-    ``Result.cache_info`` says so. Concurrent misses for one key in this process run the handler once;
+    ``Result.cache_info`` says so. A dispatch whose context has a tenant reads and stores entries of
+    that tenant only, depending on that tenant's tags: no answer crosses tenants. Concurrent misses for
+    one key in this process run the handler once;
     with `lock_ttl` (seconds) a lock in the shared cache extends that to every process, the others
     polling every `lock_poll` seconds for the loader's entry, for at most `lock_ttl`. When the cache
     fails, the handler answers and a warning is logged (at most one per operation every
@@ -141,20 +143,26 @@ class QueryCache:
             "cache_null_results": policy.cache_null_results,
         }
 
-    def key_for(self, query: object) -> str:
-        """Return the cache key `query` is stored under (without the backend's namespace)."""
-        return self._plans[type(query)].key(query)
+    def key_for(self, query: object, *, tenant: str | None = None) -> str:
+        """Return the cache key `query` is stored under for `tenant` (without the backend's namespace)."""
+        key = self._plans[type(query)].key(query)
+        return key if tenant is None else tenant_scope(tenant) + key
 
     async def __call__(self, message: Any, context: Context, call_next: CallNext) -> Result[Any]:
         """Answer `message` from the cache, or run the rest of the pipeline and remember its answer."""
         plan = self._plans[type(message)]
         key = plan.key(message)
+        tenant = context.tenant
+        scope = ""
+        if tenant is not None:  # a service without tenants pays this test only
+            scope = tenant_scope(tenant)
+            key = scope + key
         ttl = plan.ttl
         if plan.ttl_of is not None:
             ttl = float(plan.ttl_of(message))
             if ttl <= 0:
                 return await call_next(message, context)
-        tag_keys = dependency_tag_keys(plan.tags(message)) if plan.tags is not None else None
+        tag_keys = dependency_tag_keys(plan.tags(message), scope) if plan.tags is not None else None
         try:
             entry, versions = await self._read(key, tag_keys)
         except Exception as exc:  # noqa: BLE001 - fail open: the handler answers
@@ -171,7 +179,7 @@ class QueryCache:
                 return hit
         # One loader per key in this process; the queries that miss meanwhile share its Result.
         load = functools.partial(
-            self._lead, message, context, call_next, plan, key=key, ttl=ttl, tag_keys=tag_keys
+            self._lead, message, context, call_next, plan, key=key, ttl=ttl, tag_keys=tag_keys, scope=scope
         )
         result, led = await self._flights.run(key, load)
         if led:
@@ -240,6 +248,7 @@ class QueryCache:
         key: str,
         ttl: float,
         tag_keys: list[str] | None,
+        scope: str,
     ) -> Result[Any]:
         """Load as the one loader of `key`: look once more, then run the handler and store its value."""
         # Look again now that this task is the loader: a loader that finished while this task's
@@ -272,7 +281,9 @@ class QueryCache:
                 return result
             data = result.data
             if versions is not None and (data is not None or plan.null_ok):
-                await self._store(plan, message, data, key=key, ttl=ttl, versions=versions, tag_keys=tag_keys)
+                await self._store(
+                    plan, message, data, key=key, ttl=ttl, versions=versions, tag_keys=tag_keys, scope=scope
+                )
             return result.evolve(cache_info=CacheInfo(hit=False, key=key, ttl=ttl))
         finally:
             if lock is not None and lock_key is not None:
@@ -288,13 +299,14 @@ class QueryCache:
         ttl: float,
         versions: list[Any],
         tag_keys: list[str] | None,
+        scope: str,
     ) -> None:
         """Store `data` under `key` with the tag versions it depends on; fail open."""
         try:
             stored = None if data is None else plan.unstructure(data)
             entry: list[Any] = [stored, versions]
             if plan.result_tags is not None:
-                extra = await self._result_tags(plan, message, data, tag_keys)
+                extra = await self._result_tags(plan, message, data, tag_keys, scope)
                 if extra is None:
                     return
                 entry.extend(extra)
@@ -303,7 +315,7 @@ class QueryCache:
             self._failures.record("set", exc, key=key)
 
     async def _result_tags(
-        self, plan: CachePlan, message: Any, data: Any, tag_keys: list[str] | None
+        self, plan: CachePlan, message: Any, data: Any, tag_keys: list[str] | None, scope: str
     ) -> tuple[list[str], list[Any]] | None:
         """Return the tag keys `data` adds to the query's, and their versions (None: store nothing).
 
@@ -313,7 +325,7 @@ class QueryCache:
         """
         assert plan.result_tags is not None  # noqa: S101 - checked by the caller
         known = set(tag_keys or ())
-        keys = [k for k in dependency_tag_keys(plan.result_tags(message, data)) if k not in known]
+        keys = [k for k in dependency_tag_keys(plan.result_tags(message, data), scope) if k not in known]
         if not keys:
             return [], []
         found = await self._backend.multi_get(keys)

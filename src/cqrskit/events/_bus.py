@@ -137,6 +137,7 @@ class EventBus:
     async def _run(self, subscriber: str, event: Event, context: Context | None) -> Result[Any]:
         result = await self._core.dispatch(event, context, (type(event), subscriber))
         if result.is_failure:
+            tenant = context.tenant if context is not None else None
             self._logger.warning(
                 "subscriber_failed",
                 event_type=type(event).__qualname__,
@@ -145,6 +146,7 @@ class EventBus:
                 operation_id=result.operation_id,
                 correlation_id=(context.correlation_id if context is not None else None)
                 or result.operation_id,
+                **({} if tenant is None else {"tenant": tenant}),
             )
         return result
 

@@ -96,6 +96,8 @@ class Consumer:
     own, so each subscriber's effects commit with its inbox row or not at all. A message delivered
     again re-runs only the subscribers that had not committed, so each one's effects happen once.
     A command is one subscriber (named after the command) and its Result goes nowhere but the log.
+    Each message is dispatched with its envelope's context (`Envelope.context`: principal,
+    correlation id, tenant), and its inbox rows record its tenant.
 
     Messages are acknowledged after their batch has committed. A subscriber that raises or returns
     FAILED or TIMEOUT is rolled back alone (its savepoint), the batch up to it commits, and its
@@ -336,7 +338,7 @@ class Consumer:
                 raise ValueError("a message without an id cannot be deduplicated")  # noqa: TRY301
             message = open_envelope(envelope, self._types[envelope.name], self._converter)
         except Exception as exc:  # noqa: BLE001 - logged, see loggable_exception
-            log = self._log(envelope.message_id, envelope.name, envelope.correlation_id)
+            log = self._log(envelope)
             log.error("message_unreadable", **loggable_exception(exc))  # noqa: TRY400 - loggable_exception
             await self._report_dead(envelope, "unreadable")
             await _settle_one(delivery.dead_letter, self._logger, envelope.message_id)
@@ -453,11 +455,11 @@ class Consumer:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - logged, see loggable_exception
-            log = self._log(item.message_id, item.name, item.context.correlation_id)
+            log = self._log(item.envelope)
             log.error("subscriber_raised", subscriber=subscriber, **loggable_exception(exc))  # noqa: TRY400 - loggable_exception
             return OperationStatus.FAILED
         if result.is_failure:
-            self._log(item.message_id, item.name, item.context.correlation_id).warning(
+            self._log(item.envelope).warning(
                 "subscriber_failed", subscriber=subscriber, status=str(result.status)
             )
             return result.status
@@ -473,10 +475,13 @@ class Consumer:
         keys = sorted({(item.message_id, subscriber) for item in pending for subscriber, _ in item.targets})
         if not keys:
             return set()
+        tenants = {item.message_id: item.envelope.tenant for item in pending}
         inbox = self._inbox
         statement = (
             self._insert(inbox)
-            .values([{"message_id": m, "subscriber": s, "handled_at": now} for m, s in keys])
+            .values(
+                [{"message_id": m, "subscriber": s, "handled_at": now, "tenant": tenants[m]} for m, s in keys]
+            )
             .on_conflict_do_nothing()
             .returning(inbox.c.message_id, inbox.c.subscriber)
         )
@@ -498,7 +503,7 @@ class Consumer:
                 await _settle_one(delivery.ack, logger, item.message_id)
             observer.processed(item.envelope, self._queue)
         for item in round_.dead:
-            self._log(item.message_id, item.name, item.context.correlation_id).error(
+            self._log(item.envelope).error(
                 "message_dead_lettered",
                 attempts=item.failures,
                 subscribers=[name for name, _ in item.targets],
@@ -514,9 +519,12 @@ class Consumer:
         if self._dead_letter_hooks:
             await report_dead_letter(self._dead_letter_hooks, self._database, envelope, reason, self._logger)
 
-    def _log(self, message_id: str, name: str, correlation_id: str | None) -> Any:
-        """Return the logger bound to one message: made only when there is something to say."""
-        return self._logger.bind(message_id=message_id, message_name=name, correlation_id=correlation_id)
+    def _log(self, envelope: Envelope) -> Any:
+        """Return the logger bound to one message (and its tenant, if any): made only when needed."""
+        log = self._logger.bind(
+            message_id=envelope.message_id, message_name=envelope.name, correlation_id=envelope.correlation_id
+        )
+        return log if envelope.tenant is None else log.bind(tenant=envelope.tenant)
 
     def __repr__(self) -> str:
         return f"Consumer(queue={self._queue!r}, types={sorted(self._types)!r})"

@@ -127,6 +127,7 @@ class _DueLoop(abc.ABC):
         earlier = table.alias("earlier")
         blocked = sa.exists().where(
             earlier.c.ordering_key == table.c.ordering_key,
+            earlier.c.tenant == table.c.tenant,  # one tenant's commands never wait for another's
             earlier.c.dead_at.is_(None),
             sa.or_(
                 earlier.c.due_at < table.c.due_at,
@@ -237,7 +238,12 @@ class ScheduleRunner(_DueLoop):
             async with self._database.transaction():  # a savepoint: a failure undoes only this command
                 claimed = await session.execute(
                     self._insert(self._inbox)
-                    .values(message_id=row.message_id, subscriber=row.name, handled_at=time.time())
+                    .values(
+                        message_id=row.message_id,
+                        subscriber=row.name,
+                        handled_at=time.time(),
+                        tenant=envelope.tenant,
+                    )
                     .on_conflict_do_nothing()
                     .returning(self._inbox.c.message_id)
                 )

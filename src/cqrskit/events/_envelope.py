@@ -51,8 +51,9 @@ class Envelope:
     `message_id` is unique per message and is what the consumer's inbox dedupes on; `key` is the
     ordering key (None when order does not matter); `created_at` is the UNIX time it was recorded;
     `trace_context` holds the W3C trace context (``traceparent``, ``tracestate``) of the span that
-    recorded it, when OpenTelemetry was tracing (docs/operations.md describes the whole format).
-    Build one from an event or a command with `from_event`.
+    recorded it, when OpenTelemetry was tracing (docs/operations.md describes the whole format);
+    `tenant` is the tenant of the dispatch that recorded it (None: no tenant), and the receiving side
+    dispatches with it. Build one from an event or a command with `from_event`.
     """
 
     message_id: str
@@ -64,6 +65,7 @@ class Envelope:
     principal: Principal | None = None
     created_at: float = 0.0
     trace_context: Mapping[str, str] | None = attrs.field(default=None, hash=False)
+    tenant: str | None = None
 
     @classmethod
     def from_event(
@@ -78,12 +80,13 @@ class Envelope:
 
         It gets a new message id, the name it is routed by (`names`, else `message_name`), its JSON
         payload (through `converter`, default `default_converter`), its ordering key, the context's
-        correlation id, operation id (as causation id) and principal, and the current trace context.
+        correlation id, operation id (as causation id), principal and tenant, and the current trace
+        context.
         """
         return envelope_for(message, context, converter=converter, names=names)
 
     def headers(self) -> dict[str, Any]:
-        """Everything but the id, name and payload, as JSON-ready values."""
+        """Everything but the id, name and payload, as JSON-ready values (``tenant`` only when set)."""
         principal = None
         if self.principal is not None:
             p = self.principal
@@ -93,7 +96,7 @@ class Envelope:
                 "roles": sorted(p.roles),
                 "is_admin": p.is_admin,
             }
-        return {
+        headers = {
             "key": self.key,
             "correlation_id": self.correlation_id,
             "causation_id": self.causation_id,
@@ -101,6 +104,9 @@ class Envelope:
             "created_at": self.created_at,
             "trace_context": dict(self.trace_context) if self.trace_context else None,
         }
+        if self.tenant is not None:  # absent without a tenant: such envelopes read as they always did
+            headers["tenant"] = self.tenant
+        return headers
 
     @classmethod
     def from_parts(cls, message_id: str, name: str, payload: bytes, headers: Mapping[str, Any]) -> Envelope:
@@ -123,13 +129,21 @@ class Envelope:
             else None,
             created_at=float(headers.get("created_at") or 0.0),
             trace_context=_trace_context(headers.get("trace_context")),
+            tenant=_tenant(headers.get("tenant")),
         )
 
     def context(self) -> Context:
-        """Return the context the receiving side dispatches with: same principal and correlation id."""
+        """Return the context the receiving side dispatches with: its principal, correlation id, tenant."""
         return Context(
-            principal=self.principal, correlation_id=self.correlation_id, causation_id=self.causation_id
+            principal=self.principal,
+            correlation_id=self.correlation_id,
+            causation_id=self.causation_id,
+            tenant=self.tenant,
         )
+
+
+def _tenant(value: object) -> str | None:
+    return None if value is None else str(value)
 
 
 def _trace_context(value: object) -> dict[str, str] | None:
@@ -159,6 +173,7 @@ def envelope_for(
         principal=context.principal if context is not None else None,
         created_at=time.time(),
         trace_context=current_trace_context(),
+        tenant=context.tenant if context is not None else None,
     )
 
 

@@ -21,7 +21,7 @@ from cqrskit._results import AffectedEntity, Result
 from cqrskit._stages import Stage
 from cqrskit._status import OperationStatus
 from cqrskit.events._envelope import default_converter
-from cqrskit.events._tables import create_event_tables, event_tables, insert_for, purge_in_batches
+from cqrskit.events._tables import NO_TENANT, create_event_tables, event_tables, insert_for, purge_in_batches
 
 if TYPE_CHECKING:
     from cqrskit.sqlalchemy._database import Database
@@ -42,14 +42,15 @@ def _return_type(message_type: type) -> Any:
 
 
 class Idempotency:
-    """Runs a command that carries ``context.idempotency_key`` once per (principal, key).
+    """Runs a command that carries ``context.idempotency_key`` once per (tenant, principal, key).
 
     The first dispatch with a key claims it with a row in the idempotency table and stores its
     successful Result in that row before the command commits; a repeat with the same key and the
     same principal waits for the first to finish (the row's unique index makes it wait) and gets
     the stored Result back, operation id included, without running the handler. A first dispatch
     that fails rolls its row back with everything else, so a repeat runs afresh. A key used again
-    for another command type is a CONFLICT; keys expire `expires_after` seconds after use.
+    for another command type is a CONFLICT; keys expire `expires_after` seconds after use. Keys are
+    kept per ``context.tenant``: the same key sent by two tenants names two operations.
 
     Its place is `Stage.IDEMPOTENCY`, inside `Transaction` (list it after it), so its row commits with
     the command's effects;
@@ -103,7 +104,7 @@ class Idempotency:
         return await purge_in_batches(
             self._database,
             table,
-            sa.tuple_(table.c.principal, table.c.key),
+            sa.tuple_(table.c.principal, table.c.key, table.c.tenant),
             table.c.expires_at < time.time(),
             batch_size,
         )
@@ -115,38 +116,37 @@ class Idempotency:
             return await call_next(message, context)
         session = self._database.session
         principal = context.principal.id if context.principal is not None else ""
+        tenant = context.tenant
+        if tenant is None:
+            tenant = NO_TENANT
         message_type = type(message)
         name = self._names.get(message_type) or qualified_name(message_type)
         table = self._table
-        if await self._claim(session, principal, key, name):
+        this_key = (table.c.principal == principal, table.c.key == key, table.c.tenant == tenant)
+        if await self._claim(session, principal, key, tenant, name):
             result = await call_next(message, context)
             if result.is_success:
-                await session.execute(
-                    sa.update(table)
-                    .where(table.c.principal == principal, table.c.key == key)
-                    .values(result=self._dump(result))
-                )
+                await session.execute(sa.update(table).where(*this_key).values(result=self._dump(result)))
                 return result
             return result
-        row = (
-            await session.execute(
-                sa.select(table.c.message_type, table.c.result).where(
-                    table.c.principal == principal, table.c.key == key
-                )
-            )
-        ).one()
+        row = (await session.execute(sa.select(table.c.message_type, table.c.result).where(*this_key))).one()
         if row.message_type != name or row.result is None:
             raise ConflictError(f"the idempotency key {key!r} was used for another command")
         return self._load(row.result, message_type)
 
-    async def _claim(self, session: Any, principal: str, key: str, name: str) -> bool:
+    async def _claim(self, session: Any, principal: str, key: str, tenant: str, name: str) -> bool:
         """Insert the key's row, or take over an expired one; False when a live one is there."""
         now = time.time()
         statement = self._insert(self._table).values(
-            principal=principal, key=key, message_type=name, result=None, expires_at=now + self._expires_after
+            principal=principal,
+            key=key,
+            tenant=tenant,
+            message_type=name,
+            result=None,
+            expires_at=now + self._expires_after,
         )
         statement = statement.on_conflict_do_update(
-            index_elements=[self._table.c.principal, self._table.c.key],
+            index_elements=[self._table.c.principal, self._table.c.key, self._table.c.tenant],
             set_={"message_type": name, "result": None, "expires_at": now + self._expires_after},
             where=self._table.c.expires_at < now,
         ).returning(self._table.c.key)

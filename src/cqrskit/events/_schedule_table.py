@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
-from cqrskit.events._tables import create_event_tables
+from cqrskit.events._tables import NO_TENANT, create_event_tables
+from cqrskit.events._tenant_columns import add_tenant_columns
 
 if TYPE_CHECKING:
     from cqrskit.sqlalchemy._database import Database
@@ -23,7 +24,8 @@ def schedule_table(schema: str | None = None) -> sa.Table:
     dedupes on, fixed when it was scheduled. `due_at` is when it was asked to run; `run_at` is when
     it may next be tried (later than `due_at` while a failed attempt waits to be retried). A row
     leaves the table when its command is applied (or handed to the outbox); a row that failed for
-    good stays, with `dead_at` and the `error`, as a dead letter.
+    good stays, with `dead_at` and the `error`, as a dead letter. `key` is unique per `tenant` (``""``
+    for a command scheduled without one): two tenants' commands never replace each other.
     """
     metadata = sa.MetaData(schema=schema)
     table = sa.Table(
@@ -32,7 +34,7 @@ def schedule_table(schema: str | None = None) -> sa.Table:
         sa.Column(
             "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True
         ),
-        sa.Column("key", sa.String(255), nullable=False, unique=True),
+        sa.Column("key", sa.String(255), nullable=False),
         sa.Column("message_id", sa.String(64), nullable=False),
         sa.Column("name", sa.String(255), nullable=False),
         sa.Column("ordering_key", sa.String(255), nullable=True),
@@ -43,6 +45,8 @@ def schedule_table(schema: str | None = None) -> sa.Table:
         sa.Column("attempts", sa.Integer(), nullable=False, default=0),
         sa.Column("dead_at", sa.Float(), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("tenant", sa.String(255), nullable=False, server_default=NO_TENANT),
+        sa.UniqueConstraint("tenant", "key", name="cqrskit_scheduled_commands_tenant_key"),
     )
     sa.Index(
         "cqrskit_scheduled_commands_due",
@@ -57,5 +61,7 @@ def schedule_table(schema: str | None = None) -> sa.Table:
 async def create_schedule_table(database: Database, schema: str | None = None) -> None:
     """Create the scheduled-commands table and the event tables (the inbox) unless they exist."""
     await create_event_tables(database, schema)
+    table = schedule_table(schema)
     async with database.engine.begin() as connection:
-        await connection.run_sync(schedule_table(schema).metadata.create_all)
+        await connection.run_sync(table.metadata.create_all)
+        await connection.run_sync(add_tenant_columns, [table])

@@ -18,7 +18,7 @@ from cqrskit._messages import Command
 from cqrskit.events._envelope import Envelope, default_converter, envelope_for
 from cqrskit.events._publishers import CURRENT_CONTEXT
 from cqrskit.events._schedule_table import create_schedule_table, schedule_table
-from cqrskit.events._tables import insert_for
+from cqrskit.events._tables import NO_TENANT, insert_for
 from cqrskit.scope import defer_until_commit
 
 if TYPE_CHECKING:
@@ -59,8 +59,9 @@ class CommandScheduler:
     `key` names the scheduled command: scheduling another command under a key that is still pending
     replaces it, and ``await scheduler.cancel(key)`` removes it unless it already ran (or is running).
     Commands that share an `ordering_key` run one at a time, in the order they are due (ties: the
-    order they were scheduled). The context (principal, correlation id) is the one given, else the
-    one the publisher behaviour set for the command being handled.
+    order they were scheduled). The context (principal, correlation id, tenant) is the one given,
+    else the one the publisher behaviour set for the command being handled; the command runs with
+    it. Keys are per tenant: two tenants may use one key, for two commands.
     """
 
     def __init__(
@@ -142,6 +143,7 @@ class CommandScheduler:
         """Schedule a command already in transit form (name, payload, headers); return its key."""
         due = due_time(at, after, time.time())
         key = key if key is not None else uuid.uuid4().hex
+        tenant = NO_TENANT if envelope.tenant is None else envelope.tenant
         values = {
             "message_id": envelope.message_id,
             "name": envelope.name,
@@ -156,8 +158,8 @@ class CommandScheduler:
         }
         statement = (
             self._insert(self._table)
-            .values(key=key, **values)
-            .on_conflict_do_update(index_elements=[self._table.c.key], set_=values)
+            .values(key=key, tenant=tenant, **values)
+            .on_conflict_do_update(index_elements=[self._table.c.tenant, self._table.c.key], set_=values)
         )
         await self._write(statement)
         if due <= time.time() and self._wakers:
@@ -166,14 +168,24 @@ class CommandScheduler:
                 await wake()
         return key
 
-    async def cancel(self, key: str) -> bool:
+    async def cancel(self, key: str, *, context: Context | None = None) -> bool:
         """Remove the pending command scheduled under `key`; return False when there is none.
 
-        False means it already ran, is running now, failed for good, or never existed. Like
-        `schedule`, it takes effect when your transaction commits.
+        The key is looked up in the tenant of `context` (else of the command being handled, as in
+        `schedule`). False means it already ran, is running now, failed for good, or never existed.
+        Like `schedule`, it takes effect when your transaction commits.
         """
+        if context is None:
+            context = CURRENT_CONTEXT.get()
+        tenant = context.tenant if context is not None else None
         table = self._table
-        result = await self._write(sa.delete(table).where(table.c.key == key, table.c.dead_at.is_(None)))
+        result = await self._write(
+            sa.delete(table).where(
+                table.c.key == key,
+                table.c.tenant == (NO_TENANT if tenant is None else tenant),
+                table.c.dead_at.is_(None),
+            )
+        )
         return bool(getattr(result, "rowcount", 0))
 
     async def _write(self, statement: Any) -> Any:

@@ -12,11 +12,13 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from cqrskit._errors import ConfigurationError
+from cqrskit.events._tenant_columns import add_tenant_columns
 
 if TYPE_CHECKING:
     from cqrskit.sqlalchemy._database import Database
 
 __all__ = [
+    "NO_TENANT",
     "PARTITIONS",
     "EventTables",
     "create_event_tables",
@@ -32,6 +34,10 @@ relays can publish keyed events at the same time."""
 
 UNORDERED = -1
 """The partition of events without an ordering key: any relay may publish them, in any order."""
+
+
+NO_TENANT = ""
+"""What a tenant column that is part of a key holds for a message or command without a tenant."""
 
 
 @attrs.frozen
@@ -120,6 +126,7 @@ def event_tables(schema: str | None = None) -> EventTables:
         sa.Column("message_id", sa.String(64), primary_key=True),
         sa.Column("subscriber", sa.String(255), primary_key=True),
         sa.Column("handled_at", sa.Float(), nullable=False),
+        sa.Column("tenant", sa.String(255), nullable=True),  # the message's tenant, for the record
     )
     idempotency = sa.Table(
         "cqrskit_idempotency_keys",
@@ -129,6 +136,8 @@ def event_tables(schema: str | None = None) -> EventTables:
         sa.Column("message_type", sa.String(255), nullable=False),
         sa.Column("result", sa.Text(), nullable=True),
         sa.Column("expires_at", sa.Float(), nullable=False),
+        # Part of the key: one key sent by two tenants is two operations ("" for no tenant).
+        sa.Column("tenant", sa.String(255), primary_key=True, server_default=""),
     )
     dead_letters = sa.Table(
         "cqrskit_dead_letters",
@@ -152,13 +161,15 @@ async def create_event_tables(database: Database, schema: str | None = None) -> 
     """Create the outbox, inbox, idempotency-key and dead-letter tables (and `schema`) unless they exist.
 
     Call it at deployment or start-up, or use the ``create_tables()`` method of the component that
-    needs them; ``await create_event_tables(database, schema="messaging")``.
+    needs them; ``await create_event_tables(database, schema="messaging")``. Tables made by a version
+    before tenants get their ``tenant`` column here (see `add_tenant_columns`).
     """
     tables = event_tables(schema)
     async with database.engine.begin() as connection:
         if schema is not None and connection.dialect.name == "postgresql":
             await connection.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
         await connection.run_sync(tables.outbox.metadata.create_all)
+        await connection.run_sync(add_tenant_columns, [tables.inbox, tables.idempotency])
 
 
 async def purge_in_batches(

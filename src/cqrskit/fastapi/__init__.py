@@ -31,10 +31,13 @@ from cqrskit.fastapi._reader import MessageReader, ServerField, from_url, payloa
 from cqrskit.fastapi._requests import (
     CORRELATION_ID_HEADER,
     IDEMPOTENCY_KEY_HEADER,
+    TENANT_HEADER,
+    TenantReader,
     context_dependency,
     correlation_id,
     from_container,
     read_body,
+    tenant_from_header,
 )
 from cqrskit.fastapi._responses import (
     OPERATION_ID_HEADER,
@@ -60,6 +63,7 @@ __all__ = [
     "RFC9457",
     "SCHEMA_METADATA",
     "SSE_MEDIA_TYPE",
+    "TENANT_HEADER",
     "WHOLE_BODY",
     "WIRE_NAME_METADATA",
     "CorrelationIdMiddleware",
@@ -68,6 +72,7 @@ __all__ = [
     "PayloadTooLargeError",
     "ProblemFormat",
     "ServerField",
+    "TenantReader",
     "camel_case",
     "context_dependency",
     "correlation_id",
@@ -85,5 +90,6 @@ __all__ = [
     "stream_response",
     "strict_converter",
     "structure",
+    "tenant_from_header",
     "to_json",
 ]

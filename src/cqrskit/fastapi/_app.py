@@ -167,6 +167,7 @@ async def _on_result_error(request: Request, exc: Exception) -> Response:
 
 
 _HTTP_STATUSES = {
+    400: OperationStatus.VALIDATION_ERROR,  # a request refused for what it sent (a bad tenant header)
     401: OperationStatus.UNAUTHENTICATED,
     403: OperationStatus.UNAUTHORIZED,
     404: OperationStatus.NOT_FOUND,

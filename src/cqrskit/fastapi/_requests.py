@@ -7,7 +7,7 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, HTTPException, Request
 
 from cqrskit import _operation_ids
 from cqrskit._context import Context, Principal
@@ -17,10 +17,13 @@ from cqrskit.fastapi._payload import DEFAULT_MAX_BODY_BYTES
 __all__ = [
     "CORRELATION_ID_HEADER",
     "IDEMPOTENCY_KEY_HEADER",
+    "TENANT_HEADER",
+    "TenantReader",
     "context_dependency",
     "correlation_id",
     "from_container",
     "read_body",
+    "tenant_from_header",
 ]
 
 CORRELATION_ID_HEADER = "X-Correlation-ID"
@@ -28,6 +31,18 @@ CORRELATION_ID_HEADER = "X-Correlation-ID"
 
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
 """The header that becomes `Context.idempotency_key`."""
+
+TENANT_HEADER = "X-Tenant-ID"
+"""The header `tenant_from_header` reads unless you name another."""
+
+TenantReader = Callable[[Request, Principal | None], Awaitable[str | None]]
+"""How `context_dependency` learns a request's tenant: ``async def (request, principal) -> str | None``.
+
+It receives the principal your authentication returned (None for an anonymous caller), so it can
+take the tenant from a claim of the principal, from a header (`tenant_from_header`), from the host
+name, or check that the principal belongs to the tenant it names. Raise ``HTTPException`` to refuse
+the request (answered as a problem by `install`'s handlers); return None for no tenant.
+"""
 
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}")
 
@@ -57,10 +72,42 @@ def _anonymous() -> None:
     return None
 
 
+def tenant_from_header(header: str = TENANT_HEADER, *, required: bool = True) -> TenantReader:
+    """Return a `TenantReader` taking the tenant from the request header `header`.
+
+    The value must be a safe id (1 to 128 letters, digits, ``.``, ``_``, ``:`` and ``-``); any other
+    value is refused with a 400 problem that names the header and never repeats the value. A request
+    without the header is refused with 400 too, unless `required` is False (then it has no tenant)::
+
+        RequestContext = Annotated[
+            Context, Depends(context_dependency(from_request=read_token, tenant=tenant_from_header()))
+        ]
+
+    A header is whatever the caller sends: where a tenant must be proven, take it from the
+    authenticated principal instead, or check the principal's membership in your own `TenantReader`.
+    """
+    lowered = header.lower()
+    missing = f"the {header} header is required: it names the tenant the request acts for"
+    malformed = f"the {header} header must be 1 to 128 letters, digits, '.', '_', ':' or '-'"
+
+    async def read_tenant_header(request: Request, principal: Principal | None) -> str | None:  # noqa: ARG001 - a TenantReader
+        value = request.headers.get(lowered)
+        if value is None:
+            if required:
+                raise HTTPException(status_code=400, detail=missing)
+            return None
+        if safe_id(value) is None:
+            raise HTTPException(status_code=400, detail=malformed)
+        return value
+
+    return read_tenant_header
+
+
 def context_dependency(
     principal: Callable[..., Principal | None] | Callable[..., Awaitable[Principal | None]] | None = None,
     *,
     from_request: Callable[[Request], Awaitable[Principal | None]] | None = None,
+    tenant: TenantReader | None = None,
 ) -> Callable[..., Awaitable[Context]]:
     """Return a FastAPI dependency that builds the `Context` for a request.
 
@@ -73,12 +120,30 @@ def context_dependency(
     When your authentication needs nothing but the request, give it as ``from_request=`` instead: an
     ``async def (request) -> Principal | None`` called directly, which spares FastAPI resolving a
     dependency on every request (a measurable share of a cached read's cost).
+
+    `tenant`, a `TenantReader` (``async def (request, principal) -> str | None``), decides the
+    context's tenant once the principal is known: `tenant_from_header` reads a header, and your own
+    can read a claim of the principal. Without it the context has no tenant.
     """
     if from_request is not None:
         if principal is not None:
             raise TypeError("give context_dependency a principal dependency or from_request, not both")
         read_principal = from_request
+        if tenant is not None:
+            read_tenant = tenant
 
+            async def request_context_direct_tenant(request: Request) -> Context:
+                caller = await read_principal(request)
+                return Context(
+                    principal=caller,
+                    correlation_id=correlation_id(request),
+                    idempotency_key=safe_id(request.headers.get(IDEMPOTENCY_KEY_HEADER)),
+                    tenant=await read_tenant(request, caller),
+                )
+
+            return request_context_direct_tenant
+
+        # The fast path: no tenant reader, nothing done per request beyond what a context needs.
         async def request_context_direct(request: Request) -> Context:
             return Context(
                 principal=await read_principal(request),
@@ -89,6 +154,21 @@ def context_dependency(
         return request_context_direct
 
     principal_dependency = principal if principal is not None else _anonymous
+    if tenant is not None:
+        tenant_of = tenant
+
+        async def request_context_tenant(
+            request: Request,
+            caller: Annotated[Principal | None, Depends(principal_dependency)],
+        ) -> Context:
+            return Context(
+                principal=caller,
+                correlation_id=correlation_id(request),
+                idempotency_key=safe_id(request.headers.get(IDEMPOTENCY_KEY_HEADER)),
+                tenant=await tenant_of(request, caller),
+            )
+
+        return request_context_tenant
 
     async def request_context(
         request: Request,

@@ -24,7 +24,7 @@ from cqrskit.events._envelope import Envelope, envelope_for
 from cqrskit.events._event import message_name
 from cqrskit.events._schedule_table import schedule_table
 from cqrskit.events._scheduling import due_time
-from cqrskit.events._tables import insert_for, key_lock_id
+from cqrskit.events._tables import NO_TENANT, insert_for, key_lock_id
 from cqrskit.processes._steps import ProcessDefinition, Reaction, ReactionKind, Send, Step
 from cqrskit.processes._tables import create_process_tables, process_tables
 
@@ -160,18 +160,20 @@ class ProcessManager(Generic[S, C]):
                 f"process {self._name!r} has no reaction to {type(message).__qualname__}"
             )
         key = reaction.key(message)
+        tenant = NO_TENANT if context.tenant is None else context.tenant  # instances are per tenant
         log = self._logger.bind(process=self._name, key=key, message=type(message).__name__)
         instances = self._tables.instances
+        this_instance = (
+            instances.c.process == self._name,
+            instances.c.tenant == tenant,
+            instances.c.key == key,
+        )
         async with self._database.transaction() as session:
             if self._postgres:
                 # Serialises the messages of one instance, including two starts of one not there yet.
-                lock = key_lock_id(self._schema, f"cqrskit.process:{self._name}:{key}")
+                lock = key_lock_id(self._schema, f"cqrskit.process:{self._name}:{tenant}:{key}")
                 await session.execute(sa.select(sa.func.pg_advisory_xact_lock(lock)))
-            row = (
-                await session.execute(
-                    sa.select(instances).where(instances.c.process == self._name, instances.c.key == key)
-                )
-            ).first()
+            row = (await session.execute(sa.select(instances).where(*this_instance))).first()
             if reaction.kind is ReactionKind.STARTS:
                 if row is not None:
                     log.info("process_start_ignored", reason="the instance exists")
@@ -188,7 +190,7 @@ class ProcessManager(Generic[S, C]):
                 compensations = json.loads(row.compensations)
                 version = row.version + 1
             if reaction.kind is ReactionKind.DEADLINE:
-                await self._forget_deadlines(key, [type(message)])  # taken: no longer waited for
+                await self._forget_deadlines(key, tenant, [type(message)])  # taken: no longer waited for
             now = time.time()  # the step's time, and what its deadlines' delays count from
             sent = await self._apply(step, key, compensations, context, now)
             status = (
@@ -207,16 +209,14 @@ class ProcessManager(Generic[S, C]):
             }
             if row is None:
                 await session.execute(
-                    sa.insert(instances).values(process=self._name, key=key, started_at=now, **values)
+                    sa.insert(instances).values(
+                        process=self._name, key=key, tenant=tenant, started_at=now, **values
+                    )
                 )
             else:
                 changed = await session.execute(
                     sa.update(instances)
-                    .where(
-                        instances.c.process == self._name,
-                        instances.c.key == key,
-                        instances.c.version == row.version,
-                    )
+                    .where(*this_instance, instances.c.version == row.version)
                     .values(**values)
                 )
                 if not getattr(changed, "rowcount", 1):
@@ -225,6 +225,7 @@ class ProcessManager(Generic[S, C]):
                 sa.insert(self._tables.history).values(
                     process=self._name,
                     key=key,
+                    tenant=tenant,
                     version=version,
                     message=type(message).__name__,
                     status=str(status),
@@ -241,6 +242,7 @@ class ProcessManager(Generic[S, C]):
         scheduler = self._scheduler
         chain = f"process:{self._name}:{key}"
         child = context.child()
+        tenant = NO_TENANT if context.tenant is None else context.tenant
         sent: list[str] = []
         for item in step.send:
             command, compensation = (
@@ -260,13 +262,13 @@ class ProcessManager(Generic[S, C]):
             await scheduler.schedule(
                 each.command, at=due, key=self._deadline_key(key, type(each.command)), context=child
             )
-            await self._await_deadline(key, type(each.command), due)
+            await self._await_deadline(key, tenant, type(each.command), due)
             sent.append(f"deadline {message_name(type(each.command), self._names)}")
         ending = step.complete or step.compensate
         cancelled = self._deadline_types if ending else step.cancel
         for deadline_type in cancelled:
-            await scheduler.cancel(self._deadline_key(key, deadline_type))
-        await self._forget_deadlines(key, cancelled)
+            await scheduler.cancel(self._deadline_key(key, deadline_type), context=child)
+        await self._forget_deadlines(key, tenant, cancelled)
         if step.compensate:
             sent += await self._compensate(compensations, chain, child)
         return sent
@@ -285,24 +287,25 @@ class ProcessManager(Generic[S, C]):
                 causation_id=context.causation_id,
                 principal=context.principal,
                 created_at=time.time(),
+                tenant=context.tenant,
             )
             await self._scheduler.schedule_envelope(envelope, ordering_key=chain)
             sent.append(f"compensation {stored['name']}")
         compensations.clear()
         return sent
 
-    async def _await_deadline(self, key: str, command_type: type, due: float) -> None:
+    async def _await_deadline(self, key: str, tenant: str, command_type: type, due: float) -> None:
         """Record that the instance waits for the deadline `command_type` at `due` (what finds it stuck)."""
         deadlines = self._tables.deadlines
         name = message_name(command_type, self._names)
         statement = (
             self._insert(deadlines)
-            .values(process=self._name, key=key, deadline=name, due_at=due)
+            .values(process=self._name, tenant=tenant, key=key, deadline=name, due_at=due)
             .on_conflict_do_update(index_elements=list(deadlines.primary_key.columns), set_={"due_at": due})
         )
         await self._database.session.execute(statement)
 
-    async def _forget_deadlines(self, key: str, command_types: Sequence[type]) -> None:
+    async def _forget_deadlines(self, key: str, tenant: str, command_types: Sequence[type]) -> None:
         """Drop the recorded deadlines `command_types` of the instance: taken, cancelled, or ended."""
         if not command_types:
             return
@@ -310,7 +313,10 @@ class ProcessManager(Generic[S, C]):
         names = [message_name(t, self._names) for t in command_types]
         await self._database.session.execute(
             sa.delete(deadlines).where(
-                deadlines.c.process == self._name, deadlines.c.key == key, deadlines.c.deadline.in_(names)
+                deadlines.c.process == self._name,
+                deadlines.c.tenant == tenant,
+                deadlines.c.key == key,
+                deadlines.c.deadline.in_(names),
             )
         )
 
@@ -329,17 +335,23 @@ class ProcessManager(Generic[S, C]):
         if envelope.key is None or not envelope.key.startswith(prefix):
             return
         key = envelope.key[len(prefix) :]
+        # The command carries the tenant of the step that sent it: the instance is that tenant's.
+        tenant = NO_TENANT if envelope.tenant is None else envelope.tenant
         log = self._logger.bind(process=self._name, key=key, message=envelope.name, reason=reason)
+        if envelope.tenant is not None:
+            log = log.bind(tenant=envelope.tenant)
         instances, schedule = self._tables.instances, schedule_table(self._schema)
+        this_instance = (
+            instances.c.process == self._name,
+            instances.c.tenant == tenant,
+            instances.c.key == key,
+        )
+        context = envelope.context().child()
         async with self._database.transaction() as session:
             if self._postgres:
-                lock = key_lock_id(self._schema, f"cqrskit.process:{self._name}:{key}")
+                lock = key_lock_id(self._schema, f"cqrskit.process:{self._name}:{tenant}:{key}")
                 await session.execute(sa.select(sa.func.pg_advisory_xact_lock(lock)))
-            row = (
-                await session.execute(
-                    sa.select(instances).where(instances.c.process == self._name, instances.c.key == key)
-                )
-            ).first()
+            row = (await session.execute(sa.select(instances).where(*this_instance))).first()
             if row is None or row.status != ProcessStatus.RUNNING:
                 log.warning("process_dead_letter_ignored", reason_ignored="no running instance")
                 return
@@ -347,24 +359,24 @@ class ProcessManager(Generic[S, C]):
             # never runs; its compensation is left out with the failed command's.
             unsent = await session.execute(
                 sa.delete(schedule)
-                .where(schedule.c.ordering_key == envelope.key, schedule.c.dead_at.is_(None))
+                .where(
+                    schedule.c.ordering_key == envelope.key,
+                    schedule.c.tenant == tenant,
+                    schedule.c.dead_at.is_(None),
+                )
                 .returning(schedule.c.message_id)
             )
             skipped = {envelope.message_id, *unsent.scalars()}
             compensations = [c for c in json.loads(row.compensations) if c.get("for") not in skipped]
             for deadline_type in self._deadline_types:
-                await self._scheduler.cancel(self._deadline_key(key, deadline_type))
-            await self._forget_deadlines(key, self._deadline_types)
-            sent = await self._compensate(compensations, envelope.key, envelope.context().child())
+                await self._scheduler.cancel(self._deadline_key(key, deadline_type), context=context)
+            await self._forget_deadlines(key, tenant, self._deadline_types)
+            sent = await self._compensate(compensations, envelope.key, context)
             now = time.time()
             status = ProcessStatus.COMPENSATED
             changed = await session.execute(
                 sa.update(instances)
-                .where(
-                    instances.c.process == self._name,
-                    instances.c.key == key,
-                    instances.c.version == row.version,
-                )
+                .where(*this_instance, instances.c.version == row.version)
                 .values(status=str(status), version=row.version + 1, compensations="[]", updated_at=now)
             )
             if not getattr(changed, "rowcount", 1):
@@ -373,6 +385,7 @@ class ProcessManager(Generic[S, C]):
                 sa.insert(self._tables.history).values(
                     process=self._name,
                     key=key,
+                    tenant=tenant,
                     version=row.version + 1,
                     message=f"dead letter {envelope.name}",
                     status=str(status),
@@ -385,13 +398,18 @@ class ProcessManager(Generic[S, C]):
     def _deadline_key(self, key: str, command_type: type) -> str:
         return f"process:{self._name}:{key}:deadline:{message_name(command_type, self._names)}"
 
-    async def instance(self, key: str) -> ProcessInstance[S] | None:
-        """Return the instance `key` with its state and history, or None when it never started."""
+    async def instance(self, key: str, *, tenant: str | None = None) -> ProcessInstance[S] | None:
+        """Return `tenant`'s instance `key` with its state and history, or None when it never started."""
         instances, history = self._tables.instances, self._tables.history
+        stored_tenant = NO_TENANT if tenant is None else tenant
         async with self._database.read_session() as session:
             row = (
                 await session.execute(
-                    sa.select(instances).where(instances.c.process == self._name, instances.c.key == key)
+                    sa.select(instances).where(
+                        instances.c.process == self._name,
+                        instances.c.tenant == stored_tenant,
+                        instances.c.key == key,
+                    )
                 )
             ).first()
             if row is None:
@@ -399,7 +417,11 @@ class ProcessManager(Generic[S, C]):
             steps = (
                 await session.execute(
                     sa.select(history)
-                    .where(history.c.process == self._name, history.c.key == key)
+                    .where(
+                        history.c.process == self._name,
+                        history.c.tenant == stored_tenant,
+                        history.c.key == key,
+                    )
                     .order_by(history.c.version)
                 )
             ).all()

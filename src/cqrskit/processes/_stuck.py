@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import attrs
 import sqlalchemy as sa
 
+from cqrskit.events._tables import NO_TENANT
 from cqrskit.processes._manager import ProcessStatus
 from cqrskit.processes._tables import process_tables
 
@@ -23,7 +24,7 @@ class StuckInstance:
 
     `last_step_at` is when it last took a step (its ``updated_at``), not after `due_at` by definition;
     times are UNIX times. `status` is always `ProcessStatus.RUNNING`: an ended instance waits for
-    nothing.
+    nothing. `tenant` is the instance's tenant, None for one started without a tenant.
     """
 
     process: str
@@ -32,6 +33,7 @@ class StuckInstance:
     deadline: str
     due_at: float
     last_step_at: float
+    tenant: str | None = None
 
 
 async def stuck_instances(
@@ -60,6 +62,7 @@ async def stuck_instances(
         sa.select(
             instances.c.process,
             instances.c.key,
+            instances.c.tenant,
             instances.c.status,
             instances.c.updated_at,
             deadlines.c.deadline,
@@ -67,7 +70,11 @@ async def stuck_instances(
         )
         .join(
             deadlines,
-            sa.and_(deadlines.c.process == instances.c.process, deadlines.c.key == instances.c.key),
+            sa.and_(
+                deadlines.c.process == instances.c.process,
+                deadlines.c.tenant == instances.c.tenant,
+                deadlines.c.key == instances.c.key,
+            ),
         )
         .where(
             instances.c.status == str(ProcessStatus.RUNNING),
@@ -80,12 +87,18 @@ async def stuck_instances(
         query = query.where(instances.c.process == process)
     async with database.read_session() as session:
         rows = (await session.execute(query)).all()
-    found: dict[tuple[str, str], StuckInstance] = {}
+    found: dict[tuple[str, str, str], StuckInstance] = {}
     for row in rows:
         found.setdefault(
-            (row.process, row.key),
+            (row.process, row.tenant, row.key),
             StuckInstance(
-                row.process, row.key, ProcessStatus(row.status), row.deadline, row.due_at, row.updated_at
+                row.process,
+                row.key,
+                ProcessStatus(row.status),
+                row.deadline,
+                row.due_at,
+                row.updated_at,
+                None if row.tenant == NO_TENANT else row.tenant,
             ),
         )
     return list(found.values())
