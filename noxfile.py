@@ -1,4 +1,4 @@
-"""Sessions: tests, lint, typing, docs, build, bench, demo, serve, check."""
+"""Sessions: tests, lint, typing, docs, build, bench, demo, serve, check, dashboard."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def tests(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """Run ruff's linter, check the formatting, and check the architecture (docs/architecture.md)."""
     session.install(*group("lint"))
-    paths = ["src", "tests", "typing_tests", "benchmarks", "examples", "noxfile.py"]
+    paths = ["src", "tests", "typing_tests", "benchmarks", "examples", "docs/_tools", "noxfile.py"]
     session.run("ruff", "check", *paths)
     session.run("ruff", "format", "--check", *paths)
     # Both read the source without importing it: src on the path is all they need, no extras.
@@ -84,6 +84,13 @@ def serve(session: nox.Session) -> None:
     session.install("-e", ALL_EXTRAS, *group("examples"))
     # The demo's bearer tokens and seeded users: without USERS_DEMO=1 the service accepts no token.
     session.run("python", "-m", "examples.users", *session.posargs, env={"USERS_DEMO": "1"})
+
+
+@nox.session(python=PYTHON)
+def dashboard(session: nox.Session) -> None:
+    """Draw docs/_static/grafana-cqrskit.png from the example's metrics (PostgreSQL, Redis, RabbitMQ)."""
+    session.install("-e", ALL_EXTRAS, *group("examples"), *group("dashboard"))
+    session.run("python", "-m", "docs._tools.dashboard", *session.posargs)
 
 
 @nox.session(python=PYTHON)

@@ -4,8 +4,10 @@
 starts the consumers first (their queues must exist before anything is published to them), then the
 relays; it says it is ready (a log line, a file, ``/readyz`` on an optional HTTP port), purges old
 outbox, inbox and idempotency rows on a schedule, and on SIGTERM or SIGINT stops taking messages,
-lets those in hand finish and be acknowledged, closes the connections and returns 0. A relay or
-consumer that ends on its own (a fatal error) makes it stop the rest and return 1.
+lets those in hand finish and be acknowledged, closes what it opened (the transports, the databases,
+every other singleton it built that can be closed, such as a Redis cache, and the container's
+resources) and returns 0. A relay or consumer that ends on its own (a fatal error) makes it stop the
+rest and return 1.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
+import inspect
 import json
 import logging
 import os
@@ -25,7 +29,7 @@ from typing import Any, TextIO, cast
 
 import attrs
 import structlog
-from dependency_injector import containers
+from dependency_injector import containers, providers
 
 from cqrskit._inspect import find_processes
 from cqrskit._loggable import loggable_exception
@@ -173,6 +177,7 @@ def _metrics_observer() -> Any:
 async def serve(container: containers.Container, options: ProcessOptions) -> int:  # noqa: PLR0912, PLR0915
     """Run the relays and consumers `options` names until a signal stops them; return the exit status."""
     log = structlog.get_logger("cqrskit.process")
+    built = _track_singletons(container)
     try:
         consumers = [_build_consumer(container, name, options) for name in options.consumers]
         relays = [_build_relay(container, name, options) for name in options.relays]
@@ -183,6 +188,7 @@ async def serve(container: containers.Container, options: ProcessOptions) -> int
                 raise _Fatal(f"provider {options.idempotency!r} does not give an Idempotency")  # noqa: TRY301
     except _Fatal as exc:
         log.error("process_not_started", reason=str(exc))  # noqa: TRY400 - a usage error: no traceback
+        await _close_opened(container, built, set(), log)
         return 2
 
     stop = asyncio.Event()
@@ -280,7 +286,8 @@ async def serve(container: containers.Container, options: ProcessOptions) -> int
         if server is not None:
             server.close()
             await server.wait_closed()
-        await _close(consumers, relays, log)
+        closed = await _close(consumers, relays, log)
+        await _close_opened(container, built, closed, log)
         log.info("process_stopped", failed=failed)
     return 1 if failed else 0
 
@@ -409,8 +416,8 @@ async def _clean_up(
         await asyncio.sleep(max(0.0, cleanup.interval - (time.monotonic() - started)))
 
 
-async def _close(consumers: Sequence[Consumer], relays: Sequence[OutboxRelay], log: Any) -> None:
-    """Close each transport and dispose of each database once."""
+async def _close(consumers: Sequence[Consumer], relays: Sequence[OutboxRelay], log: Any) -> set[int]:
+    """Close each transport and dispose of each database once; return the ids of what was closed."""
     closed: set[int] = set()
     components: list[Consumer | OutboxRelay] = [*consumers, *relays]
     for component in components:
@@ -422,6 +429,73 @@ async def _close(consumers: Sequence[Consumer], relays: Sequence[OutboxRelay], l
                 await getattr(resource, method)()
             except Exception as exc:  # noqa: BLE001 - logged; the process goes on
                 log.warning("close_failed", resource=repr(resource), **loggable_exception(exc))
+    return closed
+
+
+def _track_singletons(container: containers.Container) -> list[object]:
+    """Make every singleton provider of `container` note what it builds; return that list, in order.
+
+    Call it before anything is built. dependency-injector offers no public way to ask a singleton
+    provider whether it has built its object without building it, so each provider's factory is
+    wrapped (through the public `set_provides`) to append the object it returns; the provider still
+    keeps and shares it as before. `_close_opened` then closes exactly what this process built.
+    """
+    built: list[object] = []
+    for provider in container.traverse(types=[providers.BaseSingleton]):
+        factory = provider.provides
+        if factory is not None:
+            provider.set_provides(functools.partial(_noted, factory, built))
+    return built
+
+
+def _noted(factory: Callable[..., Any], built: list[object], *args: Any, **kwargs: Any) -> Any:
+    made = factory(*args, **kwargs)
+    if inspect.isawaitable(made):  # an async factory: note the object it gives, not the coroutine
+
+        async def noted() -> Any:
+            result = await made
+            built.append(result)
+            return result
+
+        return noted()
+    built.append(made)
+    return made
+
+
+_CLOSERS = ("aclose", "close", "dispose")
+"""The coroutine methods that close a singleton, in the order they are looked for."""
+
+
+async def _close_opened(
+    container: containers.Container, built: Sequence[object], closed: set[int], log: Any
+) -> None:
+    """Close what the process built and has not closed yet, last built first; then the resources.
+
+    A singleton is closed when it has a coroutine method ``aclose``, ``close`` or ``dispose`` (a
+    cache backend such as a Redis cache and its connection pool, a `Database`'s engine, a transport,
+    an HTTP client); those in `closed` were closed already. Then the container's
+    `providers.Resource` providers that were initialised are shut down (``shutdown_resources()``),
+    for what the container itself says how to close. A failure is logged and the rest still closed.
+    """
+    for made in reversed(built):
+        if id(made) in closed:
+            continue
+        method = next(
+            (m for name in _CLOSERS if inspect.iscoroutinefunction(m := getattr(made, name, None))), None
+        )
+        if method is None:
+            continue
+        closed.add(id(made))
+        try:
+            await method()
+        except Exception as exc:  # noqa: BLE001 - logged; the process goes on
+            log.warning("close_failed", resource=type(made).__qualname__, **loggable_exception(exc))
+    try:
+        shutting_down = container.shutdown_resources()
+        if inspect.isawaitable(shutting_down):
+            await shutting_down
+    except Exception as exc:  # noqa: BLE001 - logged; the process goes on
+        log.warning("close_failed", resource="resources", **loggable_exception(exc))
 
 
 def dead_letter_json(dead: DeadLetter) -> dict[str, object]:
