@@ -142,3 +142,34 @@ class TestDeadLetteredCommands:
         assert await world.manager.instance("o4") == ended
         assert ended is not None
         assert ended.status is ProcessStatus.COMPENSATED
+
+
+class TestTenants:
+    async def test_a_dead_letter_compensates_only_its_own_tenants_instance(self, world: World) -> None:
+        """Two tenants place order o5; acme's Ship fails for good: only acme's instance compensates.
+
+        globex's instance is started first, so a lookup by key alone would find it before acme's.
+        """
+        await world.manager.handle(OrderPlaced("o5"), Context(tenant="globex"))
+        await world.manager.handle(OrderPlaced("o5", fail="Ship"), Context(tenant="acme"))
+        await world.run_all()
+        acme = await world.manager.instance("o5", tenant="acme")
+        globex = await world.manager.instance("o5", tenant="globex")
+        assert acme is not None
+        assert globex is not None
+        assert acme.status is ProcessStatus.COMPENSATED
+        assert acme.history[-1].message == "dead letter Ship"
+        assert globex.status is ProcessStatus.RUNNING  # still waiting for its timeout, nothing undone
+        assert [e.message for e in globex.history] == ["OrderPlaced"]
+        assert sorted(await world.effects()) == sorted(
+            ["Reserve o5", "Charge o5", "Reserve o5", "Charge o5", "Ship o5", "Refund o5", "Release o5"]
+        )
+
+    async def test_stuck_instances_name_their_tenant(self, world: World) -> None:
+        """The same key in two tenants is two stuck instances, each with its tenant; no tenant is None."""
+        await world.manager.handle(OrderPlaced("o6"), Context(tenant="acme"))
+        await world.manager.handle(OrderPlaced("o6"), Context(tenant="globex"))
+        await world.manager.handle(OrderPlaced("o7"), Context())
+        await world.run_all()
+        stuck = await stuck_instances(world.database, now=time.time() + 7200)
+        assert sorted((s.key, s.tenant) for s in stuck) == [("o6", "acme"), ("o6", "globex"), ("o7", None)]
