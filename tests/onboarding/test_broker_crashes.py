@@ -30,12 +30,11 @@ from cqrskit.events._schedule_table import schedule_table
 from cqrskit.events._tables import event_tables
 from cqrskit.processes import ProcessStatus
 from tests.onboarding.broker_app import BrokerContainer, configured, create_tables, queue_names
+from tests.onboarding.outcome import ACTIVATED, USERS, assert_the_uncrashed_end
 
 pytestmark = [pytest.mark.postgres, pytest.mark.rabbitmq]
 
 ROOT = Path(__file__).resolve().parents[2]
-USERS = [f"u{n}" for n in range(6)]
-ACTIVATED = {"u0", "u2", "u4"}
 WITHIN = 120.0  # seconds: generous, the shared machine is slow at times
 
 
@@ -217,23 +216,7 @@ class TestBrokerCrashes:
 
         accounts = await table(container, handlers.accounts)
         tasks = await table(container, handlers.tasks)
-        for user in USERS:
-            instance = await container.onboarding().instance(user)
-            assert instance is not None
-            if user in ACTIVATED:
-                assert (instance.status, accounts[user], tasks[user]) == (
-                    ProcessStatus.COMPLETED,
-                    "active",
-                    "open",
-                )
-                assert [e.message for e in instance.history] == ["UserCreated", "UserActivated"]
-            else:
-                assert (instance.status, accounts[user], tasks[user]) == (
-                    ProcessStatus.COMPENSATED,
-                    "disabled",
-                    "cancelled",
-                )
-                assert [e.message for e in instance.history] == ["UserCreated", "ActivationDeadline"]
+        await assert_the_uncrashed_end(container.onboarding().instance, accounts, tasks)
         # Each command (and each event) taken once: one inbox row per message, none sent twice.
         assert await inbox_counts(stage) == EXPECTED_INBOX
         async with container.database().read_session() as session:

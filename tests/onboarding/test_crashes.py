@@ -18,10 +18,9 @@ from examples.onboarding.container import Container, create_tables
 from examples.onboarding.messages import ActivateUser, CreateUser
 
 from cqrskit.processes import ProcessStatus
+from tests.onboarding.outcome import ACTIVATED, USERS, assert_the_uncrashed_end
 
 ROOT = Path(__file__).resolve().parents[2]
-USERS = [f"u{n}" for n in range(6)]
-ACTIVATED = {"u0", "u2", "u4"}
 
 
 @pytest.fixture
@@ -91,23 +90,7 @@ class TestCrashes:
             )
             dead = await session.scalar(sa.text("SELECT count(*) FROM cqrskit_scheduled_commands"))
         assert dead == 0
-        for user in USERS:
-            instance = await app.onboarding().instance(user)
-            assert instance is not None
-            if user in ACTIVATED:
-                assert (instance.status, accounts[user], tasks[user]) == (
-                    ProcessStatus.COMPLETED,
-                    "active",
-                    "open",
-                )
-                assert [e.message for e in instance.history] == ["UserCreated", "UserActivated"]
-            else:
-                assert (instance.status, accounts[user], tasks[user]) == (
-                    ProcessStatus.COMPENSATED,
-                    "disabled",
-                    "cancelled",
-                )
-                assert [e.message for e in instance.history] == ["UserCreated", "ActivationDeadline"]
+        await assert_the_uncrashed_end(app.onboarding().instance, accounts, tasks)
         # Each sent command was applied once: one inbox row per scheduled message, none applied twice.
         async with app.database().read_session() as session:
             applied = (

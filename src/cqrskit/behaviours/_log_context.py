@@ -59,22 +59,16 @@ class DispatchIds:
         tenant: str | None = None,
     ) -> Any:
         """Bind the ids; return what `reset` needs to restore the previous values."""
-        if tenant is None:
-            return bind_contextvars(
-                operation_id=operation_id,
-                correlation_id=correlation_id,
-                causation_id=causation_id,
-                message_type=message_type,
-                principal_id=principal_id,
-            )
-        return bind_contextvars(
+        tokens = bind_contextvars(
             operation_id=operation_id,
             correlation_id=correlation_id,
             causation_id=causation_id,
             message_type=message_type,
             principal_id=principal_id,
-            tenant=tenant,
         )
+        if tenant is None:
+            return tokens
+        return {**tokens, **bind_contextvars(tenant=tenant)}
 
     def reset(self, tokens: Any) -> None:
         """Restore the values `bind` replaced."""

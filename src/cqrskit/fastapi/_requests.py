@@ -129,58 +129,36 @@ def context_dependency(
         if principal is not None:
             raise TypeError("give context_dependency a principal dependency or from_request, not both")
         read_principal = from_request
-        if tenant is not None:
-            read_tenant = tenant
 
-            async def request_context_direct_tenant(request: Request) -> Context:
-                caller = await read_principal(request)
-                return Context(
-                    principal=caller,
-                    correlation_id=correlation_id(request),
-                    idempotency_key=safe_id(request.headers.get(IDEMPOTENCY_KEY_HEADER)),
-                    tenant=await read_tenant(request, caller),
-                )
-
-            return request_context_direct_tenant
-
-        # The fast path: no tenant reader, nothing done per request beyond what a context needs.
         async def request_context_direct(request: Request) -> Context:
-            return Context(
-                principal=await read_principal(request),
-                correlation_id=correlation_id(request),
-                idempotency_key=safe_id(request.headers.get(IDEMPOTENCY_KEY_HEADER)),
-            )
+            return await _request_context(request, await read_principal(request), tenant)
 
         return request_context_direct
 
     principal_dependency = principal if principal is not None else _anonymous
-    if tenant is not None:
-        tenant_of = tenant
-
-        async def request_context_tenant(
-            request: Request,
-            caller: Annotated[Principal | None, Depends(principal_dependency)],
-        ) -> Context:
-            return Context(
-                principal=caller,
-                correlation_id=correlation_id(request),
-                idempotency_key=safe_id(request.headers.get(IDEMPOTENCY_KEY_HEADER)),
-                tenant=await tenant_of(request, caller),
-            )
-
-        return request_context_tenant
 
     async def request_context(
         request: Request,
         caller: Annotated[Principal | None, Depends(principal_dependency)],
     ) -> Context:
-        return Context(
-            principal=caller,
-            correlation_id=correlation_id(request),
-            idempotency_key=safe_id(request.headers.get(IDEMPOTENCY_KEY_HEADER)),
-        )
+        return await _request_context(request, caller, tenant)
 
     return request_context
+
+
+async def _request_context(
+    request: Request, caller: Principal | None, tenant: TenantReader | None
+) -> Context:
+    """Return the context of `request` for `caller`: its correlation id, idempotency key and tenant.
+
+    The one place a request's `Context` is built, whichever way `context_dependency` found the caller.
+    """
+    return Context(
+        principal=caller,
+        correlation_id=correlation_id(request),
+        idempotency_key=safe_id(request.headers.get(IDEMPOTENCY_KEY_HEADER)),
+        tenant=None if tenant is None else await tenant(request, caller),
+    )
 
 
 async def read_body(request: Request, *, max_bytes: int = DEFAULT_MAX_BODY_BYTES) -> bytes:

@@ -221,18 +221,7 @@ class ProcessManager(Generic[S, C]):
                 )
                 if not getattr(changed, "rowcount", 1):
                     raise ConflictError(f"process {self._name!r} instance {key!r} moved on meanwhile")
-            await session.execute(
-                sa.insert(self._tables.history).values(
-                    process=self._name,
-                    key=key,
-                    tenant=tenant,
-                    version=version,
-                    message=type(message).__name__,
-                    status=str(status),
-                    sent=json.dumps(sent),
-                    at=now,
-                )
-            )
+            await self._record(session, key, tenant, version, type(message).__name__, status, sent, now)
             log.debug("process_step", version=version, status=str(status), sent=sent)
 
     async def _apply(
@@ -381,19 +370,35 @@ class ProcessManager(Generic[S, C]):
             )
             if not getattr(changed, "rowcount", 1):
                 raise ConflictError(f"process {self._name!r} instance {key!r} moved on meanwhile")
-            await session.execute(
-                sa.insert(self._tables.history).values(
-                    process=self._name,
-                    key=key,
-                    tenant=tenant,
-                    version=row.version + 1,
-                    message=f"dead letter {envelope.name}",
-                    status=str(status),
-                    sent=json.dumps(sent),
-                    at=now,
-                )
+            await self._record(
+                session, key, tenant, row.version + 1, f"dead letter {envelope.name}", status, sent, now
             )
             log.warning("process_compensating_dead_letter", version=row.version + 1, sent=sent)
+
+    async def _record(  # noqa: PLR0917 - one history row's columns
+        self,
+        session: Any,
+        key: str,
+        tenant: str,
+        version: int,
+        message: str,
+        status: ProcessStatus,
+        sent: list[str],
+        at: float,
+    ) -> None:
+        """Add the history row of the instance's step `version`: what moved it, its status, what it sent."""
+        await session.execute(
+            sa.insert(self._tables.history).values(
+                process=self._name,
+                key=key,
+                tenant=tenant,
+                version=version,
+                message=message,
+                status=str(status),
+                sent=json.dumps(sent),
+                at=at,
+            )
+        )
 
     def _deadline_key(self, key: str, command_type: type) -> str:
         return f"process:{self._name}:{key}:deadline:{message_name(command_type, self._names)}"
