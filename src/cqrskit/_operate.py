@@ -191,6 +191,17 @@ async def serve(container: containers.Container, options: ProcessOptions) -> int
         await _close_opened(container, built, set(), log)
         return 2
 
+    if not options.create_tables:
+        missing = await _missing_tables([*consumers, *relays], log)
+        if missing:
+            log.error(  # a deployment error: no traceback, and no loop failing on every pass
+                "process_not_started",
+                reason=f"the database has no {', '.join(missing)}: create cqrskit's tables before starting "
+                "(--create-tables, or create_tables() of the relay or consumer when you deploy)",
+            )
+            await _close_opened(container, built, set(), log)
+            return 2
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -290,6 +301,23 @@ async def serve(container: containers.Container, options: ProcessOptions) -> int
         await _close_opened(container, built, closed, log)
         log.info("process_stopped", failed=failed)
     return 1 if failed else 0
+
+
+async def _missing_tables(components: Sequence[Consumer | OutboxRelay], log: Any) -> list[str]:
+    """Return the event tables the components need and their databases lack.
+
+    A database that cannot be reached now is not a reason to refuse to start: the components retry,
+    and readiness says what is down. So a failed look is logged and counts as nothing missing.
+    """
+    missing: list[str] = []
+    for component in components:
+        try:
+            lacking = await component.missing_tables()
+        except Exception as exc:  # noqa: BLE001 - logged, see loggable_exception
+            log.warning("table_check_failed", **loggable_exception(exc))
+            continue
+        missing.extend(name for name in lacking if name not in missing)
+    return missing
 
 
 class _Stopped(Exception):  # noqa: N818 - a component ended before it started

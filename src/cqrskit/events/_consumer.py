@@ -26,7 +26,13 @@ from cqrskit.events._dead_letter_hooks import DeadLetterHook, report_dead_letter
 from cqrskit.events._envelope import Envelope, open_envelope
 from cqrskit.events._event import Event
 from cqrskit.events._observer import NO_OBSERVER, Observer
-from cqrskit.events._tables import create_event_tables, event_tables, insert_for, purge_in_batches
+from cqrskit.events._tables import (
+    create_event_tables,
+    event_tables,
+    insert_for,
+    missing_event_tables,
+    purge_in_batches,
+)
 from cqrskit.events._trace import consume_span
 from cqrskit.events._transport import Delivery
 
@@ -207,6 +213,10 @@ class Consumer:
     async def create_tables(self) -> None:
         """Create the inbox (and the other event tables) in this consumer's schema."""
         await create_event_tables(self._database, self._schema)
+
+    async def missing_tables(self) -> list[str]:
+        """Return the names of the event tables this consumer's schema lacks (empty: ready to run)."""
+        return await missing_event_tables(self._database, self._schema)
 
     async def purge_inbox(self, older_than: float = 7 * 24 * 3600.0, *, batch_size: int | None = None) -> int:
         """Delete inbox rows older than `older_than` seconds; return how many.

@@ -17,7 +17,13 @@ from cqrskit._loggable import loggable_exception
 from cqrskit._logs import library_logger
 from cqrskit.events._envelope import Envelope
 from cqrskit.events._observer import NO_OBSERVER, Observer
-from cqrskit.events._tables import UNORDERED, create_event_tables, event_tables, purge_in_batches
+from cqrskit.events._tables import (
+    UNORDERED,
+    create_event_tables,
+    event_tables,
+    missing_event_tables,
+    purge_in_batches,
+)
 from cqrskit.events._trace import publish_span
 
 if TYPE_CHECKING:
@@ -114,6 +120,10 @@ class OutboxRelay:
     async def create_tables(self) -> None:
         """Create the outbox (and the other event tables) in this relay's schema."""
         await create_event_tables(self._database, self._schema)
+
+    async def missing_tables(self) -> list[str]:
+        """Return the names of the event tables this relay's schema lacks (empty: ready to run)."""
+        return await missing_event_tables(self._database, self._schema)
 
     async def purge(self, older_than: float = 7 * 24 * 3600.0, *, batch_size: int | None = None) -> int:
         """Delete rows published more than `older_than` seconds ago; return how many.

@@ -24,6 +24,7 @@ __all__ = [
     "create_event_tables",
     "event_tables",
     "insert_for",
+    "missing_event_tables",
     "partition_of",
     "purge_in_batches",
 ]
@@ -170,6 +171,22 @@ async def create_event_tables(database: Database, schema: str | None = None) -> 
             await connection.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
         await connection.run_sync(tables.outbox.metadata.create_all)
         await connection.run_sync(add_tenant_columns, [tables.inbox, tables.idempotency])
+
+
+async def missing_event_tables(database: Database, schema: str | None = None) -> list[str]:
+    """Return the names of the event tables `schema` lacks, in the order `create_event_tables` makes them.
+
+    Empty when they are all there. It reads the database's catalogue and changes nothing.
+    """
+    tables = event_tables(schema)
+    wanted = (tables.outbox, tables.inbox, tables.idempotency, tables.dead_letters)
+
+    def absent(connection: sa.Connection) -> list[str]:
+        inspector = sa.inspect(connection)
+        return [table.name for table in wanted if not inspector.has_table(table.name, schema=schema)]
+
+    async with database.engine.connect() as connection:
+        return await connection.run_sync(absent)
 
 
 async def purge_in_batches(

@@ -67,6 +67,17 @@ async def test_a_missing_provider_exits_with_status_2(stage: Stage) -> None:
     assert "no provider named 'nothing'" in done.stderr
 
 
+async def test_missing_tables_exit_with_status_2_and_name_them(stage: Stage) -> None:
+    """Started on a schema without its inbox: one line naming the table and the fix, status 2, no loop."""
+    async with stage.database.engine.begin() as connection:
+        await connection.execute(sa.text(f'DROP TABLE "{stage.name}".cqrskit_inbox'))
+    done = stage.run("consume", "tests.integration.operate.app:Container")
+    assert done.returncode == 2, done.stderr
+    assert "the database has no cqrskit_inbox: create cqrskit's tables before starting" in done.stderr
+    assert '"exception"' not in done.stderr  # a deployment error, not a traceback per pass
+    assert '"event": "process_ready"' not in done.stderr
+
+
 async def test_a_fatal_error_exits_non_zero(stage: Stage) -> None:
     """A consumer that cannot reach its broker ends the process with status 1."""
     done = stage.run(
