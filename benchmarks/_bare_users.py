@@ -58,12 +58,14 @@ def create_app() -> FastAPI:  # noqa: PLR0915 - the whole hand-written app, on p
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.configure_logging:
             configure_logging(settings)
-        await create_tables(engine)
-        from examples.users.app import seed_demo_users
+        from examples.users.app import prepare_database, seed_demo_users
         from examples.users.container import Container
 
+        # The demo users are seeded through the example's own container, which records a UserCreated
+        # for each in its outbox: the same tables as the example, so both apps start from one state.
         container = Container()
         try:
+            await prepare_database(container)
             await seed_demo_users(container)
         finally:
             await container.database().dispose()

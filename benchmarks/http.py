@@ -47,6 +47,7 @@ def serve(target: str, directory: Path) -> Iterator[int]:
         "USERS_DATABASE_URL": f"sqlite+aiosqlite:///{directory / (target.split('.', maxsplit=1)[0] + '.db')}",
         "USERS_SCRYPT_N": "1024",
         "USERS_LOG_LEVEL": "warning",
+        "USERS_DEMO": "1",  # the load sends the demo's bearer tokens and reads its seeded users
         "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
     }
     env.pop("USERS_REDIS_URL", None)

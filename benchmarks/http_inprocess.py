@@ -46,6 +46,7 @@ def _environment(directory: Path, name: str) -> None:
     os.environ["USERS_DATABASE_URL"] = f"sqlite+aiosqlite:///{directory / (name + '.db')}"
     os.environ["USERS_SCRYPT_N"] = "1024"
     os.environ["USERS_LOG_LEVEL"] = "warning"
+    os.environ["USERS_DEMO"] = "1"  # the requests send the demo's bearer tokens and read its seeded users
     os.environ.pop("USERS_REDIS_URL", None)
     os.environ.pop("USERS_RABBITMQ_URL", None)
     os.environ.pop("USERS_BROKER_URL", None)
