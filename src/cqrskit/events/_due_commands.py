@@ -12,8 +12,6 @@ written with the effect makes it applied once.
 from __future__ import annotations
 
 import abc
-import asyncio
-import contextlib
 import json
 import random
 import time
@@ -31,6 +29,7 @@ from cqrskit._status import OperationStatus
 from cqrskit.events._dead_letter_hooks import DeadLetterHook, report_dead_letter
 from cqrskit.events._envelope import Envelope, open_envelope
 from cqrskit.events._event import message_name
+from cqrskit.events._polling import PollingLoop
 from cqrskit.events._schedule_table import create_schedule_table, schedule_table
 from cqrskit.events._tables import event_tables, insert_for, partition_of
 
@@ -67,12 +66,8 @@ class _DueLoop(abc.ABC):
         self._table = schedule_table(scheduler.schema)
         self._postgres = self._database.dialect_name == "postgresql"
         self._batch_size = batch_size
-        self._poll_interval = poll_interval
-        self._error_backoff = error_backoff
         self._logger = logger if logger is not None else library_logger("cqrskit.events")
-        self._stopping = asyncio.Event()
-        self._wake = asyncio.Event()
-        self._started = asyncio.Event()
+        self._loop = PollingLoop(poll_interval, error_backoff)
         scheduler.when_due_soon(self.wake)
 
     async def create_tables(self) -> None:
@@ -81,38 +76,22 @@ class _DueLoop(abc.ABC):
 
     async def started(self) -> None:
         """Wait until `run` has started its first pass."""
-        await self._started.wait()
+        await self._loop.started()
 
     def stop(self) -> None:
         """Ask `run` to return after the batch in hand."""
-        self._stopping.set()
-        self._wake.set()
+        self._loop.stop()
 
     def wake(self) -> None:
         """Start the next pass now instead of after the poll interval."""
-        self._wake.set()
+        self._loop.wake()
 
     async def run(self) -> None:
         """Take due commands until `stop` is called; a database error is logged and retried later."""
-        self._stopping.clear()
-        self._started.set()
-        try:
-            while not self._stopping.is_set():
-                self._wake.clear()
-                try:
-                    taken = await self.run_once()
-                except Exception as exc:  # noqa: BLE001 - logged, see loggable_exception
-                    self._logger.error("scheduled_commands_failed", **loggable_exception(exc))  # noqa: TRY400 - loggable_exception
-                    await self._sleep(self._error_backoff)
-                    continue
-                if taken == 0:
-                    await self._sleep(self._poll_interval)
-        finally:
-            self._started.clear()
+        await self._loop.run(self.run_once, self._pass_failed)
 
-    async def _sleep(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), seconds)
+    def _pass_failed(self, exc: Exception) -> None:
+        self._logger.error("scheduled_commands_failed", **loggable_exception(exc))
 
     async def run_once(self) -> int:
         """Take one batch of due commands; return how many rows were taken."""

@@ -17,6 +17,7 @@ from cqrskit._loggable import loggable_exception
 from cqrskit._logs import library_logger
 from cqrskit.events._envelope import Envelope
 from cqrskit.events._observer import NO_OBSERVER, Observer
+from cqrskit.events._polling import PollingLoop
 from cqrskit.events._tables import (
     UNORDERED,
     create_event_tables,
@@ -77,12 +78,8 @@ class OutboxRelay:
         self._tables = event_tables(schema)
         self._postgres = database.dialect_name == "postgresql"
         self._batch_size = batch_size
-        self._poll_interval = poll_interval
-        self._error_backoff = error_backoff
         self._logger = logger if logger is not None else library_logger("cqrskit.events")
-        self._stopping = asyncio.Event()
-        self._wake = asyncio.Event()
-        self._started = asyncio.Event()
+        self._loop = PollingLoop(poll_interval, error_backoff)
         self._observer = observer if observer is not None else NO_OBSERVER
         self._last_pass: float | None = None
 
@@ -140,16 +137,15 @@ class OutboxRelay:
 
     async def started(self) -> None:
         """Wait until `run` is listening for notifications (PostgreSQL) and about to make its first pass."""
-        await self._started.wait()
+        await self._loop.started()
 
     def stop(self) -> None:
         """Ask `run` to return after the batch in hand."""
-        self._stopping.set()
-        self._wake.set()
+        self._loop.stop()
 
     def wake(self) -> None:
         """Start the next pass now instead of after the poll interval."""
-        self._wake.set()
+        self._loop.wake()
 
     async def run(self) -> None:
         """Relay until `stop` is called; a broker or database error is logged and retried later.
@@ -157,24 +153,16 @@ class OutboxRelay:
         On PostgreSQL the relay also LISTENs for the notification `OutboxPublisher` sends when a
         transaction with events commits, and starts a pass at once instead of at the next poll.
         """
-        self._stopping.clear()
-        async with contextlib.AsyncExitStack() as stack:
-            if self._postgres:
-                await stack.enter_async_context(self._listening())
-            self._started.set()
-            stack.callback(self._started.clear)
-            while not self._stopping.is_set():
-                self._wake.clear()  # a notification from now on starts another pass
-                try:
-                    moved = await self.relay_once()
-                except Exception as exc:  # noqa: BLE001 - logged, see loggable_exception
-                    self._logger.error("outbox_relay_failed", **loggable_exception(exc))  # noqa: TRY400 - the traceback comes from loggable_exception
-                    self._observer.publish_failed()
-                    await self._sleep(self._error_backoff)
-                    continue
-                self._last_pass = time.time()
-                if moved == 0:
-                    await self._sleep(self._poll_interval)
+        await self._loop.run(self._pass, self._failed, self._listening() if self._postgres else None)
+
+    async def _pass(self) -> int:
+        moved = await self.relay_once()
+        self._last_pass = time.time()
+        return moved
+
+    def _failed(self, exc: Exception) -> None:
+        self._logger.error("outbox_relay_failed", **loggable_exception(exc))
+        self._observer.publish_failed()
 
     @contextlib.asynccontextmanager
     async def _listening(self) -> AsyncIterator[None]:
@@ -182,7 +170,7 @@ class OutboxRelay:
         channel = self._tables.notify_channel
 
         def notified(*_: object) -> None:
-            self._wake.set()
+            self._loop.wake()
 
         try:
             connection = await self._database.engine.connect()
@@ -198,10 +186,6 @@ class OutboxRelay:
             # Shielded: a relay cancelled while it stops must still hand its connection back.
             await asyncio.shield(_unlisten(connection, raw, channel, notified))
 
-    async def _sleep(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), seconds)
-
     async def relay_once(self) -> int:
         """Make one pass over every partition with pending rows; return how many rows were published."""
         outbox = self._tables.outbox
@@ -211,7 +195,7 @@ class OutboxRelay:
         random.shuffle(pending)  # relays starting together spread over the partitions
         moved = 0
         for partition in pending:
-            if self._stopping.is_set():
+            if self._loop.stopping:
                 break
             moved += await self._relay_partition(partition)
         return moved
