@@ -23,7 +23,7 @@ import structlog
 from aiocache import SimpleMemoryCache
 from examples.users.logs import configure_logging
 from examples.users.messages import _new_user_errors
-from examples.users.models import UserRow, UserStatsRow, create_tables
+from examples.users.models import UserRow, UserStatsRow
 from examples.users.passwords import PasswordHasher
 from examples.users.repositories import to_dto
 from examples.users.settings import Settings
