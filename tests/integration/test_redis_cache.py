@@ -6,7 +6,7 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,24 +47,6 @@ INVALIDATOR = Path(__file__).with_name("cache_invalidator.py")
 async def drop_keys(redis_url: str, namespace: str) -> None:
     """Delete every key under `namespace` (this test's own)."""
     await services.drop_redis_keys(redis_url, f"{namespace}:")
-
-
-@pytest.fixture
-async def caches(redis_url: str, unique_name: str) -> AsyncIterator[Callable[[], CacheBackend]]:
-    """Makes Redis caches under this test's own namespace; deletes its keys afterwards, also on failure."""
-    made: list[CacheBackend] = []
-
-    def make() -> CacheBackend:
-        cache = redis_cache(redis_url, namespace=unique_name)
-        made.append(cache)
-        return cache
-
-    try:
-        yield make
-    finally:
-        for cache in made:
-            await cache.close()
-        await drop_keys(redis_url, unique_name)
 
 
 class Process:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import attrs
 import pytest
 
 from cqrskit import Context, Query, QueryBus
-from cqrskit.caching import CacheBackend, CachePolicy, QueryCache, redis_cache
-from tests import services
+from cqrskit.caching import CacheBackend, CachePolicy, QueryCache
 from tests.integration.test_redis_cache import invalidate_in_another_process
 
 pytestmark = pytest.mark.redis
@@ -44,23 +43,6 @@ def by_author(query: GetArticle, article: ArticleDto) -> Iterable[tuple[str, str
 
 
 POLICY = CachePolicy[GetArticle](ttl=60, tags=lambda q: [("article", q.article_id)], result_tags=by_author)
-
-
-@pytest.fixture
-async def caches(redis_url: str, unique_name: str) -> AsyncIterator[Callable[[], CacheBackend]]:
-    made: list[CacheBackend] = []
-
-    def make() -> CacheBackend:
-        cache = redis_cache(redis_url, namespace=unique_name)
-        made.append(cache)
-        return cache
-
-    try:
-        yield make
-    finally:
-        for cache in made:
-            await cache.close()
-        await services.drop_redis_keys(redis_url, f"{unique_name}:")
 
 
 async def hit(bus: QueryBus, article_id: str) -> bool:
